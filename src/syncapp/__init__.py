@@ -1,0 +1,3 @@
+"""Sync App: keeps a Shopify store, eManageCRM and CTRwow in sync."""
+
+__version__ = "0.1.0"

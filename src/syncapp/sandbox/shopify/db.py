@@ -1,0 +1,88 @@
+"""The Shopify sandbox's state: one SQLite file, so a restarted sandbox is the same shop.
+
+Every module that keeps state declares its tables with :func:`register_schema` at import
+time; :class:`SandboxDB` creates them all on open. Access goes through
+:meth:`SandboxDB.transaction`, which serialises writers (SQLite allows one anyway) and commits
+or rolls back as a unit, so a state change and the webhook it fires are recorded together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+_SCHEMAS: list[str] = []
+
+
+def register_schema(ddl: str) -> None:
+    """Declare tables (``CREATE TABLE IF NOT EXISTS …``) created when a database opens."""
+    if ddl not in _SCHEMAS:
+        _SCHEMAS.append(ddl)
+
+
+register_schema(
+    """
+    CREATE TABLE IF NOT EXISTS shops (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        domain TEXT NOT NULL UNIQUE,          -- demo.myshopify.com
+        name TEXT NOT NULL,
+        email TEXT NOT NULL,
+        currency_code TEXT NOT NULL DEFAULT 'USD',
+        plan_name TEXT NOT NULL DEFAULT 'Standard',  -- Standard | Advanced | Plus | Enterprise
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS webhook_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        shop_domain TEXT NOT NULL,
+        topic TEXT NOT NULL,                  -- products/update
+        event_id TEXT NOT NULL,               -- one per underlying event
+        payload TEXT NOT NULL,                -- REST-shaped JSON, as Shopify sends it
+        triggered_at TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """
+)
+
+
+def utcnow_iso() -> str:
+    """Shopify-style timestamp with seconds precision and an explicit offset."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class SandboxDB:
+    """A single SQLite connection shared by the sandbox's handlers, guarded by a lock."""
+
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        for ddl in _SCHEMAS:
+            self._conn.executescript(ddl)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block as one transaction; nested calls join the outer one."""
+        with self._lock:
+            if self._conn.in_transaction:
+                yield self._conn
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
