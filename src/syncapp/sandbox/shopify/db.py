@@ -33,6 +33,7 @@ register_schema(
         email TEXT NOT NULL,
         currency_code TEXT NOT NULL DEFAULT 'USD',
         plan_name TEXT NOT NULL DEFAULT 'Standard',  -- Standard | Advanced | Plus | Enterprise
+        app_installed INTEGER NOT NULL DEFAULT 1,   -- webhooks go only to shops with the app
         created_at TEXT NOT NULL
     );
     CREATE TABLE IF NOT EXISTS webhook_outbox (
