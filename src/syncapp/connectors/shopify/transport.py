@@ -17,9 +17,7 @@ def _rewrite(request: httpx.Request, target: httpx.URL) -> None:
     if not host.endswith(_SHOP_SUFFIX):
         return
     request.headers["Host"] = host
-    request.url = request.url.copy_with(
-        scheme=target.scheme, host=target.host, port=target.port
-    )
+    request.url = request.url.copy_with(scheme=target.scheme, host=target.host, port=target.port)
 
 
 class ShopifyRedirectTransport(httpx.BaseTransport):

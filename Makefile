@@ -1,0 +1,54 @@
+# Two commands matter: `make run` (the whole system, embedded) and `make test` (everything CI runs).
+# Both bootstrap from a fresh clone: uv (if missing), the virtualenv, the locked dependencies.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := .tools/bin/uv
+endif
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: run test check format lint types pytest migrate token bench-ingest clean
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+## The whole system on the embedded default: SQLite, sandboxes, demo shop. Ctrl-C stops it.
+run: $(VENV)/.synced
+	$(BIN)/syncapp run
+
+## Format check, lint, types, then the whole test suite.
+test: check pytest
+
+check: $(VENV)/.synced
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+pytest: $(VENV)/.synced
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+format: $(VENV)/.synced
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+migrate: $(VENV)/.synced
+	$(BIN)/syncapp db upgrade
+
+## An Admin API access token of the Shopify sandbox for demo.myshopify.com.
+token: $(VENV)/.synced
+	@$(BIN)/syncapp sandbox shopify token demo
+
+bench-ingest: $(VENV)/.synced
+	$(BIN)/python benchmarks/ingest/run.py
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,149 @@
+"""``syncapp``: the operator's command line (typer).
+
+syncapp run                          everything, embedded: migrations, app, sandboxes, demo data
+syncapp serve                        the web service only
+syncapp db upgrade | check           migrations
+syncapp vault new-key | rotate       encryption keys of the credential vault
+syncapp sandbox shopify serve        the local Shopify
+syncapp sandbox shopify token SHOP   an Admin API token of the sandbox, for scripts
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from cryptography.fernet import Fernet
+from rich.console import Console
+
+from syncapp.config import Settings, ensure_embedded_secrets, load_settings
+from syncapp.errors import SyncAppError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
+vault_app = typer.Typer(no_args_is_help=True, help="Keys of the credential vault.")
+sandbox_app = typer.Typer(no_args_is_help=True, help="Local stand-ins for external systems.")
+shopify_sandbox_app = typer.Typer(no_args_is_help=True, help="The local Shopify.")
+app.add_typer(db_app, name="db")
+app.add_typer(vault_app, name="vault")
+app.add_typer(sandbox_app, name="sandbox")
+sandbox_app.add_typer(shopify_sandbox_app, name="shopify")
+
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return ensure_embedded_secrets(load_settings())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to SYNCAPP_DATABASE_URL."""
+    from syncapp.store.db import make_engine
+    from syncapp.store.migrate import upgrade
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    err.print(f"database at {settings.masked_database_url} is up to date")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Fail when the models and the migrations disagree."""
+    from syncapp.store.db import make_engine
+    from syncapp.store.migrate import model_differences
+
+    engine = make_engine(_settings().database_url)
+    diffs = model_differences(engine)
+    engine.dispose()
+    if diffs:
+        err.print("models and migrations disagree:", *diffs, sep="\n  ")
+        raise typer.Exit(1)
+    err.print("models and migrations agree")
+
+
+@vault_app.command("new-key")
+def vault_new_key() -> None:
+    """Print a new key; put it first in SYNCAPP_SECRET_KEY, then run `syncapp vault rotate`."""
+    print(Fernet.generate_key().decode())
+
+
+@vault_app.command("rotate")
+def vault_rotate() -> None:
+    """Re-encrypt every stored credential under the newest key of SYNCAPP_SECRET_KEY."""
+    from syncapp.store.db import make_engine, make_session_factory
+    from syncapp.store.vault import Vault, rotate_all
+
+    settings = _settings()
+    assert settings.secret_key is not None
+    vault = Vault(settings.secret_key.get_secret_value())
+    engine = make_engine(settings.database_url)
+    with make_session_factory(engine).begin() as session:
+        changed = rotate_all(session, vault)
+    engine.dispose()
+    err.print(f"re-encrypted {changed} credential(s) under the newest key")
+
+
+@app.command("serve")
+def serve() -> None:
+    """Run the web service (migrations must be applied)."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "syncapp.web.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.web_workers,
+        access_log=False,
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@shopify_sandbox_app.command("serve")
+def sandbox_shopify_serve(
+    seed: Annotated[
+        list[str] | None, typer.Option(help="shop to create and seed with demo products")
+    ] = None,
+) -> None:
+    """Run the local Shopify on SYNCAPP_SANDBOX_SHOPIFY_PORT."""
+    from syncapp.sandbox_runner import serve_shopify_sandbox
+
+    serve_shopify_sandbox(_settings(), seed_shops=seed or [])
+
+
+@shopify_sandbox_app.command("token")
+def sandbox_shopify_token(shop: str) -> None:
+    """Print an Admin API access token for SHOP (`demo` or `demo.myshopify.com`)."""
+    from syncapp.sandbox_runner import sandbox_custom_token
+
+    print(sandbox_custom_token(_settings(), shop))
+
+
+@app.command("run")
+def run() -> None:
+    """Start the whole system on the embedded default and stop it all on Ctrl-C."""
+    from syncapp.supervisor import run_embedded
+
+    sys.exit(run_embedded(_settings()))
+
+
+def main() -> None:
+    try:
+        app()
+    except SyncAppError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Settings: parsed once at start from ``SYNCAPP_*`` environment variables, passed explicitly.
+
+The defaults are the embedded mode (``make run``): SQLite under ``./var/``, the local
+sandboxes on, the app on port 8000 and the Shopify sandbox on 8100. Production sets
+``SYNCAPP_ENV=production``, a PostgreSQL ``SYNCAPP_DATABASE_URL``, real Shopify credentials
+and ``SYNCAPP_SECRET_KEY``; then no secret is ever generated and a missing one is an error.
+Every field is documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from syncapp.errors import ConfigError
+
+ENV_PREFIX = "SYNCAPP_"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+APP_TOML = PROJECT_ROOT / "shopify.app.toml"
+
+
+def _toml_client_id() -> str:
+    try:
+        return str(tomllib.loads(APP_TOML.read_text(encoding="utf-8"))["client_id"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return ""
+
+
+class Settings(BaseSettings):
+    """All configuration of the app. Field ``x`` is set by the variable ``SYNCAPP_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=None, extra="ignore", validate_default=True
+    )
+
+    env: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str = Field(default="", repr=False)
+    secret_key: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = ""
+    web_workers: int = Field(default=1, ge=1, le=64)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    shopify_client_id: str = Field(default_factory=_toml_client_id)
+    shopify_client_secret: SecretStr | None = None
+    shopify_old_client_secret: SecretStr | None = None
+    shopify_api_version: str = "2026-10"
+    shopify_app_toml: Path = APP_TOML
+    # Where https://<shop>.myshopify.com is served; empty means the real Shopify.
+    shopify_base_url: str = ""
+
+    sandbox: bool = True
+    sandbox_shopify_port: int = Field(default=8100, ge=1, le=65535)
+    sandbox_seed_products: int = Field(default=50, ge=0)
+
+    webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    ingest_batch_size: int = Field(default=256, ge=1, le=4096)
+
+    @field_validator("shopify_api_version")
+    @classmethod
+    def _api_version_shape(cls, value: str) -> str:
+        year, _, month = value.partition("-")
+        if not (year.isdigit() and month in {"01", "04", "07", "10"}):
+            raise ValueError("must be a Shopify API version such as 2026-10")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: str) -> str:
+        if value:
+            try:
+                url = make_url(value)
+            except Exception as exc:
+                raise ValueError(f"not a database URL ({exc})") from None
+            if url.get_backend_name() not in {"sqlite", "postgresql"}:
+                raise ValueError("only sqlite:// and postgresql:// URLs are supported")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'syncapp.db'}"
+        if not self.public_url:
+            self.public_url = f"http://{self.host}:{self.port}"
+        if self.sandbox and not self.shopify_base_url:
+            self.shopify_base_url = f"http://127.0.0.1:{self.sandbox_shopify_port}"
+        if self.env == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("SECRET_KEY", self.secret_key),
+                    ("SHOPIFY_CLIENT_SECRET", self.shopify_client_secret),
+                )
+                if value is None
+            ]
+            if missing:
+                names = ", ".join(ENV_PREFIX + m for m in missing)
+                raise ValueError(f"{names} must be set in production")
+            if self.sandbox:
+                raise ValueError("SYNCAPP_SANDBOX must be false in production")
+        return self
+
+    @property
+    def masked_database_url(self) -> str:
+        """The database URL with its password hidden, safe for logs."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    def __repr_args__(self) -> Any:
+        yield from super().__repr_args__()
+        yield "database_url", self.masked_database_url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and ``overrides``); errors name the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            variable = ENV_PREFIX + field.upper() if err["loc"] else "SYNCAPP_*"
+            problems.append(f"{variable}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+def _read_or_create(path: Path, make: Any) -> str:
+    """Read a generated secret from ``path``, creating it (mode 0600) on first use."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = str(make())
+    fd = path.open("x", encoding="utf-8")
+    with fd:
+        path.chmod(0o600)
+        fd.write(value + "\n")
+    return value
+
+
+def ensure_embedded_secrets(settings: Settings) -> Settings:
+    """In embedded mode, generate the vault key and a development Shopify secret into data_dir.
+
+    Production never gets here with a missing secret (the validator refuses it), so nothing is
+    generated where a real key is expected.
+    """
+    updates: dict[str, Any] = {}
+    if settings.secret_key is None:
+        key = _read_or_create(
+            settings.data_dir / "secret.key", lambda: Fernet.generate_key().decode()
+        )
+        updates["secret_key"] = SecretStr(key)
+    if settings.shopify_client_secret is None:
+        secret = _read_or_create(
+            settings.data_dir / "shopify_client_secret", lambda: secrets.token_hex(32)
+        )
+        updates["shopify_client_secret"] = SecretStr(secret)
+    return settings.model_copy(update=updates) if updates else settings

@@ -1,0 +1,133 @@
+"""``make run``: the whole system on the embedded default, in child processes.
+
+Migrates the database, starts the Shopify sandbox (seeding ``demo.myshopify.com``) and the
+app, waits until each answers ``/healthz``, prints every URL, and on Ctrl-C (or SIGTERM)
+stops them all: SIGTERM first, SIGKILL for a child that has not exited after 10 s. If any
+child dies, the others are stopped too and the exit code says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+from rich.console import Console
+
+from syncapp.config import Settings
+from syncapp.store.db import make_engine
+from syncapp.store.migrate import upgrade
+
+console = Console(stderr=True)
+DEMO_SHOP = "demo.myshopify.com"
+
+
+@dataclass
+class Child:
+    name: str
+    health_url: str
+    process: subprocess.Popen[bytes]
+
+
+def _spawn(name: str, args: list[str], health_url: str, env: dict[str, str]) -> Child:
+    process = subprocess.Popen([sys.executable, "-m", "syncapp.cli", *args], env=env)
+    return Child(name=name, health_url=health_url, process=process)
+
+
+def _wait_healthy(children: list[Child], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    pending = list(children)
+    while pending and time.monotonic() < deadline:
+        for child in list(pending):
+            if child.process.poll() is not None:
+                console.print(f"[red]{child.name} exited with {child.process.returncode}[/red]")
+                return False
+            try:
+                if httpx.get(child.health_url, timeout=1).status_code == 200:
+                    pending.remove(child)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    return not pending
+
+
+def _stop(children: list[Child]) -> None:
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for child in children:
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            child.process.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+def run_embedded(settings: Settings) -> int:
+    """Run until interrupted; returns the process exit code."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+
+    env = dict(os.environ)
+    # The children read the same generated secrets; pass them explicitly so they never differ.
+    assert settings.secret_key is not None
+    assert settings.shopify_client_secret is not None
+    env["SYNCAPP_SECRET_KEY"] = settings.secret_key.get_secret_value()
+    env["SYNCAPP_SHOPIFY_CLIENT_SECRET"] = settings.shopify_client_secret.get_secret_value()
+    env["SYNCAPP_DATA_DIR"] = str(settings.data_dir)
+
+    sandbox_url = f"http://127.0.0.1:{settings.sandbox_shopify_port}"
+    children: list[Child] = []
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        if settings.sandbox:
+            children.append(
+                _spawn(
+                    "shopify sandbox",
+                    ["sandbox", "shopify", "serve", "--seed", DEMO_SHOP],
+                    f"{sandbox_url}/healthz",
+                    env,
+                )
+            )
+        children.append(_spawn("app", ["serve"], f"{settings.public_url}/healthz", env))
+        if not _wait_healthy(children, timeout=60):
+            console.print("[red]the system did not become healthy within 60 s; stopping[/red]")
+            return 1
+        console.print("[bold green]Sync App is running[/bold green] — Ctrl-C stops everything")
+        console.print(f"  app                 {settings.public_url}/")
+        console.print(f"  app health          {settings.public_url}/healthz")
+        console.print(f"  app metrics         {settings.public_url}/metrics")
+        console.print(f"  Shopify webhooks →  {settings.public_url}/webhooks/shopify")
+        if settings.sandbox:
+            shop = DEMO_SHOP.removesuffix(".myshopify.com")
+            console.print(f"  Shopify sandbox     {sandbox_url}/healthz")
+            console.print(f"  sandbox admin       {sandbox_url}/store/{shop}/products")
+            console.print(
+                f"  Admin GraphQL       curl -H 'Host: {DEMO_SHOP}' "
+                f'-H "X-Shopify-Access-Token: $(make token)" '
+                f"{sandbox_url}/admin/api/{settings.shopify_api_version}/graphql.json"
+            )
+        while not stopping:
+            for child in children:
+                if child.process.poll() is not None:
+                    console.print(f"[red]{child.name} exited ({child.process.returncode})[/red]")
+                    return 1
+            time.sleep(0.3)
+        console.print("stopping…")
+        return 0
+    finally:
+        _stop(children)

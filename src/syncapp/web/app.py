@@ -1,0 +1,84 @@
+"""create_app(): the app's ASGI application, built from settings passed in explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import structlog
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from syncapp.config import Settings, ensure_embedded_secrets, load_settings
+from syncapp.logging import configure_logging
+from syncapp.store.db import make_engine, ping
+from syncapp.web.ingest import EventRecorder
+from syncapp.web.observability import RequestContextMiddleware, metrics_endpoint
+from syncapp.web.webhooks import ShopifyWebhookEndpoint
+
+log = structlog.get_logger("syncapp.web")
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The web service for ``settings``; the database must already be migrated."""
+    assert settings.shopify_client_secret is not None, "call ensure_embedded_secrets first"
+    engine = make_engine(settings.database_url)
+    recorder = EventRecorder(engine, max_batch=settings.ingest_batch_size)
+    old_secret = settings.shopify_old_client_secret
+    webhooks = ShopifyWebhookEndpoint(
+        app_config={
+            "client_id": settings.shopify_client_id,
+            "client_secret": settings.shopify_client_secret.get_secret_value(),
+            "old_client_secret": old_secret.get_secret_value() if old_secret else None,
+        },
+        recorder=recorder,
+        max_bytes=settings.webhook_max_bytes,
+    )
+
+    async def healthz(request: Request) -> Response:
+        try:
+            with anyio.fail_after(2):
+                await anyio.to_thread.run_sync(ping, engine)
+        except Exception as exc:
+            log.warning("health.database_down", error=str(exc))
+            return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "up"})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await recorder.start()
+        log.info("app.started", database=settings.masked_database_url)
+        try:
+            yield
+        finally:
+            await recorder.stop()
+            engine.dispose()
+
+    app = FastAPI(title="Sync App", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.router.routes.extend(
+        [
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/webhooks/shopify", webhooks.handle, methods=ALL_METHODS),
+        ]
+    )
+    app.add_middleware(
+        RequestContextMiddleware,
+        known_routes=frozenset({"/healthz", "/metrics", "/webhooks/shopify"}),
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.recorder = recorder
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the environment."""
+    settings = ensure_embedded_secrets(load_settings())
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
