@@ -1,0 +1,162 @@
+"""Parse, validate and execute an Admin GraphQL document for one shop, Shopify-shaped.
+
+This is the part shared by the HTTP endpoint (which adds auth, cost and throttling around
+it), ``execute_internal`` (the sandbox's own pages and seeding) and bulk operations. The
+executor's default field resolver is the place that turns "valid against the schema but not
+modelled by the sandbox" into a named ``NOT_IMPLEMENTED_IN_SANDBOX`` error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    GraphQLAbstractType,
+    GraphQLError,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    execute_sync,
+    parse,
+    validate,
+)
+
+from syncapp.sandbox.shopify.graphql_api import bulk, mutations
+from syncapp.sandbox.shopify.graphql_api.context import Context
+from syncapp.sandbox.shopify.graphql_api.errors import field_not_implemented
+from syncapp.sandbox.shopify.graphql_api.resolvers import FIELDS, Resolver
+from syncapp.sandbox.shopify.shops import Shop, get_shop
+from syncapp.sandbox.shopify.state import SandboxState
+
+ALL_FIELDS: dict[str, dict[str, Resolver]] = {
+    **FIELDS,
+    "Mutation": {**mutations.MUTATIONS, **bulk.MUTATIONS},
+}
+
+
+def field_resolver(source: Any, info: GraphQLResolveInfo[Context], **args: Any) -> Any:
+    """Resolve from ``ALL_FIELDS``, else from the source dict, else name what is missing."""
+    type_name = info.parent_type.name
+    resolver = ALL_FIELDS.get(type_name, {}).get(info.field_name)
+    if resolver is not None:
+        return resolver(source, info.context, args)
+    if isinstance(source, dict) and info.field_name in source:
+        return source[info.field_name]
+    raise field_not_implemented(type_name, info.field_name)
+
+
+def type_resolver(
+    value: Any, info: GraphQLResolveInfo[Context], abstract_type: GraphQLAbstractType
+) -> str:
+    return str(value["__typename"])
+
+
+_UNDEFINED_FIELD = re.compile(r"^Cannot query field '([^']+)' on type '([^']+)'\.")
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    """A GraphQL error as Shopify lays it out (message, locations, path, extensions.code)."""
+    formatted: dict[str, Any] = dict(error.formatted)
+    match = _UNDEFINED_FIELD.match(error.message)
+    if match and not error.path:
+        field, type_name = match.groups()
+        formatted["message"] = f"Field '{field}' doesn't exist on type '{type_name}'"
+        formatted["extensions"] = {
+            "code": "undefinedField",
+            "typeName": type_name,
+            "fieldName": field,
+        }
+    return formatted
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A parsed, validated document, or the errors that stopped it."""
+
+    document: DocumentNode | None
+    errors: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.document is not None and not self.errors
+
+
+def prepare(schema: GraphQLSchema, source: str) -> Prepared:
+    try:
+        document = parse(source)
+    except GraphQLError as exc:
+        return Prepared(None, [format_error(exc)])
+    problems = validate(schema, document)
+    if problems:
+        return Prepared(None, [format_error(e) for e in problems])
+    return Prepared(document, [])
+
+
+def operation_of(
+    document: DocumentNode, operation_name: str | None
+) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is None:
+        return operations[0] if len(operations) == 1 else None
+    return next((o for o in operations if o.name and o.name.value == operation_name), None)
+
+
+def is_mutation(document: DocumentNode, operation_name: str | None) -> bool:
+    operation = operation_of(document, operation_name)
+    return operation is not None and operation.operation == OperationType.MUTATION
+
+
+def run_prepared(
+    state: SandboxState,
+    schema: GraphQLSchema,
+    shop_domain: str,
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+    *,
+    bulk_mode: bool = False,
+) -> dict[str, Any]:
+    """Execute in one transaction; returns ``{"data":…, "errors":[…]?, "extensions":…?}``."""
+    with state.db.transaction() as conn:
+        shop: Shop | None = get_shop(conn, shop_domain)
+        if shop is None:
+            raise LookupError(f"shop {shop_domain} does not exist in the sandbox")
+        ctx = Context(state=state, conn=conn, shop=shop, bulk=bulk_mode)
+        result = execute_sync(
+            schema,
+            document,
+            variable_values=dict(variables) if variables else None,
+            operation_name=operation_name,
+            context_value=ctx,
+            field_resolver=field_resolver,
+            type_resolver=type_resolver,
+        )
+    for callback in ctx.after_commit:
+        callback()
+    body: dict[str, Any] = {}
+    if result.errors:
+        body["errors"] = [format_error(e) for e in result.errors]
+    body["data"] = result.data
+    if ctx.search_warnings:
+        body["extensions"] = {"search": ctx.search_warnings}
+    return body
+
+
+def run_source(
+    state: SandboxState,
+    schema: GraphQLSchema,
+    shop_domain: str,
+    source: str,
+    variables: Mapping[str, Any] | None = None,
+    operation_name: str | None = None,
+) -> dict[str, Any]:
+    """Parse, validate and run ``source`` with no cost accounting (internal callers)."""
+    prepared = prepare(schema, source)
+    if not prepared.ok or prepared.document is None:
+        return {"errors": prepared.errors}
+    return run_prepared(state, schema, shop_domain, prepared.document, variables, operation_name)

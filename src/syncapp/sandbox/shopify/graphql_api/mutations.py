@@ -1,0 +1,988 @@
+"""Product mutations: productSet, productCreate, productUpdate, productDelete and the variant
+bulk mutations, with Shopify's userErrors for bad input and the webhooks each change fires.
+
+Every mutation validates first and writes only when the input is valid, inside a SAVEPOINT
+of the request's transaction, recording its webhook in that same transaction. Input fields
+the sandbox does not model raise ``NotImplementedInSandbox`` rather than being ignored.
+
+productSet follows Shopify's declarative semantics: ``productOptions`` and ``variants``, when
+given, are the complete new sets; a variant input without ``id`` is a new variant, and
+existing variants left out are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from syncapp.sandbox.shopify.db import utcnow_iso
+from syncapp.sandbox.shopify.events import record_webhook
+from syncapp.sandbox.shopify.graphql_api import payloads, store
+from syncapp.sandbox.shopify.graphql_api.context import Context
+from syncapp.sandbox.shopify.graphql_api.errors import NotImplementedInSandbox
+from syncapp.sandbox.shopify.graphql_api.ids import legacy_id
+from syncapp.sandbox.shopify.graphql_api.resolvers import app_namespace, load_product, load_variant
+
+MAX_OPTIONS = 3
+MAX_VARIANTS = 2048
+
+# ---- plumbing ------------------------------------------------------------------------------
+
+
+@dataclass
+class Errors:
+    """userErrors being collected, typed as the payload's error type."""
+
+    typename: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, path: Sequence[str | int], message: str, code: str | None = None) -> None:
+        entry: dict[str, Any] = {
+            "__typename": self.typename,
+            "field": [str(p) for p in path] or None,
+            "message": message,
+        }
+        if self.typename != "UserError":
+            entry["code"] = code
+        self.items.append(entry)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+@contextmanager
+def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    """Undo a mutation's partial writes if it fails half-way, keeping the outer transaction."""
+    conn.execute("SAVEPOINT mutation")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO mutation")
+        conn.execute("RELEASE mutation")
+        raise
+    conn.execute("RELEASE mutation")
+
+
+def reject_unsupported(values: dict[str, Any] | None, supported: set[str], type_name: str) -> None:
+    for key, value in (values or {}).items():
+        if key not in supported and value is not None:
+            raise NotImplementedInSandbox(f"Input field '{type_name}.{key}'")
+
+
+def parse_money(raw: Any) -> Decimal | None:
+    """A Money input as Decimal; None when it is not a number."""
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def money_str(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))
+
+
+def fire_product(ctx: Context, topic: str, product_id: int) -> None:
+    record_webhook(
+        ctx.conn,
+        shop_domain=ctx.shop.domain,
+        topic=topic,
+        payload=payloads.product_payload(ctx.conn, product_id),
+    )
+
+
+# ---- product fields ------------------------------------------------------------------------
+
+_PRODUCT_INPUT_KEYS = {
+    "title",
+    "handle",
+    "descriptionHtml",
+    "vendor",
+    "productType",
+    "status",
+    "tags",
+    "templateSuffix",
+    "metafields",
+    "redirectNewHandle",
+    "id",
+}
+
+
+def product_columns(
+    ctx: Context,
+    values: dict[str, Any],
+    errors: Errors,
+    prefix: Sequence[str],
+    *,
+    existing: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Validated column values for the product fields present in ``values``."""
+    columns: dict[str, Any] = {}
+    if "title" in values:
+        title = (values["title"] or "").strip()
+        if not title:
+            errors.add([*prefix, "title"], "Title can't be blank", "INVALID_INPUT")
+        elif len(title) > 255:
+            errors.add(
+                [*prefix, "title"], "Title is too long (maximum is 255 characters)", "INVALID_INPUT"
+            )
+        columns["title"] = title
+    elif existing is None:
+        errors.add([*prefix, "title"], "Title can't be blank", "INVALID_INPUT")
+    exclude = existing["id"] if existing else None
+    if values.get("handle"):
+        handle = store.handleize(values["handle"])
+        if store.handle_taken(ctx.conn, ctx.shop.domain, handle, exclude_id=exclude):
+            errors.add(
+                [*prefix, "handle"],
+                f"Handle '{handle}' already in use. Please provide a new handle.",
+                "HANDLE_NOT_UNIQUE",
+            )
+        columns["handle"] = handle
+    elif existing is None and columns.get("title"):
+        columns["handle"] = store.unique_handle(
+            ctx.conn, ctx.shop.domain, store.handleize(columns["title"])
+        )
+    for key, column in (
+        ("descriptionHtml", "description_html"),
+        ("vendor", "vendor"),
+        ("productType", "product_type"),
+    ):
+        if key in values:
+            columns[column] = values[key] or ""
+    if "templateSuffix" in values:
+        columns["template_suffix"] = values["templateSuffix"]
+    if values.get("status") is not None:
+        if values["status"] == "UNLISTED":
+            raise NotImplementedInSandbox("ProductStatus.UNLISTED")
+        columns["status"] = values["status"]
+        if values["status"] == "ACTIVE" and (existing is None or existing["published_at"] is None):
+            columns["published_at"] = utcnow_iso()
+    if "tags" in values:
+        columns["tags"] = json.dumps(store.normalize_tags(values["tags"] or []))
+    return columns
+
+
+def validate_metafields(
+    ctx: Context, inputs: Sequence[dict[str, Any]] | None, errors: Errors, prefix: Sequence[str]
+) -> list[tuple[str, str, str, str]]:
+    """(namespace, key, type, value) of each metafield input, checked as Shopify checks them."""
+    result = []
+    for index, mf in enumerate(inputs or []):
+        reject_unsupported(mf, {"namespace", "key", "type", "value"}, "MetafieldInput")
+        path = [*prefix, "metafields", str(index)]
+        key = (mf.get("key") or "").strip()
+        if not key:
+            errors.add([*path, "key"], "Key can't be blank", "INVALID_METAFIELD")
+            continue
+        if not mf.get("type"):
+            errors.add([*path, "type"], "Type can't be blank", "INVALID_METAFIELD")
+            continue
+        if mf.get("value") is None:
+            errors.add([*path, "value"], "Value can't be blank", "INVALID_METAFIELD")
+            continue
+        if not 2 <= len(key) <= 64:
+            errors.add(
+                [*path, "key"],
+                "Key is too short (minimum is 2 characters)"
+                if len(key) < 2
+                else "Key is too long (maximum is 64 characters)",
+                "INVALID_METAFIELD",
+            )
+            continue
+        namespace = app_namespace(ctx, mf.get("namespace"))
+        result.append((namespace, key, str(mf["type"]), str(mf["value"])))
+    return result
+
+
+def write_metafields(
+    ctx: Context, owner_type: str, owner_id: int, metafields: list[tuple[str, str, str, str]]
+) -> None:
+    for namespace, key, type_, value in metafields:
+        store.upsert_metafield(
+            ctx.conn,
+            owner_type=owner_type,
+            owner_id=owner_id,
+            namespace=namespace,
+            key=key,
+            type_=type_,
+            value=value,
+        )
+
+
+# ---- variants ------------------------------------------------------------------------------
+
+_VARIANT_SET_KEYS = {
+    "id",
+    "optionValues",
+    "price",
+    "compareAtPrice",
+    "sku",
+    "barcode",
+    "taxable",
+    "inventoryPolicy",
+    "inventoryQuantities",
+    "position",
+    "metafields",
+    "inventoryItem",
+}
+_VARIANT_BULK_KEYS = {
+    "id",
+    "optionValues",
+    "price",
+    "compareAtPrice",
+    "barcode",
+    "taxable",
+    "inventoryPolicy",
+    "inventoryQuantities",
+    "metafields",
+    "inventoryItem",
+}
+
+
+def variant_columns(
+    values: dict[str, Any], errors: Errors, path: Sequence[str], code_invalid: str
+) -> dict[str, Any]:
+    """Validated scalar columns of a variant input (prices, sku, barcode, inventory)."""
+    columns: dict[str, Any] = {}
+    for key, column in (("price", "price"), ("compareAtPrice", "compare_at_price")):
+        if key not in values:
+            continue
+        raw = values[key]
+        if raw is None:
+            if key == "price":
+                errors.add([*path, key], "Price can't be blank", code_invalid)
+            columns[column] = None
+            continue
+        amount = parse_money(raw)
+        if amount is None:
+            errors.add([*path, key], f"{_label(key)} is not a number", code_invalid)
+        elif amount < 0:
+            errors.add(
+                [*path, key], f"{_label(key)} must be greater than or equal to 0", code_invalid
+            )
+        elif amount >= Decimal("1000000000000000000"):
+            errors.add(
+                [*path, key], f"{_label(key)} must be less than 1000000000000000000", code_invalid
+            )
+        else:
+            columns[column] = money_str(amount)
+    if "sku" in values:
+        columns["sku"] = values["sku"]
+    item = values.get("inventoryItem")
+    if item:
+        reject_unsupported(item, {"sku", "tracked", "requiresShipping"}, "InventoryItemInput")
+        if "sku" in item:
+            columns["sku"] = item["sku"]
+    if "barcode" in values:
+        columns["barcode"] = values["barcode"]
+    if values.get("taxable") is not None:
+        columns["taxable"] = 1 if values["taxable"] else 0
+    if values.get("inventoryPolicy") is not None:
+        columns["inventory_policy"] = values["inventoryPolicy"]
+    quantities = values.get("inventoryQuantities")
+    if quantities:
+        total = 0
+        for q in quantities:
+            if "quantity" in q:  # ProductSetInventoryInput {locationId, name, quantity}
+                if q.get("name") not in ("available", "on_hand"):
+                    raise NotImplementedInSandbox(f"Inventory quantity name '{q.get('name')}'")
+                total += int(q["quantity"])
+            else:  # InventoryLevelInput {locationId, availableQuantity}
+                total += int(q["availableQuantity"])
+        columns["inventory_quantity"] = total
+    return columns
+
+
+def _label(key: str) -> str:
+    return "Price" if key == "price" else "Compare at price"
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    values: tuple[str, ...]
+
+
+def resolve_option_values(
+    raw: Sequence[dict[str, Any]],
+    options: Sequence[OptionSpec],
+    existing: Sequence[store.Option],
+    errors: Errors,
+    path: Sequence[str],
+    codes: dict[str, str],
+) -> tuple[str | None, str | None, str | None] | None:
+    """A variant's ``optionValues`` → option1..3 in the order of ``options``."""
+    by_name = {opt.name: index for index, opt in enumerate(options)}
+    by_id = {f"gid://shopify/ProductOption/{o.id}": o.name for o in existing}
+    value_by_id = {
+        f"gid://shopify/ProductOptionValue/{v.id}": v.name for o in existing for v in o.values
+    }
+    chosen: list[str | None] = [None, None, None]
+    ok = True
+    for index, item in enumerate(raw):
+        item_path = [*path, "optionValues", str(index)]
+        name = item.get("optionName") or by_id.get(item.get("optionId") or "")
+        value = item.get("name") or value_by_id.get(item.get("id") or "")
+        if item.get("linkedMetafieldValue") is not None:
+            raise NotImplementedInSandbox(
+                "Input field 'VariantOptionValueInput.linkedMetafieldValue'"
+            )
+        if name is None or name not in by_name:
+            errors.add(
+                item_path,
+                f"Option '{name or item.get('optionId')}' does not exist.",
+                codes["option_missing"],
+            )
+            ok = False
+            continue
+        if value is None or value not in options[by_name[name]].values:
+            errors.add(
+                item_path,
+                f"Option value '{value or item.get('id')}' does not exist for option '{name}'.",
+                codes["value_missing"],
+            )
+            ok = False
+            continue
+        chosen[by_name[name]] = value
+    for index, opt in enumerate(options):
+        if chosen[index] is None and ok:
+            errors.add(
+                [*path, "optionValues"],
+                f"The variant is missing a value for option '{opt.name}'.",
+                codes["values_missing"],
+            )
+            ok = False
+    return (chosen[0], chosen[1], chosen[2]) if ok else None
+
+
+# ---- productSet ----------------------------------------------------------------------------
+
+_SET_CODES = {
+    "option_missing": "OPTION_DOES_NOT_EXIST",
+    "value_missing": "OPTION_VALUE_DOES_NOT_EXIST",
+    "values_missing": "OPTION_VALUES_MISSING",
+}
+
+
+def _parse_option_set(
+    raw: Sequence[dict[str, Any]] | None,
+    existing: Sequence[store.Option],
+    errors: Errors,
+    path: Sequence[str],
+    create_input: bool,
+) -> list[OptionSpec]:
+    specs: list[OptionSpec] = []
+    if raw is None:
+        return specs
+    type_name = "OptionCreateInput" if create_input else "OptionSetInput"
+    value_type = "OptionValueCreateInput" if create_input else "OptionValueSetInput"
+    if len(raw) > MAX_OPTIONS:
+        errors.add(path, "Can only specify a maximum of 3 options", "OPTIONS_OVER_LIMIT")
+        return specs
+    by_id = {f"gid://shopify/ProductOption/{o.id}": o for o in existing}
+    seen: set[str] = set()
+    ordered = sorted(enumerate(raw), key=lambda pair: pair[1].get("position") or pair[0] + 1)
+    for index, opt in ordered:
+        reject_unsupported(opt, {"id", "name", "position", "values"}, type_name)
+        opt_path = [*path, str(index)]
+        old = by_id.get(opt.get("id") or "")
+        if opt.get("id") and old is None:
+            errors.add([*opt_path, "id"], "Option does not exist", "OPTION_DOES_NOT_EXIST")
+            continue
+        name = (opt.get("name") or (old.name if old else "")).strip()
+        if not name:
+            errors.add([*opt_path, "name"], "Option name can't be blank", "INVALID_INPUT")
+            continue
+        if name.lower() in seen:
+            errors.add(
+                [*opt_path, "name"], f"Duplicated option name '{name}'.", "DUPLICATED_OPTION_NAME"
+            )
+            continue
+        seen.add(name.lower())
+        old_values = {
+            f"gid://shopify/ProductOptionValue/{v.id}": v.name for v in (old.values if old else ())
+        }
+        values: list[str] = []
+        for value_index, value in enumerate(opt.get("values") or []):
+            reject_unsupported(value, {"id", "name"}, value_type)
+            value_name = (value.get("name") or old_values.get(value.get("id") or "") or "").strip()
+            if not value_name:
+                errors.add(
+                    [*opt_path, "values", str(value_index), "name"],
+                    "Option value name can't be blank",
+                    "INVALID_INPUT",
+                )
+            elif value_name in values:
+                errors.add(
+                    [*opt_path, "values", str(value_index), "name"],
+                    f"Duplicated option value '{value_name}'.",
+                    "DUPLICATED_OPTION_VALUE",
+                )
+            else:
+                values.append(value_name)
+        if not values:
+            errors.add(
+                [*opt_path, "values"],
+                f"Option '{name}' must have at least one value.",
+                "OPTION_VALUES_MISSING",
+            )
+            continue
+        specs.append(OptionSpec(name, tuple(values)))
+    return specs
+
+
+def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    errors = Errors("ProductSetUserError")
+    values: dict[str, Any] = args["input"]
+    if args.get("synchronous") is False:
+        raise NotImplementedInSandbox("productSet(synchronous: false)")
+    reject_unsupported(
+        values, _PRODUCT_INPUT_KEYS | {"productOptions", "variants"}, "ProductSetInput"
+    )
+    identifier = args.get("identifier") or {}
+    if identifier.get("customId") is not None:
+        raise NotImplementedInSandbox("Input field 'ProductSetIdentifiers.customId'")
+    existing: dict[str, Any] | None = None
+    target_id = identifier.get("id") or values.get("id")
+    if target_id is not None:
+        number = legacy_id(target_id, "Product")
+        existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+        if existing is None:
+            field_path = ["identifier", "id"] if identifier.get("id") else ["input", "id"]
+            errors.add(field_path, "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
+            return _set_payload(None, errors)
+    elif identifier.get("handle") is not None:
+        existing = store.get_product_by_handle(ctx.conn, ctx.shop.domain, identifier["handle"])
+        if existing is not None:
+            pass
+        elif "handle" not in values:
+            values = {**values, "handle": identifier["handle"]}
+
+    columns = product_columns(ctx, values, errors, ["input"], existing=existing)
+    metafields = validate_metafields(ctx, values.get("metafields"), errors, ["input"])
+    old_options = store.options_of(ctx.conn, existing["id"]) if existing else []
+    old_variants = store.variants_of(ctx.conn, existing["id"]) if existing else []
+    raw_options = values.get("productOptions")
+    raw_variants = values.get("variants")
+    specs = _parse_option_set(
+        raw_options, old_options, errors, ["input", "productOptions"], create_input=False
+    )
+    if raw_options is not None and raw_variants is None and not errors:
+        errors.add(
+            ["input", "variants"],
+            "Variants input is required when options are given.",
+            "VARIANTS_INPUT_MISSING",
+        )
+    if raw_variants is not None and raw_options is None:
+        if existing is None:
+            errors.add(
+                ["input", "productOptions"],
+                "Product options input is required when variants are given.",
+                "PRODUCT_OPTIONS_INPUT_MISSING",
+            )
+        else:
+            specs = [OptionSpec(o.name, tuple(v.name for v in o.values)) for o in old_options]
+    if raw_variants is not None and len(raw_variants) > MAX_VARIANTS:
+        errors.add(
+            ["input", "variants"],
+            f"Can only specify a maximum of {MAX_VARIANTS} variants",
+            "VARIANTS_OVER_LIMIT",
+        )
+    planned: list[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any]]] = []
+    if raw_variants is not None and not errors:
+        old_ids = {v["id"] for v in old_variants}
+        combos: set[tuple[str | None, ...]] = set()
+        for index, variant in enumerate(raw_variants):
+            reject_unsupported(variant, _VARIANT_SET_KEYS, "ProductVariantSetInput")
+            path = ["input", "variants", str(index)]
+            variant_id = None
+            if variant.get("id") is not None:
+                variant_id = legacy_id(variant["id"], "ProductVariant")
+                if variant_id not in old_ids:
+                    errors.add(
+                        [*path, "id"],
+                        "Product variant does not exist",
+                        "PRODUCT_VARIANT_DOES_NOT_EXIST",
+                    )
+                    continue
+            chosen = resolve_option_values(
+                variant.get("optionValues") or [], specs, old_options, errors, path, _SET_CODES
+            )
+            cols = variant_columns(variant, errors, path, "INVALID_VARIANT")
+            if variant_id is None and "price" not in cols:
+                cols["price"] = "0.00"
+            mfs = validate_metafields(ctx, variant.get("metafields"), errors, path)
+            if chosen is None:
+                continue
+            if chosen in combos:
+                errors.add(
+                    [*path, "optionValues"],
+                    f"The variant '{store.variant_title(chosen)}' already exists.",
+                    "DUPLICATED_OPTION_VALUE",
+                )
+                continue
+            combos.add(chosen)
+            cols["position"] = variant.get("position") or index + 1
+            planned.append((variant_id, chosen, cols, mfs))
+    if errors:
+        return _set_payload(None, errors)
+
+    with savepoint(ctx.conn):
+        if existing is None:
+            product_id = store.insert_product(ctx.conn, ctx.shop.domain, columns)
+        else:
+            product_id = existing["id"]
+            store.update_product(ctx.conn, product_id, columns)
+        if raw_variants is not None:
+            _apply_variant_set(ctx, product_id, specs, planned, old_variants)
+        elif existing is None:
+            _create_default_variant(ctx, product_id)
+        write_metafields(ctx, "PRODUCT", product_id, metafields)
+        ctx.forget("product", "variants", "options")
+        fire_product(ctx, "products/create" if existing is None else "products/update", product_id)
+    return _set_payload(load_product(ctx, product_id), errors)
+
+
+def _apply_variant_set(
+    ctx: Context,
+    product_id: int,
+    specs: Sequence[OptionSpec],
+    planned: Sequence[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any]]],
+    old_variants: Sequence[dict[str, Any]],
+) -> None:
+    keep = {variant_id for variant_id, *_ in planned if variant_id is not None}
+    for old in old_variants:
+        if old["id"] not in keep:
+            store.delete_variant(ctx.conn, old["id"])
+    store.replace_options(ctx.conn, product_id, [(s.name, s.values) for s in specs])
+    for variant_id, chosen, cols, mfs in planned:
+        cols = {
+            **cols,
+            "option1": chosen[0],
+            "option2": chosen[1],
+            "option3": chosen[2],
+            "title": store.variant_title(chosen),
+        }
+        if variant_id is None:
+            variant_id = store.insert_variant(ctx.conn, ctx.shop.domain, product_id, cols)
+        else:
+            store.update_variant(ctx.conn, variant_id, cols)
+        write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
+
+
+def _create_default_variant(ctx: Context, product_id: int) -> None:
+    store.replace_options(ctx.conn, product_id, [(store.DEFAULT_OPTION, [store.DEFAULT_VALUE])])
+    store.insert_variant(
+        ctx.conn,
+        ctx.shop.domain,
+        product_id,
+        {
+            "title": store.DEFAULT_VALUE,
+            "option1": store.DEFAULT_VALUE,
+            "position": 1,
+            "price": "0.00",
+        },
+    )
+
+
+def _set_payload(product: dict[str, Any] | None, errors: Errors) -> dict[str, Any]:
+    return {
+        "__typename": "ProductSetPayload",
+        "product": product,
+        "productSetOperation": None,
+        "userErrors": errors.items,
+    }
+
+
+# ---- productCreate / productUpdate / productDelete -------------------------------------------
+
+
+def _reject_legacy_arguments(args: dict[str, Any], mutation: str) -> None:
+    if args.get("input") is not None:
+        raise NotImplementedInSandbox(f"Argument 'input' of 'Mutation.{mutation}' (use 'product')")
+    if args.get("media"):
+        raise NotImplementedInSandbox(f"Argument 'media' of 'Mutation.{mutation}'")
+
+
+def product_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    _reject_legacy_arguments(args, "productCreate")
+    errors = Errors("UserError")
+    values: dict[str, Any] = args.get("product") or {}
+    reject_unsupported(
+        values,
+        (_PRODUCT_INPUT_KEYS - {"id", "redirectNewHandle"}) | {"productOptions"},
+        "ProductCreateInput",
+    )
+    columns = product_columns(ctx, values, errors, [], existing=None)
+    metafields = validate_metafields(ctx, values.get("metafields"), errors, [])
+    specs = _parse_option_set(
+        values.get("productOptions"), [], errors, ["productOptions"], create_input=True
+    )
+    if errors:
+        return {
+            "__typename": "ProductCreatePayload",
+            "product": None,
+            "shop": _shop(ctx),
+            "userErrors": errors.items,
+        }
+    with savepoint(ctx.conn):
+        product_id = store.insert_product(ctx.conn, ctx.shop.domain, columns)
+        if specs:
+            # Shopify creates one variant from the first value of each option.
+            store.replace_options(ctx.conn, product_id, [(s.name, s.values) for s in specs])
+            first = tuple(s.values[0] for s in specs) + (None,) * (3 - len(specs))
+            store.insert_variant(
+                ctx.conn,
+                ctx.shop.domain,
+                product_id,
+                {
+                    "title": store.variant_title(first),
+                    "option1": first[0],
+                    "option2": first[1],
+                    "option3": first[2],
+                    "position": 1,
+                    "price": "0.00",
+                },
+            )
+        else:
+            _create_default_variant(ctx, product_id)
+        write_metafields(ctx, "PRODUCT", product_id, metafields)
+        fire_product(ctx, "products/create", product_id)
+    ctx.forget("product", "variants", "options")
+    return {
+        "__typename": "ProductCreatePayload",
+        "product": load_product(ctx, product_id),
+        "shop": _shop(ctx),
+        "userErrors": [],
+    }
+
+
+def _shop(ctx: Context) -> dict[str, Any]:
+    from syncapp.sandbox.shopify.graphql_api.nodes import shop_node
+
+    return shop_node(ctx.shop)
+
+
+def product_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    _reject_legacy_arguments(args, "productUpdate")
+    errors = Errors("UserError")
+    values: dict[str, Any] = args.get("product") or {}
+    reject_unsupported(values, _PRODUCT_INPUT_KEYS, "ProductUpdateInput")
+    identifier = args.get("identifier") or {}
+    if identifier.get("customId") is not None:
+        raise NotImplementedInSandbox("Input field 'ProductUpdateIdentifiers.customId'")
+    existing: dict[str, Any] | None = None
+    if identifier.get("handle") is not None:
+        existing = store.get_product_by_handle(ctx.conn, ctx.shop.domain, identifier["handle"])
+    else:
+        raw_id = identifier.get("id") or values.get("id")
+        number = legacy_id(raw_id, "Product") if raw_id else None
+        existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    if existing is None:
+        errors.add(["id"], "Product does not exist")
+        return {"__typename": "ProductUpdatePayload", "product": None, "userErrors": errors.items}
+    columns = product_columns(ctx, values, errors, [], existing=existing)
+    metafields = validate_metafields(ctx, values.get("metafields"), errors, [])
+    if errors:
+        return {"__typename": "ProductUpdatePayload", "product": None, "userErrors": errors.items}
+    with savepoint(ctx.conn):
+        store.update_product(ctx.conn, existing["id"], columns)
+        write_metafields(ctx, "PRODUCT", existing["id"], metafields)
+        fire_product(ctx, "products/update", existing["id"])
+    ctx.forget("product", "variants", "options")
+    return {
+        "__typename": "ProductUpdatePayload",
+        "product": load_product(ctx, existing["id"]),
+        "userErrors": [],
+    }
+
+
+def product_delete(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if args.get("synchronous") is False:
+        raise NotImplementedInSandbox("productDelete(synchronous: false)")
+    number = legacy_id(args["input"]["id"], "Product")
+    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    if existing is None:
+        errors = Errors("UserError")
+        errors.add(["id"], "Product does not exist")
+        return {
+            "__typename": "ProductDeletePayload",
+            "deletedProductId": None,
+            "productDeleteOperation": None,
+            "shop": _shop(ctx),
+            "userErrors": errors.items,
+        }
+    with savepoint(ctx.conn):
+        store.delete_product(ctx.conn, existing["id"])
+        record_webhook(
+            ctx.conn,
+            shop_domain=ctx.shop.domain,
+            topic="products/delete",
+            payload=payloads.product_delete_payload(existing["id"]),
+        )
+    ctx.forget("product", "variants", "options")
+    return {
+        "__typename": "ProductDeletePayload",
+        "deletedProductId": f"gid://shopify/Product/{existing['id']}",
+        "productDeleteOperation": None,
+        "shop": _shop(ctx),
+        "userErrors": [],
+    }
+
+
+# ---- productVariantsBulkUpdate / productVariantsBulkCreate ---------------------------------
+
+_BULK_UPDATE_CODES = {
+    "option_missing": "OPTION_DOES_NOT_EXIST",
+    "value_missing": "OPTION_VALUE_DOES_NOT_EXIST",
+    "values_missing": "NEED_TO_ADD_OPTION_VALUES",
+}
+
+
+def _bulk_payload(
+    typename: str, product_id: int | None, variant_ids: list[int], ctx: Context, errors: Errors
+) -> dict[str, Any]:
+    return {
+        "__typename": typename,
+        "product": load_product(ctx, product_id) if product_id else None,
+        "productVariants": [load_variant(ctx, v) for v in variant_ids] if product_id else None,
+        "userErrors": errors.items,
+    }
+
+
+def variants_bulk_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if args.get("media"):
+        raise NotImplementedInSandbox("Argument 'media' of 'Mutation.productVariantsBulkUpdate'")
+    errors = Errors("ProductVariantsBulkUpdateUserError")
+    typename = "ProductVariantsBulkUpdatePayload"
+    number = legacy_id(args["productId"], "Product")
+    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    if existing is None:
+        errors.add(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
+        return _bulk_payload(typename, None, [], ctx, errors)
+    product_id = existing["id"]
+    current = {v["id"]: v for v in store.variants_of(ctx.conn, product_id)}
+    options = store.options_of(ctx.conn, product_id)
+    specs = [OptionSpec(o.name, tuple(v.name for v in o.values)) for o in options]
+    plans: list[tuple[int, dict[str, Any], list[Any]]] = []
+    for index, variant in enumerate(args["variants"]):
+        reject_unsupported(variant, _VARIANT_BULK_KEYS, "ProductVariantsBulkInput")
+        path = ["variants", str(index)]
+        before = len(errors.items)
+        if variant.get("inventoryQuantities"):
+            errors.add(
+                [*path, "inventoryQuantities"],
+                "Inventory quantities can only be"
+                " provided during create. To update inventory for existing variants,"
+                " use inventoryAdjustQuantities.",
+                "NO_INVENTORY_QUANTITIES_ON_VARIANTS_UPDATE",
+            )
+        if variant.get("id") is None:
+            errors.add(
+                [*path, "id"],
+                "Product variant is missing ID attribute",
+                "PRODUCT_VARIANT_ID_MISSING",
+            )
+            continue
+        variant_id = legacy_id(variant["id"], "ProductVariant")
+        if variant_id is None or variant_id not in current:
+            errors.add(
+                [*path, "id"], "Product variant does not exist", "PRODUCT_VARIANT_DOES_NOT_EXIST"
+            )
+            continue
+        cols = variant_columns(
+            {k: v for k, v in variant.items() if k != "inventoryQuantities"},
+            errors,
+            path,
+            "INVALID_INPUT",
+        )
+        for key in ("price", "compare_at_price"):
+            if key in cols and cols[key] is None and key == "price":
+                cols.pop(key)
+        if variant.get("optionValues"):
+            old = current[variant_id]
+            merged = _merge_option_values(variant["optionValues"], specs, old)
+            chosen = resolve_option_values(merged, specs, options, errors, path, _BULK_UPDATE_CODES)
+            if chosen is not None:
+                cols.update(
+                    option1=chosen[0],
+                    option2=chosen[1],
+                    option3=chosen[2],
+                    title=store.variant_title(chosen),
+                )
+        mfs = validate_metafields(ctx, variant.get("metafields"), errors, path)
+        if len(errors.items) == before:
+            plans.append((variant_id, cols, mfs))
+    if errors and not args.get("allowPartialUpdates"):
+        return _bulk_payload(typename, None, [], ctx, errors)
+    combos = {(v["option1"], v["option2"], v["option3"]): vid for vid, v in current.items()}
+    for variant_id, cols, _mfs in plans:
+        if "option1" in cols:
+            combo = (cols["option1"], cols["option2"], cols["option3"])
+            if combos.get(combo, variant_id) != variant_id:
+                errors.add(
+                    ["variants"],
+                    f"The variant '{cols['title']}' already exists.",
+                    "VARIANT_ALREADY_EXISTS",
+                )
+            combos[combo] = variant_id
+    if errors and not args.get("allowPartialUpdates"):
+        return _bulk_payload(typename, None, [], ctx, errors)
+    with savepoint(ctx.conn):
+        for variant_id, cols, mfs in plans:
+            store.update_variant(ctx.conn, variant_id, cols)
+            write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
+        if plans:
+            _sync_option_values_with_variants(ctx, product_id, specs)
+            store.update_product(ctx.conn, product_id, {})
+            fire_product(ctx, "products/update", product_id)
+    ctx.forget("product", "variants", "options")
+    return _bulk_payload(typename, product_id, [p[0] for p in plans], ctx, errors)
+
+
+def _merge_option_values(
+    raw: Sequence[dict[str, Any]], specs: Sequence[OptionSpec], old: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Options a variant update leaves out keep their current value."""
+    given = {item.get("optionName") for item in raw}
+    merged = list(raw)
+    for index, spec in enumerate(specs):
+        if spec.name not in given and not any(item.get("optionId") for item in raw):
+            merged.append({"optionName": spec.name, "name": old[f"option{index + 1}"]})
+    return merged
+
+
+def _sync_option_values_with_variants(
+    ctx: Context, product_id: int, specs: Sequence[OptionSpec]
+) -> None:
+    """Keep declared values, append values variants now use, as Shopify's option model does."""
+    variants = store.variants_of(ctx.conn, product_id)
+    updated = []
+    for index, spec in enumerate(specs):
+        values = list(spec.values)
+        for v in variants:
+            value = v[f"option{index + 1}"]
+            if value is not None and value not in values:
+                values.append(value)
+        updated.append((spec.name, values))
+    store.replace_options(ctx.conn, product_id, updated)
+
+
+_BULK_CREATE_CODES = {
+    "option_missing": "OPTION_VALUES_FOR_NUMBER_OF_UNKNOWN_OPTIONS",
+    "value_missing": "INVALID",
+    "values_missing": "NEED_TO_ADD_OPTION_VALUES",
+}
+
+
+def variants_bulk_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    if args.get("media"):
+        raise NotImplementedInSandbox("Argument 'media' of 'Mutation.productVariantsBulkCreate'")
+    errors = Errors("ProductVariantsBulkCreateUserError")
+    typename = "ProductVariantsBulkCreatePayload"
+    number = legacy_id(args["productId"], "Product")
+    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    if existing is None:
+        errors.add(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
+        return _bulk_payload(typename, None, [], ctx, errors)
+    product_id = existing["id"]
+    strategy = args.get("strategy") or "DEFAULT"
+    options = store.options_of(ctx.conn, product_id)
+    current = store.variants_of(ctx.conn, product_id)
+    standalone = (
+        len(options) == 1
+        and options[0].name == store.DEFAULT_OPTION
+        and len(current) == 1
+        and current[0]["option1"] == store.DEFAULT_VALUE
+    )
+    drop_standalone = standalone and strategy != "PRESERVE_STANDALONE_VARIANT"
+    specs = (
+        []
+        if drop_standalone
+        else [OptionSpec(o.name, tuple(v.name for v in o.values)) for o in options]
+    )
+    # New option names and values named by the inputs extend the product's options.
+    for variant in args["variants"]:
+        for item in variant.get("optionValues") or []:
+            name, value = item.get("optionName"), item.get("name")
+            if not name or not value:
+                continue
+            index = next((i for i, s in enumerate(specs) if s.name == name), None)
+            if (
+                index is None
+                and len(specs) < MAX_OPTIONS
+                and not current[1:]
+                and (drop_standalone or not current)
+            ):
+                specs.append(OptionSpec(name, (value,)))
+            elif index is not None and value not in specs[index].values:
+                specs[index] = OptionSpec(name, (*specs[index].values, value))
+    combos = {
+        (v["option1"], v["option2"], v["option3"]) for v in ([] if drop_standalone else current)
+    }
+    plans: list[tuple[tuple[str | None, ...], dict[str, Any], list[Any]]] = []
+    position = 0 if drop_standalone else len(current)
+    for index, variant in enumerate(args["variants"]):
+        reject_unsupported(variant, _VARIANT_BULK_KEYS - {"id"}, "ProductVariantsBulkInput")
+        path = ["variants", str(index)]
+        chosen = resolve_option_values(
+            variant.get("optionValues") or [], specs, options, errors, path, _BULK_CREATE_CODES
+        )
+        cols = variant_columns(variant, errors, path, "INVALID_INPUT")
+        mfs = validate_metafields(ctx, variant.get("metafields"), errors, path)
+        if chosen is None:
+            continue
+        if chosen in combos:
+            errors.add(
+                [*path, "optionValues"],
+                f"The variant '{store.variant_title(chosen)}' already exists.",
+                "VARIANT_ALREADY_EXISTS",
+            )
+            continue
+        combos.add(chosen)
+        position += 1
+        cols.setdefault("price", "0.00")
+        cols["position"] = position
+        plans.append((chosen, cols, mfs))
+    if len(combos) > MAX_VARIANTS:
+        errors.add(
+            ["variants"], f"Can only specify a maximum of {MAX_VARIANTS} variants", "INVALID_INPUT"
+        )
+    if errors:
+        return _bulk_payload(typename, None, [], ctx, errors)
+    created: list[int] = []
+    with savepoint(ctx.conn):
+        if drop_standalone:
+            store.delete_variant(ctx.conn, current[0]["id"])
+        store.replace_options(ctx.conn, product_id, [(s.name, s.values) for s in specs])
+        for combo, cols, mfs in plans:
+            cols = {
+                **cols,
+                "option1": combo[0],
+                "option2": combo[1],
+                "option3": combo[2],
+                "title": store.variant_title(combo),
+            }
+            variant_id = store.insert_variant(ctx.conn, ctx.shop.domain, product_id, cols)
+            write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
+            created.append(variant_id)
+        store.update_product(ctx.conn, product_id, {})
+        fire_product(ctx, "products/update", product_id)
+    ctx.forget("product", "variants", "options")
+    return _bulk_payload(typename, product_id, created, ctx, errors)
+
+
+MUTATIONS: dict[str, Callable[[Any, Context, dict[str, Any]], Any]] = {
+    "productSet": product_set,
+    "productCreate": product_create,
+    "productUpdate": product_update,
+    "productDelete": product_delete,
+    "productVariantsBulkUpdate": variants_bulk_update,
+    "productVariantsBulkCreate": variants_bulk_create,
+}

@@ -1,0 +1,118 @@
+"""REST-shaped webhook payloads, as Shopify sends them for ``products/*`` topics.
+
+Shopify's webhook bodies are the REST Admin representation of the resource (not GraphQL):
+snake_case keys, numeric ids, tags as one comma-joined string, lowercase status, and the
+shop's UTC offset on timestamps. Only the first 100 variants are included in full;
+``variant_gids`` lists them all, most recently updated first.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from syncapp.sandbox.shopify.graphql_api import store
+from syncapp.sandbox.shopify.graphql_api.ids import gid
+
+MAX_FULL_VARIANTS = 100
+
+
+def rest_time(value: str | None) -> str | None:
+    """``2026-01-01T00:00:00Z`` → ``2026-01-01T00:00:00+00:00`` (REST writes the offset)."""
+    if value is None:
+        return None
+    return value.replace("Z", "+00:00") if value.endswith("Z") else value
+
+
+def _variant(row: dict[str, Any]) -> dict[str, Any]:
+    inventory_item_id = row["id"] + store.INVENTORY_ITEM_OFFSET
+    return {
+        "id": row["id"],
+        "product_id": row["product_id"],
+        "title": row["title"],
+        "price": row["price"],
+        "sku": row["sku"] or "",
+        "position": row["position"],
+        "inventory_policy": row["inventory_policy"].lower(),
+        "compare_at_price": row["compare_at_price"],
+        "option1": row["option1"],
+        "option2": row["option2"],
+        "option3": row["option3"],
+        "created_at": rest_time(row["created_at"]),
+        "updated_at": rest_time(row["updated_at"]),
+        "taxable": bool(row["taxable"]),
+        "barcode": row["barcode"],
+        "fulfillment_service": "manual",
+        "inventory_management": "shopify",
+        "requires_shipping": True,
+        "inventory_item_id": inventory_item_id,
+        "inventory_quantity": row["inventory_quantity"],
+        "old_inventory_quantity": row["inventory_quantity"],
+        "image_id": None,
+        "admin_graphql_api_id": gid("ProductVariant", row["id"]),
+    }
+
+
+def product_payload(conn: sqlite3.Connection, product_id: int) -> dict[str, Any]:
+    """The ``products/create`` / ``products/update`` body of the product as stored now."""
+    row = conn.execute("SELECT * FROM sb_products WHERE id = ?", (product_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"product {product_id} does not exist; cannot build its webhook")
+    variants = store.variants_of(conn, product_id)
+    options = store.options_of(conn, product_id)
+    by_recency = sorted(variants, key=lambda v: (v["updated_at"], v["id"]), reverse=True)
+    status = row["status"].lower()
+    return {
+        "admin_graphql_api_id": gid("Product", row["id"]),
+        "body_html": row["description_html"],
+        "created_at": rest_time(row["created_at"]),
+        "handle": row["handle"],
+        "id": row["id"],
+        "product_type": row["product_type"],
+        "published_at": rest_time(row["published_at"]) if row["status"] == "ACTIVE" else None,
+        "template_suffix": row["template_suffix"],
+        "title": row["title"],
+        "updated_at": rest_time(row["updated_at"]),
+        "vendor": row["vendor"],
+        "status": status,
+        "published_scope": "global",
+        "tags": ", ".join(store.tags_list(row["tags"])),
+        "variants": [_variant(v) for v in variants[:MAX_FULL_VARIANTS]],
+        "options": [
+            {
+                "name": option.name,
+                "id": option.id,
+                "product_id": row["id"],
+                "position": option.position,
+                "values": [v.name for v in option.values],
+            }
+            for option in options
+        ],
+        "images": [],
+        "image": None,
+        "media": [],
+        "variant_gids": [
+            {
+                "admin_graphql_api_id": gid("ProductVariant", v["id"]),
+                "updated_at": rest_time(v["updated_at"]),
+            }
+            for v in by_recency
+        ],
+        "has_variants_that_requires_components": False,
+        "category": None,
+    }
+
+
+def product_delete_payload(product_id: int) -> dict[str, Any]:
+    return {"id": product_id}
+
+
+def bulk_finish_payload(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "admin_graphql_api_id": gid("BulkOperation", row["id"]),
+        "completed_at": rest_time(row["completed_at"]),
+        "created_at": rest_time(row["created_at"]),
+        "error_code": row["error_code"].lower() if row["error_code"] else None,
+        "status": row["status"].lower(),
+        "type": row["type"].lower(),
+    }
