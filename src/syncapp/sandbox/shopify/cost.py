@@ -15,13 +15,13 @@ Complexity"):
 - a field returning an interface or a union costs 1 plus the most expensive of the selections its
   possible types could take ("maximum of possible selections");
 - a connection (a field whose type is an object type named ``...Connection``: all 195 such types in
-  the 2026-10 schema are Relay connections with ``edges``/``pageInfo`` and every field returning one
-  takes ``first``/``last``) costs 2 plus ``first`` (or ``last``) times the cost of one item, an item
-  being one ``node`` (or one element of ``nodes``): "two points plus the number of returned
-  objects". The ``edges`` wrapper and ``pageInfo`` are covered by the 2 points. With neither
-  ``first`` nor ``last`` Shopify answers "you must provide one of first or last" and reports
-  ``requestedQueryCost: 2`` (Shopify/shopify-api-js's recorded response for
-  ``products { edges { node { id } } }``), so the page size is 0, not a guessed default;
+  the 2026-10 schema are Relay connections with ``edges``/``pageInfo``, and every field returning
+  one takes ``first``, none with a default; most also take ``last``) costs 2 plus ``first`` (or
+  ``last``) times the cost of one item, an item being one ``node`` (or one element of ``nodes``):
+  "two points plus the number of returned objects". The ``edges`` wrapper and ``pageInfo`` are
+  covered by the 2 points. With neither ``first`` nor ``last`` Shopify answers "you must provide
+  one of first or last" and reports ``requestedQueryCost: 2`` (Shopify/shopify-api-js's recorded
+  response for ``products { edges { node { id } } }``), so the page size is 0, not a guess;
 - a root mutation field costs 10. Shopify's answers show that the payload is not simply added:
   ``bulkOperationRunQuery { bulkOperation { id status createdAt } userErrors { field message } }``
   and ``draftOrderCreate { draftOrder { id legacyResourceId } userErrors { ... } }`` both report
@@ -34,10 +34,12 @@ null, and 2 for a connection that failed), nothing below a null is charged, a co
 for the items it returned, and a mutation field is never charged less than 10. ``data`` of None
 means every root field came back null.
 
-Known divergence: since about 2025 production Shopify sizes connections below ``first`` (it reports
-25, not the documented 503, for ``product { variants(first: 250) { nodes { inventoryItem { id } } }
-}``) with an undocumented formula. The sandbox keeps the documented, linear rule: it never charges
-less than Shopify, so an app that paces itself against the sandbox is not throttled in production.
+Known divergence: production Shopify now sizes connections below ``first`` with an undocumented
+formula (a community.shopify.dev thread shows ``requestedQueryCost: 25``, not the documented 503,
+for ``product { variants(first: 250) { nodes { inventoryItem { id tracked } } } }``, and 23 rather
+than 57 for the ``fulfillmentCreate`` above). The sandbox keeps the documented, linear rule, which
+charges more than production in every case we could compare: an app that paces itself against the
+sandbox errs on the side of not being throttled.
 """
 
 from __future__ import annotations
