@@ -8,8 +8,8 @@ import socket
 import threading
 import time
 import tomllib
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from syncapp.connectors.shopify.transport import ShopifyRedirectTransport
-from syncapp.sandbox.shopify import oauth, webhooks
+from syncapp.sandbox.shopify.app import create_app
 from syncapp.sandbox.shopify.config import SandboxConfig, load_subscriptions
-from syncapp.sandbox.shopify.db import SandboxDB
 from syncapp.sandbox.shopify.oauth import load_access_scopes
 from syncapp.sandbox.shopify.state import SandboxState
 
@@ -109,26 +108,8 @@ class WebhookReceiver:
 
 
 def build_sandbox(config: SandboxConfig) -> Starlette:
-    """The OAuth and webhook part of the sandbox, composed as ``app.create_app`` does."""
-    state = SandboxState(config=config, db=SandboxDB(config.database_path))
-    deliverer = webhooks.WebhookDeliverer(state)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if config.deliver_webhooks:
-            await deliverer.start()
-        try:
-            yield
-        finally:
-            await deliverer.stop()
-            state.db.close()
-
-    app = Starlette(
-        routes=[*oauth.routes(state), *webhooks.routes(state, deliverer)], lifespan=lifespan
-    )
-    app.state.sandbox = state
-    app.state.deliverer = deliverer
-    return app
+    """The whole sandbox, as ``make run`` composes it."""
+    return create_app(config)
 
 
 @dataclass
