@@ -44,8 +44,8 @@ sandbox errs on the side of not being throttled.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -111,6 +111,8 @@ class _Context:
     schema: GraphQLSchema
     fragments: Mapping[str, FragmentDefinitionNode]
     variables: VariableValues
+    # A result walks the same selections once per returned object: collect each only once.
+    collected: dict[tuple[str, tuple[int, ...]], _Fields] = field(default_factory=dict)
 
 
 def requested_cost(
@@ -191,9 +193,19 @@ def _prepare(
 
 
 def _collect(
-    ctx: _Context, runtime_type: GraphQLObjectType, selection_sets: Iterable[SelectionSetNode]
+    ctx: _Context, runtime_type: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
 ) -> _Fields:
     """Group the fields that apply to ``runtime_type`` by response key, as execution does."""
+    cache_key = (runtime_type.name, tuple(id(selection_set) for selection_set in selection_sets))
+    cached = ctx.collected.get(cache_key)
+    if cached is None:
+        cached = ctx.collected[cache_key] = _collect_uncached(ctx, runtime_type, selection_sets)
+    return cached
+
+
+def _collect_uncached(
+    ctx: _Context, runtime_type: GraphQLObjectType, selection_sets: Sequence[SelectionSetNode]
+) -> _Fields:
     fields: _Fields = {}
     visited_fragments: set[str] = set()
 
