@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from graphql import (
@@ -87,6 +88,12 @@ class Prepared:
 
 
 def prepare(schema: GraphQLSchema, source: str) -> Prepared:
+    """Parse and validate ``source``; apps resend the same documents, so results are cached."""
+    return _prepare_cached(schema, source)
+
+
+@lru_cache(maxsize=512)
+def _prepare_cached(schema: GraphQLSchema, source: str) -> Prepared:
     try:
         document = parse(source)
     except GraphQLError as exc:

@@ -69,8 +69,10 @@ def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def reject_unsupported(values: dict[str, Any] | None, supported: set[str], type_name: str) -> None:
+    # false and empty values ask for what the sandbox's products already are (no gift cards,
+    # no selling plans, no collections), so only a real request for the feature is refused.
     for key, value in (values or {}).items():
-        if key not in supported and value is not None:
+        if key not in supported and value not in (None, False, [], ""):
             raise NotImplementedInSandbox(f"Input field '{type_name}.{key}'")
 
 
@@ -470,6 +472,7 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     old_variants = store.variants_of(ctx.conn, existing["id"]) if existing else []
     raw_options = values.get("productOptions")
     raw_variants = values.get("variants")
+    errors_before_options = len(errors.items)
     specs = _parse_option_set(
         raw_options, old_options, errors, ["input", "productOptions"], create_input=False
     )
@@ -495,7 +498,8 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             "VARIANTS_OVER_LIMIT",
         )
     planned: list[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any]]] = []
-    if raw_variants is not None and not errors:
+    # Variants are checked against the options, so only once the options themselves are valid.
+    if raw_variants is not None and len(errors.items) == errors_before_options:
         old_ids = {v["id"] for v in old_variants}
         combos: set[tuple[str | None, ...]] = set()
         for index, variant in enumerate(raw_variants):
