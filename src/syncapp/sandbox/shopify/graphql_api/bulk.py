@@ -455,7 +455,8 @@ def _run(state: SandboxState, shop_domain: str, op_id: int) -> None:
     with state.db.transaction() as conn:
         row = bulk_store.get(conn, shop_domain, op_id)
         assert row is not None
-        bulk_store.update(conn, op_id, status="RUNNING")
+        if row["status"] == "CREATED":  # a cancel requested before the start stays requested
+            bulk_store.update(conn, op_id, status="RUNNING")
     document, root = check_bulk_query(schema, row["query"])
     key = root.alias.value if root.alias else root.name.value
     directory = bulk_dir(state)
