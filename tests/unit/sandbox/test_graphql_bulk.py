@@ -30,9 +30,14 @@ def three_variant_product(index: int) -> dict[str, Any]:
     return {
         "title": f"Bulk {index}",
         "productOptions": [{"name": "Size", "values": [{"name": s} for s in sizes]}],
-        "variants": [{"optionValues": [{"optionName": "Size", "name": s}],
-                      "price": f"{index}.{pos}0", "sku": f"B-{index}-{s}"}
-                     for pos, s in enumerate(sizes)],
+        "variants": [
+            {
+                "optionValues": [{"optionName": "Size", "name": s}],
+                "price": f"{index}.{pos}0",
+                "sku": f"B-{index}-{s}",
+            }
+            for pos, s in enumerate(sizes)
+        ],
     }
 
 
@@ -42,7 +47,8 @@ def wait_finished(sandbox: Sandbox, op_id: str, timeout: float = 30) -> dict[str
         op: dict[str, Any] = sandbox.run(
             "query($id: ID!) { node(id: $id) { ... on BulkOperation { id status errorCode"
             " objectCount rootObjectCount fileSize url completedAt createdAt } } }",
-            {"id": op_id})["node"]
+            {"id": op_id},
+        )["node"]
         if op["status"] not in ("CREATED", "RUNNING", "CANCELING"):
             return op
         time.sleep(0.05)
@@ -50,7 +56,7 @@ def wait_finished(sandbox: Sandbox, op_id: str, timeout: float = 30) -> dict[str
 
 
 def test_bulk_query_writes_jsonl_with_parent_lines_and_fires_finish(sandbox: Sandbox) -> None:
-    """300 products × 3 variants come out as 1,200 JSONL lines, variants under __parentId."""
+    """300 products with 3 variants each give 1,200 JSONL lines, variants with __parentId."""
     for index in range(300):
         result = sandbox.run(PRODUCT_SET, {"input": three_variant_product(index)})
         assert result["productSet"]["userErrors"] == []
@@ -67,7 +73,8 @@ def test_bulk_query_writes_jsonl_with_parent_lines_and_fires_finish(sandbox: San
     lines = [json.loads(line) for line in response.text.splitlines()]
     products = [line for line in lines if "__parentId" not in line]
     variants = [line for line in lines if "__parentId" in line]
-    assert len(products) == 300 and len(variants) == 900
+    assert len(products) == 300
+    assert len(variants) == 900
     assert set(products[0]) == {"id", "title"}
     by_product: dict[str, list[str]] = {}
     for line in variants:
@@ -101,14 +108,23 @@ def test_bulk_query_over_no_products_completes_without_a_file(sandbox: Sandbox) 
     ("query", "fragment"),
     [
         ("{ shop { name } }", "at least one connection"),
-        ("{ products { edges { node { id } } } productVariants { edges { node { id } } } }",
-         "exactly one top-level field"),
-        ("{ products { edges { node { title variants { edges { node { id } } } } } } }",
-         "must select the 'id' field"),
-        ("{ products { edges { node { id variants { edges { node { id metafields { edges {"
-         " node { id } } } } } } } } } }", "nested more than 2 levels"),
-        ("{ products { edges { node { id x: productVariants { edges { node { id } } } } } } }",
-         "Invalid bulk query"),
+        (
+            "{ products { edges { node { id } } } productVariants { edges { node { id } } } }",
+            "exactly one top-level field",
+        ),
+        (
+            "{ products { edges { node { title variants { edges { node { id } } } } } } }",
+            "must select the 'id' field",
+        ),
+        (
+            "{ products { edges { node { id variants { edges { node { id metafields { edges {"
+            " node { id } } } } } } } } } }",
+            "nested more than 2 levels",
+        ),
+        (
+            "{ products { edges { node { id x: productVariants { edges { node { id } } } } } } }",
+            "Invalid bulk query",
+        ),
         ("{ products { edges { node { id ", "Invalid bulk query"),
     ],
 )
@@ -117,15 +133,18 @@ def test_invalid_bulk_queries_are_user_errors(sandbox: Sandbox, query: str, frag
     data = sandbox.run(RUN, {"q": query})["bulkOperationRunQuery"]
     assert data["bulkOperation"] is None
     [error] = data["userErrors"]
-    assert error["field"] == ["query"] and error["code"] == "INVALID"
+    assert error["field"] == ["query"]
+    assert error["code"] == "INVALID"
     assert fragment in error["message"]
 
 
 def test_more_than_five_connections_is_a_user_error(sandbox: Sandbox) -> None:
     """A bulk query may contain at most five connections."""
-    query = ("{ products { edges { node { id a: variants { edges { node { id } } }"
-             " b: variants { edges { node { id } } } c: variants { edges { node { id } } }"
-             " d: variants { edges { node { id } } } e: variants { edges { node { id } } } } } } }")
+    query = (
+        "{ products { edges { node { id a: variants { edges { node { id } } }"
+        " b: variants { edges { node { id } } } c: variants { edges { node { id } } }"
+        " d: variants { edges { node { id } } } e: variants { edges { node { id } } } } } } }"
+    )
     error = sandbox.run(RUN, {"q": query})["bulkOperationRunQuery"]["userErrors"][0]
     assert "more than 5 connections" in error["message"]
 
@@ -149,12 +168,16 @@ def test_restart_marks_interrupted_operations_failed(tmp_path: Path) -> None:
         bulk_store.update(conn, op_id, status="RUNNING")
     graphql_api.routes(state)  # what a restarted sandbox builds
     result = graphql_api.execute_internal(
-        state, SHOP, "{ currentBulkOperation { status errorCode } }")
+        state, SHOP, "{ currentBulkOperation { status errorCode } }"
+    )
     assert result["data"]["currentBulkOperation"] == {
-        "status": "FAILED", "errorCode": "INTERNAL_SERVER_ERROR"}
+        "status": "FAILED",
+        "errorCode": "INTERNAL_SERVER_ERROR",
+    }
     with state.db.transaction() as conn:
-        row = conn.execute("SELECT payload FROM webhook_outbox WHERE topic ="
-                           " 'bulk_operations/finish'").fetchone()
+        row = conn.execute(
+            "SELECT payload FROM webhook_outbox WHERE topic = 'bulk_operations/finish'"
+        ).fetchone()
     assert json.loads(row["payload"])["status"] == "failed"
     state.db.close()
 
@@ -164,9 +187,14 @@ def test_cancel_stops_a_created_operation(sandbox: Sandbox) -> None:
     with sandbox.state.db.transaction() as conn:
         op_id = bulk_store.create(conn, SHOP, "QUERY", "{ products { edges { node { id } } } }")
     gid = f"gid://shopify/BulkOperation/{op_id}"
-    data = sandbox.run("mutation($id: ID!) { bulkOperationCancel(id: $id) {"
-                       " bulkOperation { status } userErrors { message } } }", {"id": gid})
-    assert data["bulkOperationCancel"] == {"bulkOperation": {"status": "CANCELING"},
-                                           "userErrors": []}
+    data = sandbox.run(
+        "mutation($id: ID!) { bulkOperationCancel(id: $id) {"
+        " bulkOperation { status } userErrors { message } } }",
+        {"id": gid},
+    )
+    assert data["bulkOperationCancel"] == {
+        "bulkOperation": {"status": "CANCELING"},
+        "userErrors": [],
+    }
     bulk.start(sandbox.state, SHOP, op_id).join(timeout=10)
     assert wait_finished(sandbox, gid)["status"] == "CANCELED"

@@ -19,16 +19,18 @@ def test_missing_token_is_401_with_shopifys_body(sandbox: Sandbox) -> None:
 
 def test_unknown_token_is_401(sandbox: Sandbox) -> None:
     """A token the sandbox never issued is refused."""
-    response = sandbox.client.post(API, json={"query": "{ shop { name } }"},
-                                   headers={"X-Shopify-Access-Token": "shpat_nope"})
+    response = sandbox.client.post(
+        API, json={"query": "{ shop { name } }"}, headers={"X-Shopify-Access-Token": "shpat_nope"}
+    )
     assert response.status_code == 401
     assert response.json() == INVALID_TOKEN
 
 
 def test_another_shops_token_is_401(sandbox: Sandbox) -> None:
     """A live token of another shop does not open this shop."""
-    response = sandbox.client.post(API, json={"query": "{ shop { name } }"},
-                                   headers={"X-Shopify-Access-Token": OTHER_TOKEN})
+    response = sandbox.client.post(
+        API, json={"query": "{ shop { name } }"}, headers={"X-Shopify-Access-Token": OTHER_TOKEN}
+    )
     assert response.status_code == 401
 
 
@@ -36,24 +38,29 @@ def test_revoked_token_is_401(sandbox: Sandbox) -> None:
     """A revoked token stops working."""
     with sandbox.state.db.transaction() as conn:
         conn.execute("UPDATE access_tokens SET revoked = 1 WHERE token = ?", (TOKEN,))
-    response = sandbox.client.post(API, json={"query": "{ shop { name } }"},
-                                   headers={"X-Shopify-Access-Token": TOKEN})
+    response = sandbox.client.post(
+        API, json={"query": "{ shop { name } }"}, headers={"X-Shopify-Access-Token": TOKEN}
+    )
     assert response.status_code == 401
 
 
 def test_unknown_shop_host_is_404(sandbox: Sandbox) -> None:
     """A host naming no sandbox shop is not found."""
-    response = sandbox.client.post(API, json={"query": "{ shop { name } }"},
-                                   headers={"X-Shopify-Access-Token": TOKEN,
-                                            "Host": "nowhere.myshopify.com"})
+    response = sandbox.client.post(
+        API,
+        json={"query": "{ shop { name } }"},
+        headers={"X-Shopify-Access-Token": TOKEN, "Host": "nowhere.myshopify.com"},
+    )
     assert response.status_code == 404
 
 
 def test_unknown_api_version_is_404(sandbox: Sandbox) -> None:
     """Only the configured API version is served."""
-    response = sandbox.client.post("/admin/api/2019-04/graphql.json",
-                                   json={"query": "{ shop { name } }"},
-                                   headers={"X-Shopify-Access-Token": TOKEN})
+    response = sandbox.client.post(
+        "/admin/api/2019-04/graphql.json",
+        json={"query": "{ shop { name } }"},
+        headers={"X-Shopify-Access-Token": TOKEN},
+    )
     assert response.status_code == 404
 
 
@@ -76,9 +83,11 @@ def test_shop_query_returns_data_and_cost_extensions(sandbox: Sandbox) -> None:
 
 def test_application_graphql_body_is_accepted(sandbox: Sandbox) -> None:
     """A raw document with Content-Type application/graphql runs like a JSON body."""
-    response = sandbox.client.post(API, content=b"{ shop { myshopifyDomain } }",
-                                   headers={"X-Shopify-Access-Token": TOKEN,
-                                            "Content-Type": "application/graphql"})
+    response = sandbox.client.post(
+        API,
+        content=b"{ shop { myshopifyDomain } }",
+        headers={"X-Shopify-Access-Token": TOKEN, "Content-Type": "application/graphql"},
+    )
     assert response.status_code == 200
     assert response.json()["data"] == {"shop": {"myshopifyDomain": SHOP}}
 
@@ -102,21 +111,24 @@ def test_unknown_field_is_reported_in_shopifys_words(sandbox: Sandbox) -> None:
 
 def test_missing_query_is_400(sandbox: Sandbox) -> None:
     """A JSON body without a query is a bad request."""
-    response = sandbox.client.post(API, json={"variables": {}},
-                                   headers={"X-Shopify-Access-Token": TOKEN})
+    response = sandbox.client.post(
+        API, json={"variables": {}}, headers={"X-Shopify-Access-Token": TOKEN}
+    )
     assert response.status_code == 400
 
 
 def test_query_over_max_cost_is_refused_without_data(sandbox: Sandbox) -> None:
     """A query asking more than 1000 points answers MAX_COST_EXCEEDED and runs nothing."""
-    body = sandbox.gql("{ products(first: 250) { nodes { id variants(first: 250) {"
-                       " nodes { id } } } } }")
+    body = sandbox.gql(
+        "{ products(first: 250) { nodes { id variants(first: 250) { nodes { id } } } } }"
+    )
     assert "data" not in body
     [error] = body["errors"]
     assert error["extensions"]["code"] == "MAX_COST_EXCEEDED"
     assert error["message"].startswith(
         f"Query cost is {error['extensions']['cost']}, which exceeds the single query max"
-        " cost limit (1000).")
+        " cost limit (1000)."
+    )
     assert body["extensions"]["cost"]["requestedQueryCost"] > 1000
 
 
@@ -140,13 +152,23 @@ def test_burst_of_expensive_queries_is_throttled_with_bucket_status(sandbox: San
     assert bodies[0]["data"] is not None
     assert first_cost["requestedQueryCost"] > first_cost["actualQueryCost"]
     available = first_cost["throttleStatus"]["currentlyAvailable"]
-    assert 2000 - first_cost["actualQueryCost"] <= available <= 2000 - first_cost[
-        "actualQueryCost"] + 5
+    assert (
+        2000 - first_cost["actualQueryCost"]
+        <= available
+        <= 2000 - first_cost["actualQueryCost"] + 5
+    )
     throttled = [b for b in bodies if b.get("errors")]
     assert throttled, "six 900-point queries in a burst must hit the 2000-point bucket"
     body = throttled[0]
-    assert body["errors"] == [{"message": "Throttled", "extensions": {
-        "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}]
+    assert body["errors"] == [
+        {
+            "message": "Throttled",
+            "extensions": {
+                "code": "THROTTLED",
+                "documentation": "https://shopify.dev/api/usage/rate-limits",
+            },
+        }
+    ]
     assert "data" not in body
     cost = body["extensions"]["cost"]
     assert cost["actualQueryCost"] is None
@@ -160,7 +182,9 @@ def test_throttle_buckets_are_per_shop(sandbox: Sandbox) -> None:
     _fill(sandbox, 150)
     for _ in range(6):
         sandbox.gql(EXPENSIVE)
-    other = sandbox.client.post(API, json={"query": "{ shop { name } }"},
-                                headers={"X-Shopify-Access-Token": OTHER_TOKEN,
-                                         "Host": "other.myshopify.com"}).json()
+    other = sandbox.client.post(
+        API,
+        json={"query": "{ shop { name } }"},
+        headers={"X-Shopify-Access-Token": OTHER_TOKEN, "Host": "other.myshopify.com"},
+    ).json()
     assert other["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] >= 1990

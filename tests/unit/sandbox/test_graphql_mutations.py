@@ -42,12 +42,16 @@ def test_product_set_create_records_a_rest_shaped_products_create_webhook(
     assert payload["id"] == int(product["id"].rsplit("/", 1)[1])
     assert payload["tags"] == "cotton, summer"
     assert payload["status"] == "active"
-    assert payload["images"] == [] and payload["image"] is None and payload["media"] == []
+    assert payload["images"] == []
+    assert payload["image"] is None
+    assert payload["media"] == []
     assert payload["options"][0]["values"] == ["S", "M"]
     assert payload["options"][0]["product_id"] == payload["id"]
     variant = payload["variants"][0]
-    assert variant["price"] == "19.99" and variant["compare_at_price"] == "25.00"
-    assert variant["option1"] == "S" and variant["option2"] is None
+    assert variant["price"] == "19.99"
+    assert variant["compare_at_price"] == "25.00"
+    assert variant["option1"] == "S"
+    assert variant["option2"] is None
     assert variant["admin_graphql_api_id"].startswith("gid://shopify/ProductVariant/")
     assert {v["admin_graphql_api_id"] for v in payload["variant_gids"]} == {
         v["id"] for v in product["variants"]["nodes"]
@@ -220,7 +224,8 @@ def test_product_update_changes_fields_bumps_updated_at_and_fires_update(
     data = sandbox.run(
         """
       mutation($p: ProductUpdateInput!) { productUpdate(product: $p) {
-        product { title status updatedAt tags metafield(namespace: "syncapp", key: "origin") { value } }
+        product { title status updatedAt tags
+          metafield(namespace: "syncapp", key: "origin") { value } }
         userErrors { field message } } }""",
         {
             "p": {
@@ -240,7 +245,8 @@ def test_product_update_changes_fields_bumps_updated_at_and_fires_update(
         },
     )
     updated = data["productUpdate"]["product"]
-    assert updated["title"] == "Blue Shirt" and updated["status"] == "ARCHIVED"
+    assert updated["title"] == "Blue Shirt"
+    assert updated["status"] == "ARCHIVED"
     assert updated["updatedAt"] > "2020-01-01T00:00:00Z"
     assert updated["metafield"] == {"value": "op-7"}
     [event] = sandbox.outbox("products/update")

@@ -79,8 +79,7 @@ def test_backward_paging_with_last_and_before_returns_the_preceding_page(
 
 def test_updated_at_query_with_quoted_value_filters_strictly_after(catalogue: Sandbox) -> None:
     """updated_at:>'…' returns exactly the products updated after the instant."""
-    nodes = all_pages(catalogue, query="updated_at:>'2026-01-01T03:00:00Z'",
-                      sortKey="UPDATED_AT")
+    nodes = all_pages(catalogue, query="updated_at:>'2026-01-01T03:00:00Z'", sortKey="UPDATED_AT")
     assert len(nodes) == COUNT - 181
     assert all(n["updatedAt"] > "2026-01-01T03:00:00Z" for n in nodes)
     assert [n["updatedAt"] for n in nodes] == sorted(n["updatedAt"] for n in nodes)
@@ -88,8 +87,9 @@ def test_updated_at_query_with_quoted_value_filters_strictly_after(catalogue: Sa
 
 def test_updated_at_query_combines_bounds_with_and(catalogue: Sandbox) -> None:
     """Two comparisons joined by AND (unquoted values) select a closed-open window."""
-    nodes = all_pages(catalogue, query="updated_at:>=2026-01-01T01:00:00Z AND"
-                      " updated_at:<2026-01-01T02:00:00Z")
+    nodes = all_pages(
+        catalogue, query="updated_at:>=2026-01-01T01:00:00Z AND updated_at:<2026-01-01T02:00:00Z"
+    )
     assert len(nodes) == 60
 
 
@@ -105,9 +105,13 @@ def test_sku_and_tag_and_status_terms_filter_products(catalogue: Sandbox) -> Non
     by_sku = catalogue.run(PAGE, {"first": 5, "query": "sku:NG-00001-1"})["products"]["edges"]
     assert [e["node"]["title"] for e in by_sku] == ["Aurora Cotton T-Shirt"]
     tagged = all_pages(catalogue, query="tag:sale status:active")
-    data = catalogue.run("""query($ids: [ID!]!) { nodes(ids: $ids) { ... on Product {
-        tags status } } }""", {"ids": [n["id"] for n in tagged[:100]]})
-    assert tagged and all("sale" in n["tags"] and n["status"] == "ACTIVE" for n in data["nodes"])
+    data = catalogue.run(
+        """query($ids: [ID!]!) { nodes(ids: $ids) { ... on Product {
+        tags status } } }""",
+        {"ids": [n["id"] for n in tagged[:100]]},
+    )
+    assert tagged
+    assert all("sale" in n["tags"] and n["status"] == "ACTIVE" for n in data["nodes"])
 
 
 def test_paging_without_first_or_last_is_an_error(catalogue: Sandbox) -> None:
@@ -118,56 +122,72 @@ def test_paging_without_first_or_last_is_an_error(catalogue: Sandbox) -> None:
 
 def test_node_and_nodes_resolve_products_and_variants(catalogue: Sandbox) -> None:
     """node(id:) and nodes(ids:) find products and variants by gid; unknown ids are null."""
-    product = catalogue.run("{ products(first: 1) { nodes { id variants(first: 1) {"
-                            " nodes { id } } } } }")["products"]["nodes"][0]
+    product = catalogue.run(
+        "{ products(first: 1) { nodes { id variants(first: 1) { nodes { id } } } } }"
+    )["products"]["nodes"][0]
     variant_id = product["variants"]["nodes"][0]["id"]
-    data = catalogue.run("""query($ids: [ID!]!, $v: ID!) {
+    data = catalogue.run(
+        """query($ids: [ID!]!, $v: ID!) {
         nodes(ids: $ids) { __typename id }
         node(id: $v) { ... on ProductVariant { product { id } } } }""",
-                         {"ids": [product["id"], variant_id, "gid://shopify/Product/1"],
-                          "v": variant_id})
-    assert data["nodes"] == [{"__typename": "Product", "id": product["id"]},
-                             {"__typename": "ProductVariant", "id": variant_id}, None]
+        {"ids": [product["id"], variant_id, "gid://shopify/Product/1"], "v": variant_id},
+    )
+    assert data["nodes"] == [
+        {"__typename": "Product", "id": product["id"]},
+        {"__typename": "ProductVariant", "id": variant_id},
+        None,
+    ]
     assert data["node"] == {"product": {"id": product["id"]}}
 
 
 def test_product_variants_query_finds_variants_by_sku(catalogue: Sandbox) -> None:
     """productVariants(query: "sku:…") returns the variant with that SKU."""
-    data = catalogue.run('{ productVariants(first: 5, query: "sku:NG-00001-2") {'
-                         " nodes { sku price product { title } } } }")
+    data = catalogue.run(
+        '{ productVariants(first: 5, query: "sku:NG-00001-2") {'
+        " nodes { sku price product { title } } } }"
+    )
     assert [n["sku"] for n in data["productVariants"]["nodes"]] == ["NG-00001-2"]
 
 
 def test_shop_fields_describe_the_shop(catalogue: Sandbox) -> None:
     """shop answers the shop's identity, plan and domain."""
-    data = catalogue.run("{ shop { id name email contactEmail myshopifyDomain currencyCode"
-                         " ianaTimezone plan { displayName partnerDevelopment shopifyPlus }"
-                         " primaryDomain { host url } } }")
+    data = catalogue.run(
+        "{ shop { id name email contactEmail myshopifyDomain currencyCode"
+        " ianaTimezone plan { displayName partnerDevelopment shopifyPlus }"
+        " primaryDomain { host url } } }"
+    )
     shop = data["shop"]
     assert shop["myshopifyDomain"] == SHOP
     assert shop["currencyCode"] == "USD"
-    assert shop["plan"] == {"displayName": "Shopify", "partnerDevelopment": False,
-                            "shopifyPlus": False}
+    assert shop["plan"] == {
+        "displayName": "Shopify",
+        "partnerDevelopment": False,
+        "shopifyPlus": False,
+    }
     assert shop["primaryDomain"] == {"host": SHOP, "url": f"https://{SHOP}"}
 
 
 def test_unimplemented_field_is_a_named_error_not_a_null(catalogue: Sandbox) -> None:
     """A schema-valid field the sandbox lacks answers NOT_IMPLEMENTED_IN_SANDBOX naming it."""
     result = graphql_api.execute_internal(
-        catalogue.state, SHOP, "{ products(first: 1) { nodes { id onlineStorePreviewUrl } } }")
+        catalogue.state, SHOP, "{ products(first: 1) { nodes { id onlineStorePreviewUrl } } }"
+    )
     [error] = result["errors"]
     assert error["message"] == (
-        "Field 'Product.onlineStorePreviewUrl' is not implemented by the Shopify sandbox")
+        "Field 'Product.onlineStorePreviewUrl' is not implemented by the Shopify sandbox"
+    )
     assert error["extensions"] == {"code": "NOT_IMPLEMENTED_IN_SANDBOX"}
     assert error["path"] == ["products", "nodes", 0, "onlineStorePreviewUrl"]
 
 
 def test_unimplemented_root_field_is_a_named_error(catalogue: Sandbox) -> None:
     """A query root field the sandbox does not serve is reported by name."""
-    result = graphql_api.execute_internal(catalogue.state, SHOP,
-                                          "{ orders(first: 1) { nodes { id } } }")
+    result = graphql_api.execute_internal(
+        catalogue.state, SHOP, "{ orders(first: 1) { nodes { id } } }"
+    )
     assert result["errors"][0]["message"] == (
-        "Field 'QueryRoot.orders' is not implemented by the Shopify sandbox")
+        "Field 'QueryRoot.orders' is not implemented by the Shopify sandbox"
+    )
 
 
 def test_paging_ten_thousand_products_by_updated_at_is_fast(tmp_path: Path) -> None:
@@ -177,15 +197,24 @@ def test_paging_ten_thousand_products_by_updated_at_is_fast(tmp_path: Path) -> N
         conn.executemany(
             "INSERT INTO sb_products (shop_domain, title, handle, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            [(SHOP, f"P{i}", f"p-{i}", "2026-01-01T00:00:00Z", f"2026-02-01T00:{i % 60:02d}:00Z")
-             for i in range(10_000)],
+            [
+                (SHOP, f"P{i}", f"p-{i}", "2026-01-01T00:00:00Z", f"2026-02-01T00:{i % 60:02d}:00Z")
+                for i in range(10_000)
+            ],
         )
     sandbox = Sandbox(state, client=None)  # type: ignore[arg-type]
     started = time.perf_counter()
     seen, after = 0, None
     while True:
-        page = sandbox.run(PAGE, {"first": 250, "after": after, "sortKey": "UPDATED_AT",
-                                  "query": "updated_at:>'2026-01-15T00:00:00Z'"})["products"]
+        page = sandbox.run(
+            PAGE,
+            {
+                "first": 250,
+                "after": after,
+                "sortKey": "UPDATED_AT",
+                "query": "updated_at:>'2026-01-15T00:00:00Z'",
+            },
+        )["products"]
         seen += len(page["edges"])
         if not page["pageInfo"]["hasNextPage"]:
             break

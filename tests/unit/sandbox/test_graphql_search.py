@@ -41,8 +41,9 @@ def test_a_quoted_value_keeps_its_spaces_and_colons(
     assert parsed.groups == ((Term(field, op, value),),)
 
 
-@given(st.lists(st.tuples(FIELDS, OPS, BARE), min_size=1, max_size=5),
-       st.sampled_from([" ", " AND "]))
+@given(
+    st.lists(st.tuples(FIELDS, OPS, BARE), min_size=1, max_size=5), st.sampled_from([" ", " AND "])
+)
 def test_terms_joined_by_space_or_and_form_one_conjunction(
     terms: list[tuple[str, str, str]], joiner: str
 ) -> None:
@@ -79,5 +80,6 @@ def test_unknown_fields_are_ignored_with_a_warning() -> None:
     """A field Shopify does not search is dropped and reported, as Shopify does."""
     compiled = compile_search("colour:red", PRODUCT_FIELDS)
     assert compiled.sql == "(1)"
-    assert compiled.warnings == [{"field": "colour",
-                                  "message": "Invalid search field for this query."}]
+    assert compiled.warnings == [
+        {"field": "colour", "message": "Invalid search field for this query."}
+    ]
