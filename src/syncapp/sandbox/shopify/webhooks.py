@@ -132,6 +132,7 @@ class WebhookDeliverer:
         self._faults = WebhookFaults()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
         self._client: httpx.AsyncClient | None = None
         self._in_flight: dict[asyncio.Task[None], tuple[str, ...]] = {}
 
@@ -151,6 +152,7 @@ class WebhookDeliverer:
         if self._loop_task is not None:
             return
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(DELIVERY_TIMEOUT, connect=CONNECT_TIMEOUT),
             limits=httpx.Limits(max_connections=self._max_in_flight),
@@ -163,6 +165,8 @@ class WebhookDeliverer:
         if self._loop_task is None or self._stopping is None:
             return
         self._stopping.set()
+        if self._wake is not None:
+            self._wake.set()
         await self._loop_task
         if self._in_flight:
             _, still_running = await asyncio.wait(list(self._in_flight), timeout=STOP_GRACE)
@@ -173,19 +177,24 @@ class WebhookDeliverer:
             await self._client.aclose()
         self._loop_task = None
         self._stopping = None
+        self._wake = None
         self._client = None
         self._in_flight.clear()
 
     async def _run(self) -> None:
         assert self._stopping is not None
+        assert self._wake is not None
         while not self._stopping.is_set():
+            self._wake.clear()
             try:
                 await self.step()
             except Exception:
                 # The loop must outlive one bad row or a locked database; it retries next tick.
                 log.exception("webhook delivery step failed")
+            # A finished delivery frees a slot: look for more work at once rather than a tick
+            # later, so a backlog drains at the receiver's pace.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
 
     async def step(self) -> int:
         """Fan out new outbox rows and dispatch due deliveries; returns how many dispatched."""
@@ -212,6 +221,8 @@ class WebhookDeliverer:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
+        if self._wake is not None:
+            self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery task failed", exc_info=task.exception())
 
