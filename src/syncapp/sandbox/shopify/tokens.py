@@ -264,7 +264,8 @@ def shop_for_access_token(
     """The shop a live (issued, unrevoked, unexpired) access token is for, else None.
 
     The first successful lookup of a refreshed token counts as its first use: it retires the
-    refresh token it replaced (see the module docstring).
+    refresh token it replaced (see the module docstring). That is a write, so call it inside
+    :meth:`SandboxDB.transaction` like every other state change.
     """
     row = conn.execute(
         "SELECT shop_domain, expires_at, revoked, refresh_token, first_used_at"
