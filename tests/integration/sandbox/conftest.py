@@ -3,6 +3,7 @@ real ASGI app served by uvicorn on a free 127.0.0.1 port in a background thread.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 import threading
@@ -78,11 +79,24 @@ class WebhookReceiver:
 
     planned_statuses: list[int] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
+    # Seconds each answer takes, and the most requests seen open at once.
+    answer_delay: float = 0.0
+    max_concurrent: int = 0
+    _open: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> Starlette:
         async def receive(request: Request) -> Response:
             body = await request.body()
+            with self._lock:
+                self._open += 1
+                self.max_concurrent = max(self.max_concurrent, self._open)
+            try:
+                if self.answer_delay:
+                    await asyncio.sleep(self.answer_delay)
+            finally:
+                with self._lock:
+                    self._open -= 1
             with self._lock:
                 self.requests.append(
                     Received(path=request.url.path, headers=dict(request.headers), body=body)

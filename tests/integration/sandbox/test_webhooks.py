@@ -132,6 +132,22 @@ def test_a_delivery_fails_after_eight_retries(sandbox: RunningSandbox, receiver:
     assert len(recv.requests) == 9
 
 
+def test_at_most_sixteen_deliveries_are_in_flight_at_once(
+    sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    """A slow receiver sees a bounded number of concurrent deliveries, and all of them."""
+    recv, _ = receiver
+    recv.answer_delay = 0.2
+    with sandbox.state.db.transaction() as conn:
+        for n in range(40):
+            record_webhook(conn, shop_domain=SHOP, topic="products/update", payload={"id": n})
+
+    requests = recv.wait_for(40, timeout=10)
+
+    assert recv.max_concurrent == 16
+    assert sorted(json.loads(r.body)["id"] for r in requests) == list(range(40))
+
+
 def test_every_subscription_to_a_topic_gets_its_own_delivery_of_one_event(
     tmp_path: Path, receiver: Receiver
 ) -> None:
