@@ -1,0 +1,162 @@
+"""The eManageCRM sandbox's state: one SQLite file, so a restarted sandbox keeps its accounts,
+users, tokens, links and providers.
+
+All access goes through :meth:`EmanageDB.transaction`, which serialises writers and commits or
+rolls back as a unit: an idempotent write and the stored answer to its key land together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,                  -- GUID
+    kind TEXT NOT NULL,                   -- shared | dedicated
+    status TEXT NOT NULL DEFAULT 'active',-- active | suspended
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    shop_domain TEXT UNIQUE,              -- NULL for a dedicated subscription not linked yet
+    cid TEXT NOT NULL UNIQUE,             -- X_CID of the Web Sales API
+    owner_client_id TEXT,                 -- the system client that created or linked it
+    subscription_id TEXT UNIQUE,          -- dedicated only
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS link_codes (
+    code_hash TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    expires_at REAL NOT NULL,
+    used_at REAL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    account_id TEXT,                      -- NULL: a system token
+    scopes TEXT NOT NULL,
+    issued_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    email TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (account_id, email)
+);
+CREATE TABLE IF NOT EXISTS sso_links (
+    token_hash TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    user_id TEXT NOT NULL REFERENCES users(id),
+    redirect_path TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    used_at REAL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    user_id TEXT NOT NULL REFERENCES users(id),
+    csrf_token TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payment_providers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    category TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    is_active INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mids (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    provider_id INTEGER NOT NULL REFERENCES payment_providers(id),
+    mid TEXT NOT NULL,
+    descriptor TEXT,
+    is_active INTEGER NOT NULL DEFAULT 1,
+    is_main INTEGER NOT NULL DEFAULT 1,
+    monthly_cap_usd REAL
+);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    client_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (client_id, key)
+);
+CREATE TABLE IF NOT EXISTS campaigns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    web_key TEXT NOT NULL UNIQUE,         -- upper-case GUID, as live pages carry it
+    name TEXT NOT NULL,
+    language_code TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    status TEXT NOT NULL,                 -- Pending | Active with Traffic
+    countries TEXT NOT NULL,              -- JSON list of ISO country codes, first = default
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaign_products (
+    product_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign_id INTEGER NOT NULL REFERENCES campaigns(id),
+    name TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    price REAL NOT NULL,
+    full_retail_price REAL NOT NULL,
+    shipping_price REAL NOT NULL,
+    shipping_method_id INTEGER NOT NULL,
+    shipping_name TEXT NOT NULL,
+    message TEXT,
+    position INTEGER NOT NULL
+);
+-- Product ids look like eManageCRM's (six digits) rather than 1, 2, 3.
+INSERT INTO sqlite_sequence (name, seq) SELECT 'campaign_products', 917700
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'campaign_products');
+INSERT INTO sqlite_sequence (name, seq) SELECT 'payment_providers', 100
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'payment_providers');
+"""
+
+
+class EmanageDB:
+    """A single SQLite connection shared by the sandbox's handlers, guarded by a lock."""
+
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run a block as one transaction; nested calls join the outer one."""
+        with self._lock:
+            if self._conn.in_transaction:
+                yield self._conn
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

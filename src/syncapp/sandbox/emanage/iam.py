@@ -1,0 +1,131 @@
+"""``POST /iam/oauth/token``: the OAuth 2.0 client-credentials grant (RFC 6749 §4.4) for the
+registered system clients, with ``account_id`` narrowing a token to one account (in the way
+of RFC 8707's resource indicators).
+
+Client authentication is HTTP Basic or the form's ``client_id``/``client_secret`` (RFC 6749
+§2.3.1); wrong credentials are 401 ``invalid_client``. Tokens are opaque, stored hashed, and
+live ``config.token_ttl_seconds``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import secrets
+from typing import Any
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from syncapp.sandbox.emanage.common import UUID_RE
+from syncapp.sandbox.emanage.state import EmanageState, digest
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    headers = dict(_NO_STORE)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="eManageCRM IAM"'
+    return JSONResponse(
+        {"error": error, "error_description": description}, status_code=status, headers=headers
+    )
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
+    return unquote(client_id), unquote(secret)
+
+
+def routes(state: EmanageState) -> list[BaseRoute]:
+    """The token endpoint."""
+
+    async def token(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("application/x-www-form-urlencoded"):
+            return oauth_error(
+                400, "invalid_request", "Send the form as application/x-www-form-urlencoded."
+            )
+        form = await request.form()
+        fields: dict[str, str] = {k: str(v) for k, v in form.items()}
+        basic = _basic_credentials(request.headers.get("authorization", ""))
+        if basic is not None and ("client_secret" in fields):
+            return oauth_error(
+                400, "invalid_request", "Authenticate the client one way: Basic or form, not both."
+            )
+        client_id, client_secret = basic or (
+            fields.get("client_id", ""),
+            fields.get("client_secret", ""),
+        )
+        client = state.config.client(client_id)
+        if client is None or not hmac.compare_digest(
+            client.client_secret.encode(), client_secret.encode()
+        ):
+            return oauth_error(401, "invalid_client", "Unknown client or wrong client secret.")
+        grant_type = fields.get("grant_type")
+        if not grant_type:
+            return oauth_error(400, "invalid_request", "'grant_type' is required.")
+        if grant_type != "client_credentials":
+            return oauth_error(
+                400, "unsupported_grant_type", "Only grant_type=client_credentials is supported."
+            )
+        requested = fields.get("scope", "").split()
+        granted = requested or list(client.scopes)
+        if extra := sorted(set(granted) - set(client.scopes)):
+            return oauth_error(
+                400, "invalid_scope", f"The client is not registered for: {' '.join(extra)}."
+            )
+        account_id = fields.get("account_id", "").strip().lower() or None
+        now = state.clock.now()
+        with state.db.transaction() as conn:
+            if account_id is not None:
+                row = None
+                if UUID_RE.match(account_id):
+                    row = conn.execute(
+                        "SELECT owner_client_id, status FROM accounts WHERE id = ?", (account_id,)
+                    ).fetchone()
+                if row is None or row["owner_client_id"] != client.client_id:
+                    return oauth_error(
+                        400, "invalid_target", f"There is no account {account_id} for this client."
+                    )
+                if row["status"] != "active":
+                    return oauth_error(
+                        400, "invalid_target", f"The account {account_id} is suspended."
+                    )
+            access_token = "emt_" + secrets.token_urlsafe(32)
+            conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now - 3600,))
+            conn.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    digest(access_token),
+                    client.client_id,
+                    account_id,
+                    " ".join(granted),
+                    now,
+                    now + state.config.token_ttl_seconds,
+                ),
+            )
+        body: dict[str, Any] = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": state.config.token_ttl_seconds,
+            "scope": " ".join(granted),
+        }
+        if account_id is not None:
+            body["account_id"] = account_id
+        return JSONResponse(body, headers=_NO_STORE)
+
+    return [Route("/iam/oauth/token", token, methods=["POST"])]
