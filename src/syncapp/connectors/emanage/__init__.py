@@ -1,0 +1,66 @@
+"""eManageCRM: the client of its IAM, admin and Web Sales APIs (contract:
+docs/contracts/emanage.openapi.yaml), its models and its error tree.
+
+  client.py   EmanageClient (async, injected httpx.AsyncClient; token cache per process)
+  models.py   Account, User, SsoLink, PaymentProvider, Mid, CampaignSettings, CampaignPrices, ...
+  errors.py   the error tree (what is retryable) and the pure response → error mapping
+"""
+
+from syncapp.connectors.emanage.client import DEFAULT_SCOPES, EmanageClient
+from syncapp.connectors.emanage.errors import (
+    EmanageAuthError,
+    EmanageConflict,
+    EmanageError,
+    EmanageForbidden,
+    EmanageIdempotencyMismatch,
+    EmanageNotFound,
+    EmanagePermanentError,
+    EmanageProtocolError,
+    EmanageRateLimited,
+    EmanageTokenRejected,
+    EmanageTransientError,
+    EmanageValidationError,
+    is_transient,
+)
+from syncapp.connectors.emanage.models import (
+    Account,
+    CampaignPrices,
+    CampaignSettings,
+    Location,
+    Mid,
+    PaymentProvider,
+    PriceValue,
+    ProductPrice,
+    Shipping,
+    SsoLink,
+    User,
+)
+
+__all__ = [
+    "DEFAULT_SCOPES",
+    "Account",
+    "CampaignPrices",
+    "CampaignSettings",
+    "EmanageAuthError",
+    "EmanageClient",
+    "EmanageConflict",
+    "EmanageError",
+    "EmanageForbidden",
+    "EmanageIdempotencyMismatch",
+    "EmanageNotFound",
+    "EmanagePermanentError",
+    "EmanageProtocolError",
+    "EmanageRateLimited",
+    "EmanageTokenRejected",
+    "EmanageTransientError",
+    "EmanageValidationError",
+    "Location",
+    "Mid",
+    "PaymentProvider",
+    "PriceValue",
+    "ProductPrice",
+    "Shipping",
+    "SsoLink",
+    "User",
+    "is_transient",
+]

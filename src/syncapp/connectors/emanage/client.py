@@ -1,0 +1,315 @@
+"""EmanageClient: the app's only way to eManageCRM. A thin async client over an injected
+``httpx.AsyncClient``; the sandbox and the real system differ only in ``base_url``.
+
+It obtains client-credentials tokens for the system identity and caches them in memory for
+this process: one system token, and one token per account for that account's data (the
+contract's isolation rule: a token reaches one account). A token is renewed ``refresh_margin``
+seconds before it expires; concurrent callers share one token request per account. Answers are
+mapped to :mod:`models`, failures to :mod:`errors`. It never retries: callers wrap calls with
+their retry policy (``errors.is_transient``), and every write takes the caller's
+``idempotency_key`` so a retried write is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+from uuid import UUID
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from syncapp.connectors.emanage.errors import (
+    EmanageAuthError,
+    EmanageProtocolError,
+    EmanageTransientError,
+    error_from_response,
+)
+from syncapp.connectors.emanage.models import (
+    AccessToken,
+    Account,
+    CampaignPrices,
+    CampaignSettings,
+    PaymentProvider,
+    SsoLink,
+    User,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+TOKEN_PATH = "/iam/oauth/token"  # noqa: S105 - a path, not a secret
+DEFAULT_SCOPES: tuple[str, ...] = (
+    "accounts:read",
+    "accounts:write",
+    "users:read",
+    "users:write",
+    "sso:write",
+    "providers:read",
+)
+
+
+@dataclass(frozen=True)
+class _CachedToken:
+    value: str
+    renew_at: float
+
+
+def _account_key(account_id: UUID | str) -> str:
+    return str(account_id).lower()
+
+
+class EmanageClient:
+    """eManageCRM's IAM, admin and Web Sales APIs for the Sync App's system identity."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scopes: Sequence[str] = DEFAULT_SCOPES,
+        refresh_margin: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._scopes = " ".join(scopes)
+        self._refresh_margin = refresh_margin
+        self._clock = clock
+        self._tokens: dict[str | None, _CachedToken] = {}
+        self._locks: dict[str | None, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"EmanageClient(base_url={self._base_url!r}, client_id={self._client_id!r})"
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    async def create_account(
+        self, *, shop_domain: str, name: str, email: str, currency: str, idempotency_key: str
+    ) -> Account:
+        """Create the shop's tenant in the shared instance.
+
+        Raises EmanageConflict (``existing_id``) when the shop already has an account.
+        """
+        body = {"shopDomain": shop_domain, "name": name, "email": email, "currency": currency}
+        response = await self._call(
+            "POST", "/admin/v1/accounts", json=body, idempotency_key=idempotency_key
+        )
+        return _parse(Account, response)
+
+    async def link_account(
+        self,
+        *,
+        shop_domain: str,
+        subscription_id: UUID | str,
+        link_code: str,
+        idempotency_key: str,
+    ) -> Account:
+        """Link the merchant's dedicated subscription, proven by the link code from their
+        eManageCRM. A wrong/used/expired code raises EmanageValidationError
+        (``code == "link_code_invalid"``)."""
+        body = {
+            "shopDomain": shop_domain,
+            "subscriptionId": str(subscription_id),
+            "linkCode": link_code.strip(),
+        }
+        response = await self._call(
+            "POST", "/admin/v1/account-links", json=body, idempotency_key=idempotency_key
+        )
+        return _parse(Account, response)
+
+    async def get_account(self, *, account_id: UUID | str) -> Account:
+        response = await self._call("GET", f"/admin/v1/accounts/{_seg(account_id)}")
+        return _parse(Account, response)
+
+    # --- users and SSO ----------------------------------------------------------------------
+
+    async def create_user(
+        self,
+        *,
+        account_id: UUID | str,
+        email: str,
+        name: str,
+        role: str = "owner",
+        idempotency_key: str,
+    ) -> User:
+        """Create a user; EmanageConflict (``existing_id``) if the email is taken there."""
+        response = await self._call(
+            "POST",
+            f"/admin/v1/accounts/{_seg(account_id)}/users",
+            account_id=account_id,
+            json={"email": email, "name": name, "role": role},
+            idempotency_key=idempotency_key,
+        )
+        return _parse(User, response)
+
+    async def list_users(self, *, account_id: UUID | str) -> list[User]:
+        response = await self._call(
+            "GET", f"/admin/v1/accounts/{_seg(account_id)}/users", account_id=account_id
+        )
+        return _parse_items(User, response)
+
+    async def create_sso_link(
+        self,
+        *,
+        account_id: UUID | str,
+        user_id: UUID | str,
+        idempotency_key: str,
+        redirect_path: str | None = None,
+    ) -> SsoLink:
+        """A one-time sign-in URL (5 minutes) into eManageCRM's web UI, for the user's browser."""
+        body = {"redirectPath": redirect_path} if redirect_path else {}
+        response = await self._call(
+            "POST",
+            f"/admin/v1/accounts/{_seg(account_id)}/users/{_seg(user_id)}/sso-links",
+            account_id=account_id,
+            json=body,
+            idempotency_key=idempotency_key,
+        )
+        return _parse(SsoLink, response)
+
+    # --- payment providers ------------------------------------------------------------------
+
+    async def list_payment_providers(self, *, account_id: UUID | str) -> list[PaymentProvider]:
+        response = await self._call(
+            "GET",
+            f"/admin/v1/accounts/{_seg(account_id)}/payment-providers",
+            account_id=account_id,
+        )
+        return _parse_items(PaymentProvider, response)
+
+    # --- Web Sales API (public; X_CID instead of a token) -----------------------------------
+
+    async def get_campaign_settings(
+        self, *, websales_api_url: str, web_key: str, cid: UUID | str
+    ) -> CampaignSettings:
+        response = await self._websales(websales_api_url, web_key, "settings", cid)
+        return _parse(CampaignSettings, response)
+
+    async def get_campaign_prices(
+        self, *, websales_api_url: str, web_key: str, cid: UUID | str
+    ) -> CampaignPrices:
+        response = await self._websales(websales_api_url, web_key, "products/prices", cid)
+        return _parse(CampaignPrices, response)
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def forget_tokens(self) -> None:
+        """Drop every cached token (e.g. after the client secret was rotated)."""
+        self._tokens.clear()
+
+    async def _token(self, account_id: str | None) -> str:
+        cached = self._tokens.get(account_id)
+        if cached is not None and self._clock() < cached.renew_at:
+            return cached.value
+        lock = self._locks.setdefault(account_id, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(account_id)
+            if cached is not None and self._clock() < cached.renew_at:
+                return cached.value
+            started = self._clock()
+            form = {"grant_type": "client_credentials", "scope": self._scopes}
+            if account_id is not None:
+                form["account_id"] = account_id
+            response = await self._send(
+                "POST",
+                self._base_url + TOKEN_PATH,
+                data=form,
+                # RFC 6749 §2.3.1: form-encode both parts before Basic encoding.
+                auth=httpx.BasicAuth(
+                    quote(self._client_id, safe=""), quote(self._client_secret, safe="")
+                ),
+            )
+            token = _parse(AccessToken, response)
+            margin = min(self._refresh_margin, token.expires_in / 2)
+            # Counted from before the request, so network time never makes us late.
+            self._tokens[account_id] = _CachedToken(
+                token.access_token, started + token.expires_in - margin
+            )
+            return token.access_token
+
+    # --- transport --------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        account_id: UUID | str | None = None,
+        json: Any = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        key = _account_key(account_id) if account_id is not None else None
+        token = await self._token(key)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        try:
+            return await self._send(method, self._base_url + path, json=json, headers=headers)
+        except EmanageAuthError:
+            # The server refused this token (expired early, revoked, or forgotten by it):
+            # drop it so that the caller's retry asks for a new one.
+            cached = self._tokens.get(key)
+            if cached is not None and cached.value == token:
+                del self._tokens[key]
+            raise
+
+    async def _websales(
+        self, websales_api_url: str, web_key: str, resource: str, cid: UUID | str
+    ) -> httpx.Response:
+        url = f"{websales_api_url.rstrip('/')}/campaigns/{_seg(web_key)}/{resource}"
+        return await self._send(
+            "GET", url, headers={"X_CID": str(cid), "Accept": "application/json"}
+        )
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise EmanageTransientError(
+                f"eManageCRM did not answer {method} {url} in time ({type(exc).__name__})."
+            ) from exc
+        except httpx.TransportError as exc:
+            raise EmanageTransientError(
+                f"eManageCRM could not be reached for {method} {url}: {exc!r}"
+            ) from exc
+        if response.is_success:
+            return response
+        raise error_from_response(response.status_code, response.headers, response.content)
+
+
+def _seg(value: UUID | str) -> str:
+    """A value as one URL path segment (ids come from callers; never let them add segments)."""
+    return quote(str(value), safe="")
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise EmanageProtocolError(
+            f"eManageCRM's answer to {response.request.method} {response.request.url.path} is "
+            f"not a valid {model.__name__}: {exc.errors(include_url=False)[:3]}",
+            status=response.status_code,
+        ) from exc
+
+
+def _parse_items(model: type[M], response: httpx.Response) -> list[M]:
+    adapter: TypeAdapter[list[M]] = TypeAdapter(list[model])  # type: ignore[valid-type]
+    try:
+        payload = response.json()
+        items = payload["items"]
+        return adapter.validate_python(items)
+    except (ValueError, KeyError, TypeError, ValidationError) as exc:
+        raise EmanageProtocolError(
+            f"eManageCRM's answer to {response.request.method} {response.request.url.path} is "
+            f"not a list of {model.__name__}: {exc}",
+            status=response.status_code,
+        ) from exc

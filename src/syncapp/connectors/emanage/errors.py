@@ -1,0 +1,209 @@
+"""What can go wrong talking to eManageCRM, and whether retrying helps.
+
+    EmanageError                      anything this connector raises (a SyncAppError)
+    ├── EmanageTransientError         retry later (``retry_after`` seconds when the server said):
+    │   │                             5xx, 408, timeouts, connection failures
+    │   └── EmanageRateLimited        429; ``retry_after`` from ``Retry-After``
+    ├── EmanageAuthError              401: the system client's credentials or scopes were
+    │   │                             refused; fix configuration, do not retry
+    │   └── EmanageTokenRejected      401 ``invalid_token``: the API refused a cached token
+    │                                 (expired or revoked early); the client has dropped it,
+    │                                 so one retry gets a fresh token
+    └── EmanagePermanentError         the same request will fail again: do not retry unchanged
+        ├── EmanageForbidden          403: the token may not reach that account (``code`` says why)
+        ├── EmanageNotFound           404, or a token asked for an account the client does not own
+        ├── EmanageConflict           409: it exists already; ``existing_id`` names it when known
+        ├── EmanageValidationError    400/422: ``message`` and ``field_errors`` from the server
+        │   └── EmanageIdempotencyMismatch  422: the Idempotency-Key was used for another body
+        └── EmanageProtocolError      the answer does not match the contract
+
+:func:`error_from_response` (pure) turns an HTTP answer into one of these; :func:`is_transient`
+is the predicate a retry policy (stamina) should use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from syncapp.errors import SyncAppError
+
+
+class EmanageError(SyncAppError):
+    """Base class; ``status`` and ``code`` are the server's when it answered."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class EmanageTransientError(EmanageError):
+    """Retry later; ``retry_after`` is the server's hint in seconds, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class EmanageRateLimited(EmanageTransientError):
+    """429: too many requests."""
+
+
+class EmanageAuthError(EmanageError):
+    """401 (or a refused scope): the credentials are wrong; a configuration problem."""
+
+
+class EmanageTokenRejected(EmanageAuthError):
+    """The API refused a cached access token; the cache is cleared, so a retry may succeed."""
+
+
+class EmanagePermanentError(EmanageError):
+    """The request will fail again as it is."""
+
+
+class EmanageForbidden(EmanagePermanentError):
+    """403: the token may not do this (wrong account, missing scope, suspended account)."""
+
+
+class EmanageNotFound(EmanagePermanentError):
+    """404: no such resource for this client."""
+
+
+class EmanageConflict(EmanagePermanentError):
+    """409: the resource exists already; ``existing_id`` is its id when the server gave it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        existing_id: str | None = None,
+    ):
+        super().__init__(message, status=status, code=code)
+        self.existing_id = existing_id
+
+
+class EmanageValidationError(EmanagePermanentError):
+    """400/422: the server refused the input; ``field_errors`` maps field to messages."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        field_errors: Mapping[str, list[str]] | None = None,
+    ):
+        super().__init__(message, status=status, code=code)
+        self.field_errors: dict[str, list[str]] = dict(field_errors or {})
+
+
+class EmanageIdempotencyMismatch(EmanageValidationError):
+    """422: this Idempotency-Key was already used with a different request body."""
+
+
+class EmanageProtocolError(EmanagePermanentError):
+    """The answer was not what the contract promises (not JSON, wrong shape)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors a retry policy should retry (transient ones and a rejected token)."""
+    return isinstance(exc, EmanageTransientError | EmanageTokenRejected)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds from now (delay-seconds or an HTTP date), or None.
+
+    Negative or unparseable values give None rather than an exception: the hint is optional
+    and a bad one must not turn a transient error into a crash.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        return max(0.0, seconds)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def _body(raw: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def error_from_response(status: int, headers: Mapping[str, str], raw_body: bytes) -> EmanageError:
+    """The error for a non-2xx answer: the class says what to do, the message says why."""
+    body = _body(raw_body)
+    code = body.get("code") or body.get("error")
+    code = str(code) if code is not None else None
+    server_message = body.get("message") or body.get("error_description")
+    if not server_message:
+        snippet = raw_body[:200].decode("utf-8", "replace").strip()
+        server_message = snippet or "no message"
+    message = f"eManageCRM answered HTTP {status}" + (f" {code}" if code else "")
+    message += f": {server_message}"
+    retry_after = parse_retry_after(
+        next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    )
+    if status == 429:
+        return EmanageRateLimited(message, status=status, code=code, retry_after=retry_after)
+    if status >= 500 or status == 408:
+        return EmanageTransientError(message, status=status, code=code, retry_after=retry_after)
+    if status == 401:
+        if code == "invalid_token":
+            return EmanageTokenRejected(message, status=status, code=code)
+        return EmanageAuthError(message, status=status, code=code)
+    if status == 400 and code == "invalid_scope":
+        return EmanageAuthError(message, status=status, code=code)
+    if status == 400 and code == "invalid_target":
+        return EmanageNotFound(message, status=status, code=code)
+    if status == 403:
+        return EmanageForbidden(message, status=status, code=code)
+    if status == 404:
+        return EmanageNotFound(message, status=status, code=code)
+    if status == 409:
+        existing = body.get("existingId")
+        return EmanageConflict(
+            message, status=status, code=code, existing_id=str(existing) if existing else None
+        )
+    if status in (400, 422):
+        model_state = body.get("modelState")
+        fields = (
+            {str(k): [str(m) for m in v] for k, v in model_state.items() if isinstance(v, list)}
+            if isinstance(model_state, dict)
+            else {}
+        )
+        cls = (
+            EmanageIdempotencyMismatch
+            if code == "idempotency_key_reused"
+            else EmanageValidationError
+        )
+        return cls(message, status=status, code=code, field_errors=fields)
+    return EmanagePermanentError(message, status=status, code=code)

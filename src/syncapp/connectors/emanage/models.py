@@ -1,0 +1,142 @@
+"""What eManageCRM returns, as the app uses it: immutable pydantic models over the contract's
+JSON (camelCase; the Web Sales API's PascalCase price members mapped explicitly). Unknown
+fields are ignored so that additions on eManageCRM's side do not break the app.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+
+class Account(_Model):
+    """A tenant: ``shared`` (created by the app) or ``dedicated`` (the merchant's, linked)."""
+
+    id: UUID
+    kind: Literal["shared", "dedicated"]
+    status: Literal["active", "suspended"]
+    name: str
+    email: str
+    currency: str
+    shop_domain: str | None
+    cid: UUID
+    websales_api_url: str
+    subscription_id: UUID | None = None
+    created_at: datetime
+
+
+class User(_Model):
+    id: UUID
+    account_id: UUID
+    email: str
+    name: str
+    role: Literal["owner", "admin", "member"]
+    created_at: datetime
+
+
+class SsoLink(_Model):
+    """A one-time sign-in URL for the user's browser, valid until ``expires_at``."""
+
+    url: str
+    expires_at: datetime
+
+
+class Mid(_Model):
+    id: int
+    mid: str
+    descriptor: str | None
+    is_active: bool
+    is_main: bool
+    monthly_cap_usd: Decimal | None
+
+
+class PaymentProvider(_Model):
+    id: int
+    name: str
+    type: str
+    category: str
+    currency: str
+    is_active: bool
+    mids: tuple[Mid, ...]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def can_take_payments(self) -> bool:
+        """Active, with at least one active MID: what a funnel needs before it publishes."""
+        return self.is_active and any(m.is_active for m in self.mids)
+
+
+class AccessToken(BaseModel):
+    """The token endpoint's answer (RFC 6749 names, snake_case)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    access_token: str
+    token_type: str
+    expires_in: int = Field(gt=0)
+    scope: str = ""
+    account_id: UUID | None = None
+
+
+# --- Web Sales API (public shapes, quirks kept) ---------------------------------------------
+
+
+class PriceValue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    value: Decimal = Field(alias="Value")
+    formatted_value: str = Field(alias="FormattedValue")
+
+
+class Shipping(_Model):
+    shipping_method_id: int
+    shipping_name: str
+    price: Decimal
+    formatted_price: str
+
+
+class ProductPrice(_Model):
+    """One package of a campaign ("P" in the traces); ``product_prices`` keyed by price type
+    (``DiscountedPrice``, ``FullRetailPrice``, ``UnitDiscountRate``, ``UnitFullRetailPrice``)."""
+
+    product_id: int
+    product_name: str
+    sku: str
+    message: str | None = None
+    warranty_type_id: int | None = None
+    warranty_period: int | None = None
+    quantity: int
+    shippings: tuple[Shipping, ...] = ()
+    product_prices: dict[str, PriceValue]
+
+
+class Location(_Model):
+    country_code: str
+    country_name: str
+    region_code: str
+    region_name: str
+    city: str
+    zip_code: str
+    currency_code: str
+
+
+class CampaignPrices(_Model):
+    prices: tuple[ProductPrice, ...]
+    location: Location
+
+
+class CampaignSettings(_Model):
+    campaign_name: str
+    default_language_code: str
