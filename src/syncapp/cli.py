@@ -10,6 +10,8 @@ syncapp sandbox shopify token SHOP   an Admin API token of the sandbox, for scri
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from typing import Annotated
 
@@ -93,6 +95,13 @@ def serve() -> None:
     import uvicorn
 
     settings = _settings()
+    if settings.web_workers > 1:
+        # Each worker process keeps its own counters; prometheus_client sums them from files
+        # in this directory, which must start empty and be set before any worker imports it.
+        metrics_dir = settings.data_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     uvicorn.run(
         "syncapp.web.app:app_from_env",
         factory=True,

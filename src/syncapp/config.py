@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = ""
-    web_workers: int = Field(default=1, ge=1, le=64)
+    # Two processes: measured best for webhook ingest on 2 cores (docs/PERFORMANCE.md).
+    web_workers: int = Field(default=2, ge=1, le=64)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"

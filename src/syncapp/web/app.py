@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 import structlog
-from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -24,7 +25,7 @@ log = structlog.get_logger("syncapp.web")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> Starlette:
     """The web service for ``settings``; the database must already be migrated."""
     assert settings.shopify_client_secret is not None, "call ensure_embedded_secrets first"
     engine = make_engine(settings.database_url)
@@ -50,7 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"status": "ok", "database": "up"})
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await recorder.start()
         log.info("app.started", database=settings.masked_database_url)
         try:
@@ -59,17 +60,21 @@ def create_app(settings: Settings) -> FastAPI:
             await recorder.stop()
             engine.dispose()
 
-    app = FastAPI(title="Sync App", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.router.routes.extend(
-        [
+    # Plain Starlette: the webhook route is the hot path and needs no framework layers on it.
+    # Later issues mount their (FastAPI) API routers beside these routes.
+    app = Starlette(
+        routes=[
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/webhooks/shopify", webhooks.handle, methods=ALL_METHODS),
-        ]
-    )
-    app.add_middleware(
-        RequestContextMiddleware,
-        known_routes=frozenset({"/healthz", "/metrics", "/webhooks/shopify"}),
+        ],
+        middleware=[
+            Middleware(
+                RequestContextMiddleware,
+                known_routes=frozenset({"/healthz", "/metrics", "/webhooks/shopify"}),
+            )
+        ],
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -77,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory``: settings from the environment."""
     settings = ensure_embedded_secrets(load_settings())
     configure_logging(settings.log_level, settings.log_format)

@@ -7,12 +7,13 @@ caller's, when it sends a sane one) bound into the structlog context of everythi
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,7 +45,7 @@ class RequestContextMiddleware:
                 if _SANE_ID.match(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()
         path = scope["path"]
         route = path if path in self.known_routes else "other"
         status = 500
@@ -68,4 +69,9 @@ class RequestContextMiddleware:
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text format; with several web workers, the sum over all of them."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -94,7 +94,7 @@ class ShopifyWebhookEndpoint:
 
         headers = dict(request.headers)
         verdict = verify_webhook_req(
-            {"method": "POST", "headers": headers, "url": str(request.url), "body": body},
+            {"method": "POST", "headers": headers, "url": request.scope["path"], "body": body},
             self._config,
         )
         if not verdict.ok:

@@ -1,0 +1,202 @@
+"""Ingest benchmark: validly signed Shopify deliveries with distinct ids, on loopback, with wrk.
+
+Starts the app (embedded default: SQLite, WAL, synchronous=FULL) in a child process, then runs
+wrk at 32 connections against ``/noop`` and ``/webhooks/shopify`` of the same server, one after
+the other, and reports requests/s, p50/p99 latency and how many rows were durably stored.
+
+    .venv/bin/python benchmarks/ingest/run.py [--duration 15] [--connections 32] [--workers 1]
+
+Needs ``wrk`` (Debian package ``wrk``). Loopback only; the run is bounded by --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, func, select, text
+
+from syncapp.store.models import InboundEvent
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.builders import product_payload, shopify_hmac
+
+SECRET = "bench-client-secret-0123456789abcdef"
+LUA = """
+local counter = 0
+local prefix = ""
+function setup(thread)
+  thread:set("tid", tostring(math.random(1, 1e9)))
+end
+function init(args)
+  prefix = tid .. "-"
+end
+function request()
+  counter = counter + 1
+  local id = prefix .. counter
+  wrk.headers["X-Shopify-Webhook-Id"] = "wh-" .. id
+  wrk.headers["X-Shopify-Event-Id"] = "ev-" .. id
+  return wrk.format("POST", wrk.path, wrk.headers, wrk.body)
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, body: bytes, headers: dict[str, str], args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "bench.lua"
+        header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+        body_lua = json.dumps(body.decode())
+        script.write_text(
+            f'wrk.method = "POST"\nwrk.body = {body_lua}\n{header_lines}\n{LUA}', encoding="utf-8"
+        )
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t",
+                str(args.threads),
+                "-c",
+                str(args.connections),
+                "-d",
+                f"{args.duration}s",
+                "--latency",
+                "-s",
+                str(script),
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": to_ms(latency["50"]),
+        "p99_ms": to_ms(latency["99"]),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "raw": out,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="syncapp-bench-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "SYNCAPP_DATA_DIR": str(data_dir),
+        "SYNCAPP_PORT": str(port),
+        "SYNCAPP_SHOPIFY_CLIENT_SECRET": SECRET,
+        "SYNCAPP_LOG_LEVEL": "warning",
+        "SYNCAPP_SANDBOX": "false",
+    }
+    if args.workers > 1:
+        metrics_dir = data_dir / "prometheus"
+        metrics_dir.mkdir()
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    if args.database_url:
+        env["SYNCAPP_DATABASE_URL"] = args.database_url
+    python = sys.executable
+    subprocess.run([python, "-m", "syncapp.cli", "db", "upgrade"], env=env, check=True)
+    server = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "benchmarks.ingest.server:app",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+        ],
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        body = json.dumps(product_payload()).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": "products/update",
+            "X-Shopify-Hmac-Sha256": shopify_hmac(body, SECRET),
+            "X-Shopify-Shop-Domain": "demo.myshopify.com",
+            "X-Shopify-API-Version": "2026-10",
+            "X-Shopify-Triggered-At": "2026-11-27T09:00:00Z",
+        }
+        noop = run_wrk(f"{base}/noop", body, headers, args)
+        ingest = run_wrk(f"{base}/webhooks/shopify", body, headers, args)
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    url = args.database_url or f"sqlite:///{data_dir / 'syncapp.db'}"
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
+        if engine.dialect.name == "sqlite":
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    engine.dispose()
+
+    print(f"connections={args.connections} duration={args.duration}s workers={args.workers}")
+    print(f"{'endpoint':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    for name, r in (("noop", noop), ("webhooks/shopify", ingest)):
+        print(
+            f"{name:<20}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['non_2xx']:>10}"
+        )
+    print(f"stored rows: {stored} (wrk counted {ingest['requests']} webhook requests)")
+    print(f"stored webhooks/s: {stored / args.duration:.0f}")
+    sums = dict(re.findall(r"^(syncapp_ingest_batch_\w+_(?:sum|count)) ([\d.e+]+)$", metrics, re.M))
+    batches = float(sums.get("syncapp_ingest_batch_rows_count", 0)) or 1
+    rows = float(sums.get("syncapp_ingest_batch_rows_sum", 0))
+    seconds = float(sums.get("syncapp_ingest_batch_seconds_sum", 0))
+    print(
+        f"group commits: {batches:.0f}, mean rows/commit {rows / batches:.1f}, "
+        f"mean commit {seconds / batches * 1000:.2f} ms "
+    )
+    print(f"ingest/noop throughput ratio: {ingest['rps'] / noop['rps']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
