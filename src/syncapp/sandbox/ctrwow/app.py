@@ -34,7 +34,9 @@ def load_contract(config: CtrwowSandboxConfig) -> dict[str, Any]:
             f"the CTRwow contract is missing at {path}; set CtrwowSandboxConfig.contract_path"
             " to docs/contracts/ctrwow.openapi.yaml"
         )
-    document: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # The C loader when built: ten times faster, and the sandbox starts in every test.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    document: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 (a safe loader)
     servers = [s for s in document.get("servers", []) if s.get("url") != config.issuer]
     document["servers"] = [{"url": config.issuer, "description": "this sandbox"}, *servers]
     return document
