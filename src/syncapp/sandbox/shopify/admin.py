@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from syncapp.sandbox.shopify import graphql_api
+from syncapp.sandbox.shopify import documents, graphql_api
 from syncapp.sandbox.shopify.oauth import not_on_shop_host
 from syncapp.sandbox.shopify.shops import normalize_domain
 from syncapp.sandbox.shopify.state import SandboxState
@@ -37,49 +37,12 @@ from syncapp.sandbox.shopify.state import SandboxState
 STATUSES = ("ACTIVE", "DRAFT", "ARCHIVED")
 PAGE_SIZE = 50
 
-_VARIANT_FIELDS = "id legacyResourceId title price compareAtPrice sku"
-LIST_QUERY = f"""
-query AdminProducts($first: Int!, $after: String) {{
-  shop {{ name currencyCode }}
-  products(first: $first, after: $after, sortKey: TITLE) {{
-    nodes {{
-      id legacyResourceId title status updatedAt
-      variants(first: 100) {{ nodes {{ {_VARIANT_FIELDS} }} }}
-    }}
-    pageInfo {{ hasNextPage endCursor }}
-  }}
-}}
-"""
-PRODUCT_QUERY = f"""
-query AdminProduct($id: ID!) {{
-  shop {{ name currencyCode }}
-  product(id: $id) {{
-    id legacyResourceId title status updatedAt
-    variants(first: 100) {{ nodes {{ {_VARIANT_FIELDS} }} }}
-  }}
-}}
-"""
-PRODUCT_UPDATE = """
-mutation AdminProductUpdate($product: ProductUpdateInput!) {
-  productUpdate(product: $product) { product { id } userErrors { field message } }
-}
-"""
-PRODUCT_CREATE = """
-mutation AdminProductCreate($product: ProductCreateInput!) {
-  productCreate(product: $product) {
-    product { id legacyResourceId variants(first: 1) { nodes { id } } }
-    userErrors { field message }
-  }
-}
-"""
-VARIANTS_UPDATE = """
-mutation AdminVariantsUpdate($productId: ID!, $variants: [ProductVariantsBulkInput!]!) {
-  productVariantsBulkUpdate(productId: $productId, variants: $variants) {
-    productVariants { id }
-    userErrors { field message }
-  }
-}
-"""
+# The documents live in .graphql files so a test validates each against the real schema.
+LIST_QUERY = documents.load("admin_products")
+PRODUCT_QUERY = documents.load("admin_product")
+PRODUCT_UPDATE = documents.load("admin_product_update")
+PRODUCT_CREATE = documents.load("admin_product_create")
+VARIANTS_UPDATE = documents.load("admin_variants_update")
 
 _templates = Jinja2Templates(
     env=Environment(

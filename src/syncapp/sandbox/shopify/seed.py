@@ -12,7 +12,7 @@ import random
 from decimal import Decimal
 from typing import Any
 
-from syncapp.sandbox.shopify import graphql_api
+from syncapp.sandbox.shopify import documents, graphql_api
 from syncapp.sandbox.shopify.state import SandboxState
 
 _ADJECTIVES = (
@@ -66,20 +66,8 @@ _OPTION_VALUES = {
 # Value counts per option: 1 to 3 options, 1 to 6 variants.
 _SHAPES = ((1,), (3,), (6,), (2, 2), (2, 3), (3, 2), (2, 1, 2), (1, 2, 3))
 
-_PRODUCT_SET = """
-mutation SeedProduct($input: ProductSetInput!) {
-  productSet(input: $input, synchronous: true) {
-    product { id }
-    userErrors { field message code }
-  }
-}
-"""
-
-_EXISTING = """
-query SeedExisting($query: String!) {
-  products(first: 1, query: $query) { nodes { id } }
-}
-"""
+_PRODUCT_SET = documents.load("seed_product")
+_EXISTING = documents.load("seed_existing")
 
 
 def demo_product_input(index: int) -> dict[str, Any]:
