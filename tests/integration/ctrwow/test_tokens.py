@@ -37,7 +37,7 @@ def test_reuse_within_the_grace_window_returns_the_same_new_pair(ctrwow: Running
 
 
 def test_reuse_after_the_grace_window_revokes_the_family(ctrwow: RunningCtrwow) -> None:
-    """Reusing a replaced refresh token after 30 s is refused and revokes every token of the grant."""
+    """Reusing a replaced refresh token after 30 s is refused and revokes the whole grant."""
     first = ctrwow.connected()
     second = ctrwow.refresh(first["refresh_token"]).json()
     ctrwow.advance(31)

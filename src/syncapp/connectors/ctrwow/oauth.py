@@ -7,13 +7,19 @@ import re
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from syncapp.connectors.ctrwow.errors import CtrwowPermanentError
-from syncapp.connectors.ctrwow.models import Account, ClientToken, Template, TokenPair
+from syncapp.connectors.ctrwow.models import (
+    Account,
+    ClientToken,
+    Template,
+    TemplateKind,
+    TokenPair,
+)
 
 CODE_VERIFIER_PATTERN = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 TEMPLATE_KINDS = ("landing", "upsell", "thankyou")
@@ -139,17 +145,13 @@ def parse_account(body: Any) -> Account:
 def parse_template(body: Any) -> Template:
     data = _object(body, "a template")
     kind = _str(data, "kind")
-    if kind == "landing":
-        checked_kind: Any = "landing"
-    elif kind in TEMPLATE_KINDS:
-        checked_kind = kind
-    else:
+    if kind not in TEMPLATE_KINDS:
         raise _off_contract(f"unknown template kind {kind!r}")
     description = data.get("description")
     return Template(
         id=_str(data, "id"),
         name=_str(data, "name"),
-        kind=checked_kind,
+        kind=cast(TemplateKind, kind),
         version=_int(data, "version"),
         preview_url=_str(data, "preview_url"),
         updated_at=_datetime(data, "updated_at"),
