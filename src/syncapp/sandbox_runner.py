@@ -10,6 +10,7 @@ from pathlib import Path
 
 from syncapp.config import Settings
 from syncapp.sandbox.shopify.config import SandboxConfig, load_subscriptions
+from syncapp.sandbox.shopify.oauth import load_access_scopes
 
 
 def shopify_sandbox_config(settings: Settings, *, data_dir: Path | None = None) -> SandboxConfig:
@@ -25,6 +26,7 @@ def shopify_sandbox_config(settings: Settings, *, data_dir: Path | None = None) 
         webhook_api_version=settings.shopify_api_version,
         subscriptions=load_subscriptions(settings.shopify_app_toml),
         public_url=f"http://127.0.0.1:{settings.sandbox_shopify_port}",
+        extra={"scopes": load_access_scopes(settings.shopify_app_toml)},
     )
 
 
@@ -73,6 +75,6 @@ def sandbox_custom_token(settings: Settings, shop: str) -> str:
     try:
         with db.transaction() as conn:
             domain = ensure_shop(conn, shop).domain
-            return issue_custom_token(conn, domain, "")
+            return issue_custom_token(conn, domain, config.extra["scopes"])
     finally:
         db.close()
