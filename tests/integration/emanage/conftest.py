@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +97,12 @@ def bearer(value: str, key: str | None = None) -> dict[str, str]:
 
 
 def shop_body(shop: str = "demo.myshopify.com") -> dict[str, str]:
-    return {"shopDomain": shop, "name": "Demo Store", "email": "owner@demo.example", "currency": "USD"}
+    return {
+        "shopDomain": shop,
+        "name": "Demo Store",
+        "email": "owner@demo.example",
+        "currency": "USD",
+    }
 
 
 @dataclass
@@ -111,7 +116,10 @@ class Onboarded:
 
 
 async def onboard(
-    http: httpx.AsyncClient, shop: str = "demo.myshopify.com", *, client_id: str = CLIENT_ID,
+    http: httpx.AsyncClient,
+    shop: str = "demo.myshopify.com",
+    *,
+    client_id: str = CLIENT_ID,
     secret: str = CLIENT_SECRET,
 ) -> Onboarded:
     system = await token(http, client_id=client_id, secret=secret)
@@ -137,12 +145,14 @@ def csrf_token(html: str) -> str:
 
 
 @contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port; yields its base URL."""
+def serve(make_app: Callable[[str], Starlette]) -> Iterator[str]:
+    """Serve ``make_app(base_url)`` with uvicorn on a free 127.0.0.1 port; yields the base URL
+    (the app is built once the port is known, since the sandbox puts it in its links)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    app = make_app(f"http://127.0.0.1:{port}")
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan="on", ws="none", access_log=False)
     )

@@ -3,8 +3,8 @@ validates each exchange with the sandbox against docs/contracts/emanage.openapi.
 
 Every answer on a documented path must be documented (status, headers, body schema); a path
 that is not documented fails the test unless it is one of the sandbox's own pages (``/crm/``),
-control routes (``/_sandbox/``) or a CORS preflight. Requests that succeeded are validated too, so the tests
-(and the connector) send what the contract says.
+control routes (``/_sandbox/``) or a CORS preflight. Requests that succeeded are validated too,
+so the tests (and the connector) send what the contract says.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import yaml
 from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+from syncapp.sandbox.emanage.contract import load_contract
 
 CONTRACT = Path(__file__).resolve().parents[3] / "docs/contracts/emanage.openapi.yaml"
 UNDOCUMENTED_PREFIXES = ("/_sandbox/", "/crm/", "/crm")
@@ -26,9 +27,7 @@ UNDOCUMENTED_PREFIXES = ("/_sandbox/", "/crm/", "/crm")
 
 @cache
 def contract_document() -> dict[str, Any]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    document: dict[str, Any] = yaml.load(CONTRACT.read_text(encoding="utf-8"), Loader=loader)
-    return document
+    return load_contract(CONTRACT)
 
 
 @cache

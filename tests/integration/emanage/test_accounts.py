@@ -79,9 +79,7 @@ async def test_a_refused_body_does_not_burn_its_key(http: httpx.AsyncClient) -> 
 async def test_the_owner_reads_its_account_with_the_system_token(http: httpx.AsyncClient) -> None:
     """GET account returns what creation returned: shared, active, a CID and a Web Sales URL."""
     system = await token(http)
-    created = await http.post(
-        "/admin/v1/accounts", json=shop_body(), headers=bearer(system, "k-1")
-    )
+    created = await http.post("/admin/v1/accounts", json=shop_body(), headers=bearer(system, "k-1"))
     response = await http.get(created.headers["location"], headers=bearer(system))
     assert response.status_code == 200
     assert response.json() == created.json()

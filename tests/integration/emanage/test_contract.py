@@ -41,8 +41,11 @@ async def test_every_documented_operation_answers_per_the_contract(
     system = await token(http)
     await http.post(
         "/admin/v1/account-links",
-        json={"shopDomain": "acme.myshopify.com", "subscriptionId": sub["subscriptionId"],
-              "linkCode": sub["linkCode"]},
+        json={
+            "shopDomain": "acme.myshopify.com",
+            "subscriptionId": sub["subscriptionId"],
+            "linkCode": sub["linkCode"],
+        },
         headers=bearer(system, "link-1"),
     )
     await http.get(f"/admin/v1/accounts/{who.account_id}", headers=bearer(system))
@@ -64,8 +67,13 @@ async def test_every_documented_operation_answers_per_the_contract(
         )
     ).json()
     cid = {"X_CID": who.cid}
-    for resource in ("settings", "countries", "products/prices", "products/prices/US",
-                     "customers/location"):
+    for resource in (
+        "settings",
+        "countries",
+        "products/prices",
+        "products/prices/US",
+        "customers/location",
+    ):
         await http.get(f"/api/campaigns/{campaign['webKey']}/{resource}", headers=cid)
     await http.get("/healthz")
     await http.get("/openapi.json")

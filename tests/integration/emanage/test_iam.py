@@ -21,7 +21,9 @@ async def test_basic_client_credentials_get_a_short_lived_bearer_token(
 ) -> None:
     """Basic credentials get a Bearer token that lives 15 minutes with the registered scopes."""
     response = await http.post(
-        "/iam/oauth/token", data={"grant_type": "client_credentials"}, auth=(CLIENT_ID, CLIENT_SECRET)
+        "/iam/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(CLIENT_ID, CLIENT_SECRET),
     )
     assert response.status_code == 200
     body = response.json()
@@ -102,7 +104,12 @@ async def test_a_token_without_the_operation_scope_is_forbidden(http: httpx.Asyn
     narrow = await token(http, scope="accounts:read")
     response = await http.post(
         "/admin/v1/accounts",
-        json={"shopDomain": "x.myshopify.com", "name": "X", "email": "x@x.example", "currency": "USD"},
+        json={
+            "shopDomain": "x.myshopify.com",
+            "name": "X",
+            "email": "x@x.example",
+            "currency": "USD",
+        },
         headers=bearer(narrow, "k-1"),
     )
     assert response.status_code == 403

@@ -81,7 +81,9 @@ async def test_a_conflict_does_not_reveal_another_clients_account_id(
     http: httpx.AsyncClient,
 ) -> None:
     """A 409 for a shop another integration onboarded carries no existingId."""
-    await onboard(http, "theirs.myshopify.com", client_id=OTHER_CLIENT_ID, secret=OTHER_CLIENT_SECRET)
+    await onboard(
+        http, "theirs.myshopify.com", client_id=OTHER_CLIENT_ID, secret=OTHER_CLIENT_SECRET
+    )
     system = await token(http)
     body = {
         "shopDomain": "theirs.myshopify.com",

@@ -16,10 +16,22 @@ CAMPAIGN: dict[str, Any] = {
     "languageCode": "en",
     "countries": ["US", "CA"],
     "products": [
-        {"name": "Jet Flyer x1", "sku": "JETF_1", "quantity": 1, "price": 29.99,
-         "fullRetailPrice": 59.98, "shippingPrice": 4.99},
-        {"name": "Jet Flyer x2", "sku": "JETF_2", "quantity": 2, "price": 49.98,
-         "fullRetailPrice": 119.96, "shippingPrice": 0},
+        {
+            "name": "Jet Flyer x1",
+            "sku": "JETF_1",
+            "quantity": 1,
+            "price": 29.99,
+            "fullRetailPrice": 59.98,
+            "shippingPrice": 4.99,
+        },
+        {
+            "name": "Jet Flyer x2",
+            "sku": "JETF_2",
+            "quantity": 2,
+            "price": 49.98,
+            "fullRetailPrice": 119.96,
+            "shippingPrice": 0,
+        },
     ],
 }
 
@@ -84,8 +96,13 @@ async def test_countries_and_location_follow_the_campaign(http: httpx.AsyncClien
         f"/api/campaigns/{web_key}/customers/location", headers={"X_CID": who.cid}
     )
     assert countries.json() == [
-        {"countryName": "Canada", "countryCode": "CA", "currencyCode": "CAD",
-         "currencyName": "Canadian Dollar", "currencySign": "$"}
+        {
+            "countryName": "Canada",
+            "countryCode": "CA",
+            "currencyCode": "CAD",
+            "currencyName": "Canadian Dollar",
+            "currencySign": "$",
+        }
     ]
     assert location.json()["regionName"] == "British Columbia"
 

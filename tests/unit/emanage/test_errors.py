@@ -1,0 +1,126 @@
+"""The pure mapping from eManageCRM answers to the connector's error tree."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncapp.connectors.emanage.errors import (
+    EmanageAuthError,
+    EmanageConflict,
+    EmanageForbidden,
+    EmanageIdempotencyMismatch,
+    EmanageNotFound,
+    EmanagePermanentError,
+    EmanageRateLimited,
+    EmanageTokenRejected,
+    EmanageTransientError,
+    EmanageValidationError,
+    error_from_response,
+    is_transient,
+    parse_retry_after,
+)
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+@given(st.integers(min_value=500, max_value=599))
+def test_every_5xx_is_transient(status: int) -> None:
+    """Any server error is retryable."""
+    error = error_from_response(status, {}, b"")
+    assert isinstance(error, EmanageTransientError)
+    assert is_transient(error)
+
+
+@given(st.integers(min_value=400, max_value=499).filter(lambda s: s not in (401, 408, 429)))
+def test_other_4xx_are_permanent(status: int) -> None:
+    """Client errors other than 401, 408 and 429 are not retried."""
+    error = error_from_response(status, {}, body(code="x", message="m"))
+    assert isinstance(error, EmanagePermanentError)
+    assert not is_transient(error)
+
+
+def test_429_is_rate_limited_with_its_retry_after() -> None:
+    """429 carries Retry-After in seconds."""
+    error = error_from_response(429, {"Retry-After": "12"}, b"")
+    assert isinstance(error, EmanageRateLimited)
+    assert error.retry_after == 12.0
+
+
+def test_401_invalid_client_is_a_configuration_error() -> None:
+    """Refused client credentials are an auth error, not retryable."""
+    error = error_from_response(401, {}, body(error="invalid_client", error_description="no"))
+    assert type(error) is EmanageAuthError
+    assert not is_transient(error)
+
+
+def test_401_invalid_token_is_a_rejected_token_worth_one_retry() -> None:
+    """A refused bearer token is retryable: the client drops it and gets a new one."""
+    error = error_from_response(401, {}, body(code="invalid_token", message="expired"))
+    assert isinstance(error, EmanageTokenRejected)
+    assert is_transient(error)
+
+
+def test_409_carries_the_existing_id() -> None:
+    """A conflict names the resource that exists."""
+    error = error_from_response(409, {}, body(code="account_exists", message="m", existingId="a1"))
+    assert isinstance(error, EmanageConflict)
+    assert error.existing_id == "a1"
+
+
+def test_422_carries_the_servers_message_and_fields() -> None:
+    """Validation errors keep the message and ASP.NET modelState."""
+    error = error_from_response(
+        422,
+        {},
+        body(code="validation_failed", message="check email", modelState={"email": ["bad"]}),
+    )
+    assert isinstance(error, EmanageValidationError)
+    assert "check email" in str(error)
+    assert error.field_errors == {"email": ["bad"]}
+
+
+def test_a_reused_idempotency_key_has_its_own_class() -> None:
+    """idempotency_key_reused is distinguishable from other validation errors."""
+    error = error_from_response(422, {}, body(code="idempotency_key_reused", message="m"))
+    assert isinstance(error, EmanageIdempotencyMismatch)
+
+
+def test_403_and_404_and_invalid_target_map_to_forbidden_and_not_found() -> None:
+    """Access refusals keep their meaning."""
+    assert isinstance(error_from_response(403, {}, body(code="account_mismatch")), EmanageForbidden)
+    assert isinstance(error_from_response(404, {}, b"not json"), EmanageNotFound)
+    assert isinstance(error_from_response(400, {}, body(error="invalid_target")), EmanageNotFound)
+
+
+def test_a_body_that_is_not_json_still_gives_a_readable_message() -> None:
+    """An HTML error page from a proxy shows up in the message instead of crashing."""
+    error = error_from_response(502, {}, b"<html>Bad Gateway</html>")
+    assert "Bad Gateway" in str(error)
+
+
+@given(st.integers(min_value=0, max_value=10**6))
+def test_retry_after_in_seconds_is_read_as_seconds(seconds: int) -> None:
+    """delay-seconds parse to the same number."""
+    assert parse_retry_after(str(seconds)) == float(seconds)
+
+
+@given(st.integers(min_value=0, max_value=86_400))
+def test_retry_after_as_an_http_date_is_seconds_from_now(seconds: int) -> None:
+    """An HTTP date becomes the seconds until then."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    value = format_datetime(now + timedelta(seconds=seconds), usegmt=True)
+    assert parse_retry_after(value, now=now) == float(seconds)
+
+
+@given(st.text())
+def test_retry_after_never_raises(value: str) -> None:
+    """Any header value yields a non-negative number or None."""
+    result = parse_retry_after(value)
+    assert result is None or result >= 0
