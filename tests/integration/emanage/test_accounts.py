@@ -3,10 +3,21 @@ linking a dedicated subscription with its one-time link code."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
-from tests.integration.emanage.conftest import bearer, onboard, shop_body, token
+from syncapp.sandbox.emanage import create_app
+from tests.integration.emanage.conftest import (
+    BASE_URL,
+    bearer,
+    onboard,
+    sandbox_config,
+    shop_body,
+    token,
+)
+from tests.integration.emanage.contract import ContractCheckingTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -181,3 +192,23 @@ async def test_a_user_creation_replay_returns_the_same_user(http: httpx.AsyncCli
     assert again.json()["id"] == first.json()["id"]
     listed = await http.get(path, headers=bearer(onboarded.account_token))
     assert len(listed.json()["items"]) == 2
+
+
+async def test_state_survives_a_sandbox_restart(tmp_path: Path) -> None:
+    """A new sandbox on the same database still has the account, and replays its key."""
+    first_app = create_app(sandbox_config(tmp_path))
+    transport = ContractCheckingTransport(httpx.ASGITransport(app=first_app))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+        system = await token(http)
+        created = await http.post(
+            "/admin/v1/accounts", json=shop_body(), headers=bearer(system, "k-1")
+        )
+    restarted = create_app(sandbox_config(tmp_path))
+    transport = ContractCheckingTransport(httpx.ASGITransport(app=restarted))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+        replay = await http.post(
+            "/admin/v1/accounts", json=shop_body(), headers=bearer(system, "k-1")
+        )
+        read = await http.get(f"/admin/v1/accounts/{created.json()['id']}", headers=bearer(system))
+    assert replay.json() == created.json()
+    assert read.status_code == 200
