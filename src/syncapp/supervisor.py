@@ -8,11 +8,13 @@ child dies, the others are stopped too and the exit code says so.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -24,6 +26,7 @@ from syncapp.store.migrate import upgrade
 
 console = Console(stderr=True)
 DEMO_SHOP = "demo.myshopify.com"
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -33,15 +36,28 @@ class Child:
     process: subprocess.Popen[bytes]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the supervisor dies, however it dies.
+
+    Without this a supervisor killed with SIGKILL (or before its handlers are installed)
+    would leave the app and the sandboxes running, holding their ports.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _spawn(name: str, args: list[str], health_url: str, env: dict[str, str]) -> Child:
-    process = subprocess.Popen([sys.executable, "-m", "syncapp.cli", *args], env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "syncapp.cli", *args], env=env, preexec_fn=_die_with_parent
+    )
     return Child(name=name, health_url=health_url, process=process)
 
 
-def _wait_healthy(children: list[Child], timeout: float) -> bool:
+def _wait_healthy(children: list[Child], timeout: float, stop: Callable[[], bool]) -> bool:
     deadline = time.monotonic() + timeout
     pending = list(children)
-    while pending and time.monotonic() < deadline:
+    while pending and time.monotonic() < deadline and not stop():
         for child in list(pending):
             if child.process.poll() is not None:
                 console.print(f"[red]{child.name} exited with {child.process.returncode}[/red]")
@@ -71,6 +87,14 @@ def _stop(children: list[Child]) -> None:
 
 def run_embedded(settings: Settings) -> int:
     """Run until interrupted; returns the process exit code."""
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()
@@ -85,14 +109,6 @@ def run_embedded(settings: Settings) -> int:
 
     sandbox_url = f"http://127.0.0.1:{settings.sandbox_shopify_port}"
     children: list[Child] = []
-    stopping = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         if settings.sandbox:
             children.append(
@@ -104,7 +120,9 @@ def run_embedded(settings: Settings) -> int:
                 )
             )
         children.append(_spawn("app", ["serve"], f"{settings.public_url}/healthz", env))
-        if not _wait_healthy(children, timeout=60):
+        if not _wait_healthy(children, timeout=60, stop=lambda: stopping):
+            if stopping:
+                return 0
             console.print("[red]the system did not become healthy within 60 s; stopping[/red]")
             return 1
         console.print("[bold green]Sync App is running[/bold green] — Ctrl-C stops everything")
