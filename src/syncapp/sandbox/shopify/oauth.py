@@ -377,6 +377,27 @@ def shop_rest_payload(conn: sqlite3.Connection, domain: str) -> dict[str, Any]:
     }
 
 
+def uninstall_app(conn: sqlite3.Connection, domain: str) -> int:
+    """Uninstall the app from an existing shop, as Shopify does; returns the tokens revoked.
+
+    Its subscriptions are cancelled, its tokens revoked, and ``app/uninstalled`` recorded.
+    Uninstalling where the app is not installed changes nothing.
+    """
+    # billing_store sits in graphql_api, whose import chain reaches this module.
+    from syncapp.sandbox.shopify.graphql_api import billing_store
+
+    row = conn.execute("SELECT app_installed FROM shops WHERE domain = ?", (domain,)).fetchone()
+    if row is None or not row["app_installed"]:
+        return 0
+    billing_store.cancel_all(conn, domain)
+    conn.execute("UPDATE shops SET app_installed = 0 WHERE domain = ?", (domain,))
+    revoked = tokens.revoke_app_tokens(conn, domain)
+    record_webhook(
+        conn, shop_domain=domain, topic="app/uninstalled", payload=shop_rest_payload(conn, domain)
+    )
+    return revoked
+
+
 def _path_shop(request: Request) -> str | Response:
     try:
         return normalize_domain(str(request.path_params["shop"]))
@@ -469,19 +490,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         with state.db.transaction() as conn:
             if get_shop(conn, domain) is None:
                 return _unknown_shop(domain)
-            installed = conn.execute(
-                "SELECT app_installed FROM shops WHERE domain = ?", (domain,)
-            ).fetchone()["app_installed"]
-            revoked = 0
-            if installed:
-                conn.execute("UPDATE shops SET app_installed = 0 WHERE domain = ?", (domain,))
-                revoked = tokens.revoke_app_tokens(conn, domain)
-                record_webhook(
-                    conn,
-                    shop_domain=domain,
-                    topic="app/uninstalled",
-                    payload=shop_rest_payload(conn, domain),
-                )
+            revoked = uninstall_app(conn, domain)
         return JSONResponse({"domain": domain, "app_installed": False, "revoked_tokens": revoked})
 
     async def install(request: Request) -> Response:

@@ -27,7 +27,7 @@ from graphql import (
     validate,
 )
 
-from syncapp.sandbox.shopify.graphql_api import bulk, mutations
+from syncapp.sandbox.shopify.graphql_api import billing, bulk, mutations
 from syncapp.sandbox.shopify.graphql_api.context import Context
 from syncapp.sandbox.shopify.graphql_api.errors import field_not_implemented
 from syncapp.sandbox.shopify.graphql_api.resolvers import FIELDS, Resolver
@@ -36,7 +36,9 @@ from syncapp.sandbox.shopify.state import SandboxState
 
 ALL_FIELDS: dict[str, dict[str, Resolver]] = {
     **FIELDS,
-    "Mutation": {**mutations.MUTATIONS, **bulk.MUTATIONS},
+    **billing.FIELDS,
+    "QueryRoot": {**FIELDS["QueryRoot"], **billing.QUERIES},
+    "Mutation": {**mutations.MUTATIONS, **bulk.MUTATIONS, **billing.MUTATIONS},
 }
 
 

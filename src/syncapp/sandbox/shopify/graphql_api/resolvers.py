@@ -76,6 +76,13 @@ def node_by_gid(ctx: Context, value: str) -> dict[str, Any] | None:
         return nodes.bulk_operation_node(row) if row else None
     if kind == "Shop":
         return nodes.shop_node(ctx.shop) if number == ctx.shop.id else None
+    if kind in ("AppSubscription", "AppUsageRecord"):
+        # billing imports mutations, which imports this module: resolve it at call time.
+        from syncapp.sandbox.shopify.graphql_api import billing
+
+        if kind == "AppSubscription":
+            return billing.subscription_by_gid(ctx, value)
+        return billing.usage_record_by_gid(ctx, value)
     raise NotImplementedInSandbox(f"node(id:) for {kind}")
 
 
