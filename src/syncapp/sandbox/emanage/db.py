@@ -7,11 +7,9 @@ rolls back as a unit: an idempotent write and the stored answer to its key land 
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from syncapp.sandbox.sqlite import SQLiteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -128,35 +126,8 @@ INSERT INTO sqlite_sequence (name, seq) SELECT 'payment_providers', 100
 """
 
 
-class EmanageDB:
-    """A single SQLite connection shared by the sandbox's handlers, guarded by a lock."""
+class EmanageDB(SQLiteStore):
+    """The eManageCRM sandbox's database."""
 
     def __init__(self, path: Path | str) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.executescript(SCHEMA)
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run a block as one transaction; nested calls join the outer one."""
-        with self._lock:
-            if self._conn.in_transaction:
-                yield self._conn
-                return
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        super().__init__(path, [SCHEMA])
