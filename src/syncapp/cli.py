@@ -2,6 +2,7 @@
 
 syncapp run                          everything, embedded: migrations, app, sandboxes, demo data
 syncapp serve                        the web service only
+syncapp worker                       the worker: uninstall and privacy webhooks (more later)
 syncapp db upgrade | check           migrations
 syncapp vault new-key | rotate       encryption keys of the credential vault
 syncapp sandbox shopify serve        the local Shopify
@@ -113,6 +114,17 @@ def serve() -> None:
         loop="uvloop",
         http="httptools",
     )
+
+
+@app.command("worker")
+def worker() -> None:
+    """Run the worker: process stored webhooks (app/uninstalled, privacy requests)."""
+    from syncapp.logging import configure_logging
+    from syncapp.worker import run_worker
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run_worker(settings)
 
 
 @shopify_sandbox_app.command("serve")

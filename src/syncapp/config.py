@@ -66,8 +66,34 @@ class Settings(BaseSettings):
     sandbox_shopify_port: int = Field(default=8100, ge=1, le=65535)
     sandbox_seed_products: int = Field(default=50, ge=0)
 
+    # --- eManageCRM and CTRwow: the automatic sign-up (syncapp.onboarding) ----------------
+    # Base URLs default to the local sandboxes when SYNCAPP_SANDBOX is on; the system client
+    # credentials are generated into data_dir in embedded mode and required in production.
+    emanage_base_url: str = ""
+    emanage_client_id: str = ""
+    emanage_client_secret: SecretStr | None = None
+    sandbox_emanage_port: int = Field(default=8200, ge=1, le=65535)
+    ctrwow_base_url: str = ""
+    ctrwow_client_id: str = ""
+    ctrwow_client_secret: SecretStr | None = None
+    # Default {public_url}/ctrwow/callback; CTRwow matches it character for character.
+    ctrwow_redirect_uri: str = ""
+    sandbox_ctrwow_port: int = Field(default=8300, ge=1, le=65535)
+    # --- end eManageCRM and CTRwow --------------------------------------------------------
+
     webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     ingest_batch_size: int = Field(default=256, ge=1, le=4096)
+
+    # Refresh the Shopify offline token when less than this is left (it lives an hour).
+    shopify_token_refresh_margin_seconds: int = Field(default=300, ge=0, le=3000)
+
+    worker_batch_size: int = Field(default=32, ge=1, le=1000)
+    worker_poll_seconds: float = Field(default=0.5, gt=0, le=60)
+    worker_max_attempts: int = Field(default=8, ge=1, le=100)
+    worker_backoff_base_seconds: float = Field(default=2.0, ge=0)
+    worker_backoff_cap_seconds: float = Field(default=900.0, ge=0)
+    # A claimed event whose worker has not finished it within this time is claimed again.
+    worker_lease_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("shopify_api_version")
     @classmethod
@@ -97,12 +123,24 @@ class Settings(BaseSettings):
             self.public_url = f"http://{self.host}:{self.port}"
         if self.sandbox and not self.shopify_base_url:
             self.shopify_base_url = f"http://127.0.0.1:{self.sandbox_shopify_port}"
+        if self.sandbox and not self.emanage_base_url:
+            self.emanage_base_url = f"http://127.0.0.1:{self.sandbox_emanage_port}"
+        if self.sandbox and not self.ctrwow_base_url:
+            self.ctrwow_base_url = f"http://127.0.0.1:{self.sandbox_ctrwow_port}"
+        if not self.ctrwow_redirect_uri:
+            self.ctrwow_redirect_uri = f"{self.public_url.rstrip('/')}/ctrwow/callback"
         if self.env == "production":
             missing = [
                 name
                 for name, value in (
                     ("SECRET_KEY", self.secret_key),
                     ("SHOPIFY_CLIENT_SECRET", self.shopify_client_secret),
+                    ("EMANAGE_BASE_URL", self.emanage_base_url or None),
+                    ("EMANAGE_CLIENT_ID", self.emanage_client_id or None),
+                    ("EMANAGE_CLIENT_SECRET", self.emanage_client_secret),
+                    ("CTRWOW_BASE_URL", self.ctrwow_base_url or None),
+                    ("CTRWOW_CLIENT_ID", self.ctrwow_client_id or None),
+                    ("CTRWOW_CLIENT_SECRET", self.ctrwow_client_secret),
                 )
                 if value is None
             ]
@@ -117,6 +155,11 @@ class Settings(BaseSettings):
     def masked_database_url(self) -> str:
         """The database URL with its password hidden, safe for logs."""
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where customer data exports are written (``<shop>/<request id>.json``)."""
+        return self.data_dir / "exports"
 
     @property
     def is_sqlite(self) -> bool:
@@ -170,4 +213,26 @@ def ensure_embedded_secrets(settings: Settings) -> Settings:
             settings.data_dir / "shopify_client_secret", lambda: secrets.token_hex(32)
         )
         updates["shopify_client_secret"] = SecretStr(secret)
+    updates.update(_embedded_system_clients(settings))
     return settings.model_copy(update=updates) if updates else settings
+
+
+def _embedded_system_clients(settings: Settings) -> dict[str, Any]:
+    """With the sandboxes on, the app's eManageCRM and CTRwow system clients, generated into
+    data_dir once; the sandboxes register exactly these (``syncapp.sandbox_runner``)."""
+    if not settings.sandbox:
+        return {}
+    generated: dict[str, Any] = {}
+    for provider in ("emanage", "ctrwow"):
+        if not getattr(settings, f"{provider}_client_id"):
+            generated[f"{provider}_client_id"] = _read_or_create(
+                settings.data_dir / f"{provider}_client_id",
+                lambda p=provider: f"syncapp-{p}-{secrets.token_hex(4)}",
+            )
+        if getattr(settings, f"{provider}_client_secret") is None:
+            generated[f"{provider}_client_secret"] = SecretStr(
+                _read_or_create(
+                    settings.data_dir / f"{provider}_client_secret", lambda: secrets.token_hex(32)
+                )
+            )
+    return generated

@@ -1,7 +1,8 @@
 """``make run``: the whole system on the embedded default, in child processes.
 
-Migrates the database, starts the Shopify sandbox (seeding ``demo.myshopify.com``) and the
-app, waits until each answers ``/healthz``, prints every URL, and on Ctrl-C (or SIGTERM)
+Migrates the database, starts the Shopify sandbox (seeding ``demo.myshopify.com``), the app
+and the worker, waits until each serving child answers ``/healthz`` (the worker serves no
+HTTP: it counts as healthy while it runs), prints every URL, and on Ctrl-C (or SIGTERM)
 stops them all: SIGTERM first, SIGKILL for a child that has not exited after 10 s. If any
 child dies, the others are stopped too and the exit code says so.
 """
@@ -32,7 +33,7 @@ _PR_SET_PDEATHSIG = 1
 @dataclass
 class Child:
     name: str
-    health_url: str
+    health_url: str | None
     process: subprocess.Popen[bytes]
 
 
@@ -47,7 +48,7 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _spawn(name: str, args: list[str], health_url: str, env: dict[str, str]) -> Child:
+def _spawn(name: str, args: list[str], health_url: str | None, env: dict[str, str]) -> Child:
     process = subprocess.Popen(
         [sys.executable, "-m", "syncapp.cli", *args], env=env, preexec_fn=_die_with_parent
     )
@@ -62,6 +63,9 @@ def _wait_healthy(children: list[Child], timeout: float, stop: Callable[[], bool
             if child.process.poll() is not None:
                 console.print(f"[red]{child.name} exited with {child.process.returncode}[/red]")
                 return False
+            if child.health_url is None:
+                pending.remove(child)
+                continue
             try:
                 if httpx.get(child.health_url, timeout=1).status_code == 200:
                     pending.remove(child)
@@ -120,6 +124,7 @@ def run_embedded(settings: Settings) -> int:
                 )
             )
         children.append(_spawn("app", ["serve"], f"{settings.public_url}/healthz", env))
+        children.append(_spawn("worker", ["worker"], None, env))
         if not _wait_healthy(children, timeout=60, stop=lambda: stopping):
             if stopping:
                 return 0
@@ -130,6 +135,7 @@ def run_embedded(settings: Settings) -> int:
         console.print(f"  app health          {settings.public_url}/healthz")
         console.print(f"  app metrics         {settings.public_url}/metrics")
         console.print(f"  Shopify webhooks →  {settings.public_url}/webhooks/shopify")
+        console.print("  worker              app/uninstalled and privacy webhooks")
         if settings.sandbox:
             shop = DEMO_SHOP.removesuffix(".myshopify.com")
             console.print(f"  Shopify sandbox     {sandbox_url}/healthz")

@@ -1,4 +1,5 @@
-"""Tables shared across domains: shops, encrypted credentials and inbound events.
+"""Tables shared across domains: shops, their connections and credentials, inbound events,
+onboarding jobs and the privacy-request log.
 
 Inbound events are the durable hand-off between the web tier and the workers: a verified
 webhook (or, later, a CRM notification) is a row here before it is acknowledged, and the
@@ -55,6 +56,8 @@ class Shop(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     currency_code: Mapped[str | None] = mapped_column(String(3))
     plan_name: Mapped[str | None] = mapped_column(String(64))
+    # gid://shopify/Shop/<id>, read from the Admin API at install (compliance payloads carry it).
+    shopify_gid: Mapped[str | None] = mapped_column(String(64))
     installed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     uninstalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -105,7 +108,93 @@ class InboundEvent(Base):
     triggered_at: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     payload: Mapped[str] = mapped_column(Text)
-    # pending → done | dead; workers (later issues) claim pending rows in id order.
+    # pending → processing → done | dead (or back to pending with next_attempt_at on failure).
+    # Each worker claims only the topics it handles; other topics wait for their consumer.
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Not before this time (retry backoff); NULL means now.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A claim is a lease: a 'processing' row whose lease ran out (worker died) is claimed again.
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Connection(Base):
+    """The state of a shop's link to one provider (shopify | emanage | ctrwow).
+
+    ``status`` is ``active``, ``needs_attention`` (a refresh was refused: the merchant must open
+    the app again, or reconnect the provider; ``detail`` says why) or ``uninstalled``. The
+    Shopify row is also what token refreshes lock, so one refresh runs per shop and provider.
+    """
+
+    __tablename__ = "connections"
+    __table_args__ = (UniqueConstraint("shop_id", "provider"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(24), default="active")
+    detail: Mapped[str | None] = mapped_column(Text)
+    scopes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class OnboardingJob(Base):
+    """Work to do for a shop after install; ``kind='signup'`` is the eManageCRM/CTRwow sign-up.
+
+    Install creates (or, on reinstall, resets) one ``signup`` row per shop with status
+    ``pending``; uninstall sets pending rows to ``cancelled``. The onboarding engine claims
+    ``pending`` rows, moves them through ``running`` to ``done`` or ``failed`` and counts
+    ``attempts`` with ``last_error``. Sign-up must be idempotent: a reinstall runs it again.
+    """
+
+    __tablename__ = "onboarding_jobs"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "kind"),
+        Index("ix_onboarding_jobs_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32), default="signup")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # syncapp.onboarding (revision 0100): not before this time (retry backoff; NULL means now),
+    # the runner's lease (a crashed runner's job is claimed again once it runs out), and the
+    # merchant's request to link their dedicated eManageCRM subscription (its link code is in
+    # the vault: provider 'emanage', name 'link_code'). Steps are rows of onboarding_steps.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_by: Mapped[str | None] = mapped_column(String(128))
+    emanage_subscription_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class PrivacyRequest(Base):
+    """One completed Shopify compliance request (no personal data, and no shop domain).
+
+    ``shop_hash`` is the SHA-256 of the shop domain: an operator can answer "was shop X
+    redacted, and when?" by hashing X, while nothing in the database names a redacted shop.
+    ``request_ref`` is the ``data_request.id`` of a customer data request, ``export_path`` the
+    export written for it (relative to the data directory; cleared when the data is erased).
+    ``summary`` is a small JSON object of counts (rows erased, events matched).
+    """
+
+    __tablename__ = "privacy_requests"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    shop_hash: Mapped[str] = mapped_column(String(64), index=True)
+    request_ref: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    export_path: Mapped[str | None] = mapped_column(String(512))
+    summary: Mapped[str | None] = mapped_column(Text)

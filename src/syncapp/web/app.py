@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 import structlog
+from shopify_app import AppConfig
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -15,7 +16,10 @@ from starlette.routing import Route
 
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings
 from syncapp.logging import configure_logging
+from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.db import make_engine, ping
+from syncapp.web.app_home import ROUTE_PATHS as APP_HOME_PATHS
+from syncapp.web.app_home import app_home_routes
 from syncapp.web.ingest import EventRecorder
 from syncapp.web.observability import RequestContextMiddleware, metrics_endpoint
 from syncapp.web.webhooks import ShopifyWebhookEndpoint
@@ -31,12 +35,14 @@ def create_app(settings: Settings) -> Starlette:
     engine = make_engine(settings.database_url)
     recorder = EventRecorder(engine, max_batch=settings.ingest_batch_size)
     old_secret = settings.shopify_old_client_secret
+    app_config: AppConfig = {
+        "client_id": settings.shopify_client_id,
+        "client_secret": settings.shopify_client_secret.get_secret_value(),
+        "old_client_secret": old_secret.get_secret_value() if old_secret else None,
+    }
+    shops = ShopsRuntime.from_settings(settings, engine)
     webhooks = ShopifyWebhookEndpoint(
-        app_config={
-            "client_id": settings.shopify_client_id,
-            "client_secret": settings.shopify_client_secret.get_secret_value(),
-            "old_client_secret": old_secret.get_secret_value() if old_secret else None,
-        },
+        app_config=app_config,
         recorder=recorder,
         max_bytes=settings.webhook_max_bytes,
     )
@@ -67,11 +73,13 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/webhooks/shopify", webhooks.handle, methods=ALL_METHODS),
+            *app_home_routes(shops, app_config),
         ],
         middleware=[
             Middleware(
                 RequestContextMiddleware,
-                known_routes=frozenset({"/healthz", "/metrics", "/webhooks/shopify"}),
+                known_routes=frozenset({"/healthz", "/metrics", "/webhooks/shopify"})
+                | APP_HOME_PATHS,
             )
         ],
         lifespan=lifespan,
@@ -79,6 +87,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.settings = settings
     app.state.engine = engine
     app.state.recorder = recorder
+    app.state.shops = shops
     return app
 
 

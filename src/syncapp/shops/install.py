@@ -1,0 +1,200 @@
+"""Installation: the first verified App Home request of a shop without a valid token.
+
+Shopify installs the app itself (managed installation) and never calls us; the app learns
+of the install when the merchant first opens it. :func:`ensure_installed` then exchanges the
+request's ID token for an expiring offline token (shopifyapp's token exchange), and in one
+transaction, under the shop's lock (so two first requests make one exchange):
+
+* creates the ``shops`` row, or restores it on a reinstall (``installed_at`` now,
+  ``uninstalled_at`` cleared, every old Shopify credential replaced by the new pair);
+* stores the access and refresh tokens encrypted, one ``credentials`` row each;
+* sets the shop's Shopify ``connections`` row ``active`` with the granted scopes;
+* creates (or resets) the shop's ``onboarding_jobs`` row ``kind='signup'``, ``pending``: the
+  eManageCRM/CTRwow sign-up picks it up from there.
+
+After the commit it reads the shop (ShopInfo: name, email, currency, plan) through the Admin
+API and stores it; if that read fails the shop is installed anyway and the next App Home
+request tries again. A shop whose connection ``needs_attention`` (its refresh token was
+refused) gets a fresh exchange the same way, which is how it recovers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from shopify_app import IdTokenDetails, Res
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopInfo, fetch_shop_info
+from syncapp.shops.errors import ShopError
+from syncapp.shops.locking import lock_row, locked_transaction
+from syncapp.shops.runtime import ShopsRuntime
+from syncapp.shops.tokens import (
+    ACTIVE,
+    PROVIDER,
+    delete_shopify_credentials,
+    get_admin_token,
+    read_pair,
+    store_pair,
+)
+from syncapp.store.models import Connection, OnboardingJob, Shop
+
+log = structlog.get_logger("syncapp.shops.install")
+
+SIGNUP = "signup"
+
+
+@dataclass(frozen=True, slots=True)
+class InstallOutcome:
+    """What :func:`ensure_installed` did.
+
+    ``response`` is set when the token exchange failed: shopifyapp's response (e.g. the
+    patch-ID-token redirect or a 401 for App Bridge to retry), to be returned unchanged.
+    """
+
+    shop: str
+    exchanged: bool = False
+    reinstalled: bool = False
+    response: Res | None = None
+
+
+def _has_valid_token(session: Session, runtime: ShopsRuntime, shop: Shop | None) -> bool:
+    if shop is None or shop.installed_at is None or shop.uninstalled_at is not None:
+        return False
+    status = session.scalar(
+        select(Connection.status).where(
+            Connection.shop_id == shop.id, Connection.provider == PROVIDER
+        )
+    )
+    if status != ACTIVE:
+        return False
+    pair = read_pair(session, runtime.vault, shop_id=shop.id)
+    if pair is None:
+        return False
+    now = datetime.now(UTC)
+    alive = pair.access_expires_at is None or pair.access_expires_at > now
+    refreshable = pair.refresh_token is not None and (
+        pair.refresh_expires_at is None or pair.refresh_expires_at > now
+    )
+    return alive or refreshable
+
+
+def _ensure_shop_row(runtime: ShopsRuntime, domain: str) -> None:
+    """Create the shop's row if missing, so there is a row to lock (a racing insert is fine)."""
+    try:
+        with locked_transaction(runtime.sessions) as session:
+            if session.scalar(select(Shop.id).where(Shop.domain == domain)) is None:
+                session.add(Shop(domain=domain))
+    except IntegrityError:
+        pass
+
+
+def _upsert_connection(session: Session, *, shop_id: int, scopes: str) -> None:
+    connection = session.scalar(
+        select(Connection).where(Connection.shop_id == shop_id, Connection.provider == PROVIDER)
+    )
+    if connection is None:
+        connection = Connection(shop_id=shop_id, provider=PROVIDER)
+        session.add(connection)
+    connection.status = ACTIVE
+    connection.detail = None
+    connection.scopes = scopes
+
+
+def _reset_onboarding(session: Session, *, shop_id: int) -> None:
+    job = session.scalar(
+        select(OnboardingJob).where(OnboardingJob.shop_id == shop_id, OnboardingJob.kind == SIGNUP)
+    )
+    if job is None:
+        session.add(OnboardingJob(shop_id=shop_id, kind=SIGNUP, status="pending", attempts=0))
+    elif job.status in ("cancelled", "failed"):
+        job.status = "pending"
+        job.attempts = 0
+        job.last_error = None
+
+
+def ensure_installed(
+    runtime: ShopsRuntime,
+    *,
+    shop: str,
+    id_token: IdTokenDetails,
+    invalid_token_response: Res | None,
+) -> InstallOutcome:
+    """Make sure ``shop`` (from a verified App Home request) has a valid stored token.
+
+    ``id_token`` and ``invalid_token_response`` are those of shopifyapp's
+    ``verify_app_home_req`` result for the request.
+    """
+    with runtime.sessions() as session:
+        row = session.scalar(select(Shop).where(Shop.domain == shop))
+        if _has_valid_token(session, runtime, row):
+            return InstallOutcome(shop=shop)
+
+    _ensure_shop_row(runtime, shop)
+    failure: Res | None = None
+    failure_code = ""
+    reinstalled = False
+    with locked_transaction(runtime.sessions) as session:
+        row = session.scalar(lock_row(select(Shop).where(Shop.domain == shop)))
+        assert row is not None  # created just above; only a shop/redact deletes it
+        if _has_valid_token(session, runtime, row):
+            log.info("install.already_done_by_another_request", shop=shop)
+            return InstallOutcome(shop=shop)
+        log.info("install.token_exchange_started", shop=shop)
+        with runtime.http() as http:
+            result = runtime.shopify.exchange_using_token_exchange(
+                "offline",
+                id_token=id_token,
+                invalid_token_response=invalid_token_response,
+                http_client=http,
+            )
+        token = result.access_token
+        if not result.ok or token is None or not token.token:
+            failure, failure_code = result.response, result.log.code
+        else:
+            reinstalled = row.uninstalled_at is not None
+            delete_shopify_credentials(session, shop_id=row.id)
+            store_pair(session, runtime.vault, shop_id=row.id, token=token)
+            log.info("install.tokens_stored", shop=shop, expires=token.expires)
+            now = datetime.now(UTC)
+            row.installed_at = now
+            row.uninstalled_at = None
+            _upsert_connection(session, shop_id=row.id, scopes=token.scope)
+            _reset_onboarding(session, shop_id=row.id)
+            log.info("install.onboarding_queued", shop=shop)
+    if failure is not None:
+        log.warning("install.token_exchange_failed", shop=shop, code=failure_code)
+        return InstallOutcome(shop=shop, response=failure)
+    log.info("install.completed", shop=shop, reinstalled=reinstalled)
+    try:
+        refresh_shop_info(runtime, shop=shop)
+    except (ShopifyAdminError, ShopError) as exc:
+        log.warning("install.shop_info_failed", shop=shop, error=str(exc))
+    return InstallOutcome(shop=shop, exchanged=True, reinstalled=reinstalled)
+
+
+def refresh_shop_info(runtime: ShopsRuntime, *, shop: str) -> ShopInfo:
+    """Read the shop's name, email, currency and plan from Shopify and store them.
+
+    Raises :class:`~syncapp.shops.errors.ShopError` (no usable token) or
+    :class:`~syncapp.connectors.shopify.admin.ShopifyAdminError` (the read failed).
+    """
+    token = get_admin_token(runtime, shop=shop)
+    with runtime.http() as http:
+        info = fetch_shop_info(
+            shop=shop, access_token=token, api_version=runtime.api_version, http=http
+        )
+    with locked_transaction(runtime.sessions) as session:
+        row = session.scalar(select(Shop).where(Shop.domain == shop))
+        if row is not None:
+            row.name = info.name
+            row.email = info.email
+            row.currency_code = info.currency_code
+            row.plan_name = info.plan_name[:64] or None
+            row.shopify_gid = info.gid
+    log.info("install.shop_info_stored", shop=shop, plan=info.plan_name)
+    return info

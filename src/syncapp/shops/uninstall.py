@@ -1,0 +1,97 @@
+"""``app/uninstalled``: forget the shop's Shopify tokens and stop its work. Idempotent.
+
+Shopify has already revoked the tokens when this arrives, and may send it more than once or
+long after the fact, so the handler needs no token and never calls Shopify. It:
+
+* deletes every Shopify credential of the shop;
+* sets ``shops.uninstalled_at`` (the first time only) and the Shopify connection to
+  ``uninstalled`` — :func:`~syncapp.shops.tokens.get_admin_token` then refuses the shop, so
+  nothing more is sent to Shopify for it;
+* cancels the shop's pending or running onboarding jobs;
+* runs the uninstall hooks (the extension point: later issues add, e.g., revoking the shop's
+  CTRwow tokens — a callable ``hook(session, shop)`` passed to the worker, run in the same
+  transaction so that the whole uninstall commits or retries as one).
+
+An event triggered before the shop's current installation (a late or redelivered one after a
+reinstall) is stale and ignored, so it cannot undo the reinstall.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from syncapp.shops.locking import lock_row
+from syncapp.shops.runtime import ShopsRuntime, utc
+from syncapp.shops.tokens import PROVIDER, UNINSTALLED, delete_shopify_credentials
+from syncapp.store.models import Connection, InboundEvent, OnboardingJob, Shop
+
+log = structlog.get_logger("syncapp.shops.uninstall")
+
+UninstallHook = Callable[[Session, Shop], None]
+
+
+def parse_triggered_at(value: str | None) -> datetime | None:
+    """``X-Shopify-Triggered-At`` (RFC 3339, up to nanoseconds) as a UTC datetime, or None."""
+    if not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    main, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits) :]
+        text = f"{main}.{digits[:6].ljust(6, '0')}{zone}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return utc(parsed)
+
+
+def event_time(event: InboundEvent) -> datetime:
+    """When Shopify triggered ``event`` (its header), else when we received it."""
+    return parse_triggered_at(event.triggered_at) or utc(event.received_at)
+
+
+def handle_app_uninstalled(
+    session: Session,
+    runtime: ShopsRuntime,
+    event: InboundEvent,
+    *,
+    hooks: Sequence[UninstallHook] = (),
+) -> str:
+    """Apply one ``app/uninstalled`` event; returns what happened (for the log)."""
+    domain = event.shop_domain
+    shop = session.scalar(lock_row(select(Shop).where(Shop.domain == domain)))
+    if shop is None:
+        log.info("uninstall.unknown_shop", shop=domain)
+        return "unknown_shop"
+    if shop.installed_at is not None and event_time(event) < utc(shop.installed_at):
+        log.info("uninstall.stale_event_ignored", shop=domain, installed_at=str(shop.installed_at))
+        return "stale"
+    removed = delete_shopify_credentials(session, shop_id=shop.id)
+    if shop.uninstalled_at is None:
+        shop.uninstalled_at = datetime.now(UTC)
+    session.execute(
+        update(Connection)
+        .where(Connection.shop_id == shop.id, Connection.provider == PROVIDER)
+        .values(status=UNINSTALLED, detail="app uninstalled from the Shopify admin")
+    )
+    cancelled = session.execute(
+        update(OnboardingJob)
+        .where(OnboardingJob.shop_id == shop.id, OnboardingJob.status.in_(("pending", "running")))
+        .values(status="cancelled")
+    ).rowcount  # type: ignore[attr-defined]
+    for hook in hooks:
+        hook(session, shop)
+    log.info(
+        "uninstall.completed",
+        shop=domain,
+        credentials_deleted=removed,
+        onboarding_cancelled=cancelled,
+    )
+    return "uninstalled"

@@ -1,0 +1,9 @@
+"""The App Home: pages and JSON the merchant's browser loads inside the Shopify admin.
+
+Every request is verified with shopifyapp's ``verify_app_home_req`` and the shop comes from
+the verified ID token only — never from a query parameter or a body. See :mod:`.views`.
+"""
+
+from syncapp.web.app_home.views import PATCH_ID_TOKEN_PATH, ROUTE_PATHS, app_home_routes
+
+__all__ = ["PATCH_ID_TOKEN_PATH", "ROUTE_PATHS", "app_home_routes"]

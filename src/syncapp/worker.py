@@ -1,0 +1,258 @@
+"""``syncapp worker``: processes stored inbound events of the topics it handles.
+
+The web tier only records verified webhooks (``inbound_events``, status ``pending``). The
+worker claims the pending events *of the topics in its handler table* in id order, a batch at
+a time — PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so any number of workers share the table;
+SQLite: a claim ``UPDATE`` inside ``BEGIN IMMEDIATE``. A claim is a lease: the row becomes
+``processing`` with ``locked_until``, and a worker that dies mid-event leaves it to be claimed
+again when the lease runs out. ``attempts`` counts claims.
+
+Each event is handled in one transaction together with marking it ``done``, so its effects
+and its completion commit (or roll back) together. A failure puts it back to ``pending``
+with ``next_attempt_at`` = now + exponential backoff with jitter (:func:`retry_delay`), or,
+after ``max_attempts``, to ``dead`` with the reason in ``last_error``, for operators.
+
+Topics without a handler here (products, orders, bulk operations, …) are never claimed: they
+stay ``pending`` for the sync engine of later issues, which claims its own topics the same way.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from types import FrameType
+
+import structlog
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from syncapp.config import Settings
+from syncapp.shops import privacy, uninstall
+from syncapp.shops.locking import locked_transaction
+from syncapp.shops.runtime import ShopsRuntime
+from syncapp.store.models import InboundEvent
+
+log = structlog.get_logger("syncapp.worker")
+
+Handler = Callable[[Session, ShopsRuntime, InboundEvent], str]
+
+
+def default_handlers(
+    *, uninstall_hooks: Sequence[uninstall.UninstallHook] = ()
+) -> dict[str, Handler]:
+    """The topics this worker handles and how."""
+    return {
+        "app/uninstalled": partial(uninstall.handle_app_uninstalled, hooks=uninstall_hooks),
+        "shop/redact": privacy.handle_shop_redact,
+        "customers/redact": privacy.handle_customers_redact,
+        "customers/data_request": privacy.handle_customers_data_request,
+    }
+
+
+def retry_delay(attempt: int, *, base: float, cap: float, jitter: float) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential, capped, "equal jitter".
+
+    ``jitter`` is a number in [0, 1); the delay lies in [d/2, d] for d = min(cap,
+    base * 2**(attempt-1)), so retries of many events spread out but never come sooner than
+    half the nominal delay.
+    """
+    nominal = min(cap, base * 2.0 ** min(max(attempt, 1) - 1, 64))
+    return nominal / 2 + nominal / 2 * min(max(jitter, 0.0), 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How the worker claims and retries (from ``SYNCAPP_WORKER_*``)."""
+
+    batch_size: int = 32
+    poll_seconds: float = 0.5
+    max_attempts: int = 8
+    backoff_base_seconds: float = 2.0
+    backoff_cap_seconds: float = 900.0
+    lease_seconds: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerOptions:
+        return cls(
+            batch_size=settings.worker_batch_size,
+            poll_seconds=settings.worker_poll_seconds,
+            max_attempts=settings.worker_max_attempts,
+            backoff_base_seconds=settings.worker_backoff_base_seconds,
+            backoff_cap_seconds=settings.worker_backoff_cap_seconds,
+            lease_seconds=settings.worker_lease_seconds,
+        )
+
+
+class Worker:
+    """Claims and processes inbound events; state lives in the rows, not here."""
+
+    def __init__(
+        self,
+        runtime: ShopsRuntime,
+        *,
+        options: WorkerOptions,
+        handlers: Mapping[str, Handler] | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._runtime = runtime
+        self._options = options
+        self._handlers = dict(handlers if handlers is not None else default_handlers())
+        self._jitter = jitter
+
+    @property
+    def topics(self) -> frozenset[str]:
+        return frozenset(self._handlers)
+
+    def _claimable(self, now: datetime) -> list[object]:
+        return [
+            InboundEvent.source == "shopify",
+            InboundEvent.topic.in_(sorted(self._handlers)),
+            or_(
+                and_(
+                    InboundEvent.status == "pending",
+                    or_(
+                        InboundEvent.next_attempt_at.is_(None), InboundEvent.next_attempt_at <= now
+                    ),
+                ),
+                and_(InboundEvent.status == "processing", InboundEvent.locked_until < now),
+            ),
+        ]
+
+    def claim(self) -> list[int]:
+        """Lease up to ``batch_size`` due events of the handled topics; their ids in order."""
+        now = datetime.now(UTC)
+        lease = now + timedelta(seconds=self._options.lease_seconds)
+        claim = {
+            "status": "processing",
+            "locked_until": lease,
+            "attempts": InboundEvent.attempts + 1,
+        }
+        due = (
+            select(InboundEvent.id)
+            .where(*self._claimable(now))  # type: ignore[arg-type]
+            .order_by(InboundEvent.id)
+            .limit(self._options.batch_size)
+        )
+        with locked_transaction(self._runtime.sessions) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                ids = session.scalars(
+                    update(InboundEvent)
+                    .where(
+                        InboundEvent.id.in_(due.with_for_update(skip_locked=True).scalar_subquery())
+                    )
+                    .values(**claim)
+                    .returning(InboundEvent.id)
+                    .execution_options(synchronize_session=False)
+                ).all()
+            else:
+                ids = session.scalars(due).all()
+                if ids:
+                    session.execute(
+                        update(InboundEvent)
+                        .where(InboundEvent.id.in_(ids))
+                        .values(**claim)
+                        .execution_options(synchronize_session=False)
+                    )
+        return sorted(ids)
+
+    def process(self, event_id: int) -> str:
+        """Handle one claimed event; returns ``done``, ``retry``, ``dead`` or ``gone``."""
+        try:
+            with locked_transaction(self._runtime.sessions) as session:
+                event = session.get(InboundEvent, event_id)
+                if event is None or event.status != "processing":
+                    return "gone"
+                topic, shop = event.topic, event.shop_domain
+                with structlog.contextvars.bound_contextvars(
+                    shop=shop, event_id=event_id, topic=topic
+                ):
+                    outcome = self._handlers[topic](session, self._runtime, event)
+                session.execute(
+                    update(InboundEvent)
+                    .where(InboundEvent.id == event_id, InboundEvent.status == "processing")
+                    .values(
+                        status="done",
+                        processed_at=datetime.now(UTC),
+                        locked_until=None,
+                        next_attempt_at=None,
+                        last_error=None,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception as exc:
+            return self._failed(event_id, f"{type(exc).__name__}: {exc}")
+        log.info("worker.event_done", event_id=event_id, topic=topic, shop=shop, outcome=outcome)
+        return "done"
+
+    def _failed(self, event_id: int, reason: str) -> str:
+        with locked_transaction(self._runtime.sessions) as session:
+            event = session.get(InboundEvent, event_id)
+            if event is None:
+                return "gone"
+            fields = {"event_id": event_id, "topic": event.topic, "shop": event.shop_domain}
+            event.last_error = reason[:2000]
+            event.locked_until = None
+            if event.attempts >= self._options.max_attempts:
+                event.status = "dead"
+                log.error("worker.event_dead", attempts=event.attempts, reason=reason, **fields)
+                return "dead"
+            delay = retry_delay(
+                event.attempts,
+                base=self._options.backoff_base_seconds,
+                cap=self._options.backoff_cap_seconds,
+                jitter=self._jitter(),
+            )
+            event.status = "pending"
+            event.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+            log.warning(
+                "worker.event_retry",
+                attempts=event.attempts,
+                retry_in=round(delay, 3),
+                reason=reason,
+                **fields,
+            )
+            return "retry"
+
+    def run_once(self) -> int:
+        """Claim one batch and process it; returns how many events were claimed."""
+        ids = self.claim()
+        for event_id in ids:
+            self.process(event_id)
+        return len(ids)
+
+    def run(self, stop: threading.Event) -> None:
+        """Process until ``stop`` is set, polling when there is nothing due."""
+        log.info("worker.started", topics=sorted(self._handlers))
+        while not stop.is_set():
+            try:
+                claimed = self.run_once()
+            except Exception as exc:  # the database is away: wait and try again
+                log.error("worker.batch_failed", error=f"{type(exc).__name__}: {exc}")
+                claimed = 0
+            if claimed == 0:
+                stop.wait(self._options.poll_seconds)
+        log.info("worker.stopped")
+
+
+def run_worker(settings: Settings) -> None:
+    """``syncapp worker``: run until SIGINT or SIGTERM."""
+    from syncapp.store.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    runtime = ShopsRuntime.from_settings(settings, engine)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        Worker(runtime, options=WorkerOptions.from_settings(settings)).run(stop)
+    finally:
+        engine.dispose()
