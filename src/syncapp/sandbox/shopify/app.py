@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from syncapp.sandbox.shopify import admin, graphql_api, oauth, webhooks
+from syncapp.sandbox.shopify import admin, embedded, graphql_api, oauth, webhooks
 from syncapp.sandbox.shopify.config import SandboxConfig
 from syncapp.sandbox.shopify.db import SandboxDB
 from syncapp.sandbox.shopify.state import SandboxState
@@ -48,6 +48,7 @@ def create_app(config: SandboxConfig) -> Starlette:
         *graphql_api.routes(state),
         *webhooks.routes(state, deliverer),
         *admin.routes(state),
+        *embedded.routes(state),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = state
