@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import structlog
 from shopify_app import IdTokenDetails, Res
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -106,15 +106,22 @@ def _upsert_connection(session: Session, *, shop_id: int, scopes: str) -> None:
 
 
 def _reset_onboarding(session: Session, *, shop_id: int) -> None:
-    job = session.scalar(
-        select(OnboardingJob).where(OnboardingJob.shop_id == shop_id, OnboardingJob.kind == SIGNUP)
+    # Named columns only: the onboarding engine adds columns of its own to this table.
+    status = session.scalar(
+        select(OnboardingJob.status).where(
+            OnboardingJob.shop_id == shop_id, OnboardingJob.kind == SIGNUP
+        )
     )
-    if job is None:
-        session.add(OnboardingJob(shop_id=shop_id, kind=SIGNUP, status="pending", attempts=0))
-    elif job.status in ("cancelled", "failed"):
-        job.status = "pending"
-        job.attempts = 0
-        job.last_error = None
+    if status is None:
+        session.execute(
+            insert(OnboardingJob).values(shop_id=shop_id, kind=SIGNUP, status="pending", attempts=0)
+        )
+    elif status in ("cancelled", "failed"):
+        session.execute(
+            update(OnboardingJob)
+            .where(OnboardingJob.shop_id == shop_id, OnboardingJob.kind == SIGNUP)
+            .values(status="pending", attempts=0, last_error=None)
+        )
 
 
 def ensure_installed(
