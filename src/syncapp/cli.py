@@ -7,6 +7,10 @@ syncapp db upgrade | check           migrations
 syncapp vault new-key | rotate       encryption keys of the credential vault
 syncapp sandbox shopify serve        the local Shopify
 syncapp sandbox shopify token SHOP   an Admin API token of the sandbox, for scripts
+syncapp sandbox emanage serve        the local eManageCRM
+syncapp sandbox ctrwow serve         the local CTRwow
+syncapp onboarding run               the sign-up runner alone (the worker also runs it)
+syncapp onboarding ctrwow-token SHOP a valid CTRwow access token of SHOP (refreshed if due)
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ app.add_typer(db_app, name="db")
 app.add_typer(vault_app, name="vault")
 app.add_typer(sandbox_app, name="sandbox")
 sandbox_app.add_typer(shopify_sandbox_app, name="shopify")
+emanage_sandbox_app = typer.Typer(no_args_is_help=True, help="The local eManageCRM.")
+ctrwow_sandbox_app = typer.Typer(no_args_is_help=True, help="The local CTRwow.")
+onboarding_app = typer.Typer(no_args_is_help=True, help="The automatic eManageCRM/CTRwow sign-up.")
+sandbox_app.add_typer(emanage_sandbox_app, name="emanage")
+sandbox_app.add_typer(ctrwow_sandbox_app, name="ctrwow")
+app.add_typer(onboarding_app, name="onboarding")
 
 err = Console(stderr=True)
 
@@ -145,6 +155,81 @@ def sandbox_shopify_token(shop: str) -> None:
     from syncapp.sandbox_runner import sandbox_custom_token
 
     print(sandbox_custom_token(_settings(), shop))
+
+
+@emanage_sandbox_app.command("serve")
+def sandbox_emanage_serve() -> None:
+    """Run the local eManageCRM on SYNCAPP_SANDBOX_EMANAGE_PORT (the app's client registered)."""
+    from syncapp.sandbox_runner import serve_emanage_sandbox
+
+    serve_emanage_sandbox(_settings())
+
+
+@ctrwow_sandbox_app.command("serve")
+def sandbox_ctrwow_serve() -> None:
+    """Run the local CTRwow on SYNCAPP_SANDBOX_CTRWOW_PORT (the app as a partner client)."""
+    from syncapp.sandbox_runner import serve_ctrwow_sandbox
+
+    serve_ctrwow_sandbox(_settings())
+
+
+@onboarding_app.command("run")
+def onboarding_run(
+    once: Annotated[bool, typer.Option(help="exit when no sign-up job is left to do")] = False,
+    poll_seconds: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    lease_seconds: Annotated[float, typer.Option(min=0.1)] = 60.0,
+    retry_base_seconds: Annotated[float, typer.Option(min=0.0)] = 2.0,
+    retry_cap_seconds: Annotated[float, typer.Option(min=0.0)] = 900.0,
+) -> None:
+    """Advance due sign-up jobs until SIGINT/SIGTERM (or, with --once, until none is left)."""
+    import asyncio
+    import signal
+
+    from syncapp.logging import configure_logging
+    from syncapp.onboarding import RetryPolicy, open_onboarding, run_onboarding_loop
+    from syncapp.store.db import make_engine
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    policy = RetryPolicy(base_seconds=retry_base_seconds, cap_seconds=retry_cap_seconds)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        engine = make_engine(settings.database_url)
+        try:
+            async with open_onboarding(
+                settings, engine, policy=policy, lease_seconds=lease_seconds
+            ) as rt:
+                await run_onboarding_loop(rt, poll_seconds=poll_seconds, stop=stop, once=once)
+        finally:
+            engine.dispose()
+
+    asyncio.run(main())
+
+
+@onboarding_app.command("ctrwow-token")
+def onboarding_ctrwow_token(shop: str) -> None:
+    """Print a valid CTRwow access token of SHOP, refreshing it (once, across processes) if due."""
+    import asyncio
+
+    from syncapp.onboarding import get_ctrwow_token, open_onboarding
+    from syncapp.store.db import make_engine
+
+    settings = _settings()
+    domain = shop if "." in shop else f"{shop}.myshopify.com"
+
+    async def main() -> str:
+        engine = make_engine(settings.database_url)
+        try:
+            async with open_onboarding(settings, engine) as rt:
+                return await get_ctrwow_token(rt, shop=domain)
+        finally:
+            engine.dispose()
+
+    print(asyncio.run(main()))
 
 
 @app.command("run")

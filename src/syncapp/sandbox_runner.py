@@ -7,10 +7,15 @@ configuration; the sandboxes themselves know nothing of the app.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syncapp.config import Settings
 from syncapp.sandbox.shopify.config import SandboxConfig, load_subscriptions
 from syncapp.sandbox.shopify.oauth import load_access_scopes
+
+if TYPE_CHECKING:
+    from syncapp.sandbox.ctrwow import CtrwowSandboxConfig
+    from syncapp.sandbox.emanage import EmanageSandboxConfig
 
 
 def shopify_sandbox_config(settings: Settings, *, data_dir: Path | None = None) -> SandboxConfig:
@@ -78,3 +83,78 @@ def sandbox_custom_token(settings: Settings, shop: str) -> str:
             return issue_custom_token(conn, domain, config.extra["scopes"])
     finally:
         db.close()
+
+
+# --- eManageCRM and CTRwow (the sign-up's two systems) ----------------------------------------
+
+
+def emanage_sandbox_config(
+    settings: Settings, *, data_dir: Path | None = None
+) -> EmanageSandboxConfig:
+    """The eManageCRM sandbox with the app's system client registered in its IAM."""
+    from syncapp.sandbox.emanage import EmanageSandboxConfig, SystemClient
+
+    assert settings.emanage_client_secret is not None
+    base = data_dir or settings.data_dir / "sandbox"
+    return EmanageSandboxConfig(
+        database_path=base / "emanage.db",
+        public_url=f"http://127.0.0.1:{settings.sandbox_emanage_port}",
+        clients=(
+            SystemClient(
+                settings.emanage_client_id, settings.emanage_client_secret.get_secret_value()
+            ),
+        ),
+    )
+
+
+def ctrwow_sandbox_config(
+    settings: Settings, *, data_dir: Path | None = None
+) -> CtrwowSandboxConfig:
+    """The CTRwow sandbox with the app registered as a partner client (redirect URI exact)."""
+    from syncapp.sandbox.ctrwow import CtrwowClientRegistration, CtrwowSandboxConfig
+
+    assert settings.ctrwow_client_secret is not None
+    base = data_dir or settings.data_dir / "sandbox"
+    return CtrwowSandboxConfig(
+        database_path=base / "ctrwow.db",
+        clients=(
+            CtrwowClientRegistration(
+                settings.ctrwow_client_id,
+                settings.ctrwow_client_secret.get_secret_value(),
+                (settings.ctrwow_redirect_uri,),
+                partner=True,
+                name="Shopify Sync App",
+            ),
+        ),
+        public_url=f"http://127.0.0.1:{settings.sandbox_ctrwow_port}",
+    )
+
+
+def serve_emanage_sandbox(settings: Settings) -> None:
+    """Serve the eManageCRM sandbox on SYNCAPP_SANDBOX_EMANAGE_PORT until interrupted."""
+    import uvicorn
+
+    from syncapp.sandbox.emanage import create_app
+
+    uvicorn.run(
+        create_app(emanage_sandbox_config(settings)),
+        host="127.0.0.1",
+        port=settings.sandbox_emanage_port,
+        access_log=False,
+        log_config=None,
+    )
+
+
+def serve_ctrwow_sandbox(settings: Settings) -> None:
+    """Serve the CTRwow sandbox on SYNCAPP_SANDBOX_CTRWOW_PORT until interrupted."""
+    import uvicorn
+
+    from syncapp.sandbox.ctrwow import create_app
+
+    uvicorn.run(
+        create_app(ctrwow_sandbox_config(settings)),
+        host="127.0.0.1",
+        port=settings.sandbox_ctrwow_port,
+        access_log=False,
+        log_config=None,
+    )

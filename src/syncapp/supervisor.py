@@ -1,7 +1,8 @@
 """``make run``: the whole system on the embedded default, in child processes.
 
-Migrates the database, starts the Shopify sandbox (seeding ``demo.myshopify.com``), the app
-and the worker, waits until each serving child answers ``/healthz`` (the worker serves no
+Migrates the database, starts the Shopify sandbox (seeding ``demo.myshopify.com``), the
+eManageCRM (:8200) and CTRwow (:8300) sandboxes, the app and the worker (which also runs the
+sign-up), waits until each serving child answers ``/healthz`` (the worker serves no
 HTTP: it counts as healthy while it runs), prints every URL, and on Ctrl-C (or SIGTERM)
 stops them all: SIGTERM first, SIGKILL for a child that has not exited after 10 s. If any
 child dies, the others are stopped too and the exit code says so.
@@ -110,6 +111,14 @@ def run_embedded(settings: Settings) -> int:
     env["SYNCAPP_SECRET_KEY"] = settings.secret_key.get_secret_value()
     env["SYNCAPP_SHOPIFY_CLIENT_SECRET"] = settings.shopify_client_secret.get_secret_value()
     env["SYNCAPP_DATA_DIR"] = str(settings.data_dir)
+    # The eManageCRM/CTRwow system clients the sandboxes register and the worker signs in with.
+    for provider in ("emanage", "ctrwow"):
+        secret = getattr(settings, f"{provider}_client_secret")
+        if secret is not None:
+            env[f"SYNCAPP_{provider.upper()}_CLIENT_ID"] = getattr(
+                settings, f"{provider}_client_id"
+            )
+            env[f"SYNCAPP_{provider.upper()}_CLIENT_SECRET"] = secret.get_secret_value()
 
     sandbox_url = f"http://127.0.0.1:{settings.sandbox_shopify_port}"
     children: list[Child] = []
@@ -123,6 +132,18 @@ def run_embedded(settings: Settings) -> int:
                     env,
                 )
             )
+            for provider, port in (
+                ("emanage", settings.sandbox_emanage_port),
+                ("ctrwow", settings.sandbox_ctrwow_port),
+            ):
+                children.append(
+                    _spawn(
+                        f"{provider} sandbox",
+                        ["sandbox", provider, "serve"],
+                        f"http://127.0.0.1:{port}/healthz",
+                        env,
+                    )
+                )
         children.append(_spawn("app", ["serve"], f"{settings.public_url}/healthz", env))
         children.append(_spawn("worker", ["worker"], None, env))
         if not _wait_healthy(children, timeout=60, stop=lambda: stopping):
@@ -135,11 +156,13 @@ def run_embedded(settings: Settings) -> int:
         console.print(f"  app health          {settings.public_url}/healthz")
         console.print(f"  app metrics         {settings.public_url}/metrics")
         console.print(f"  Shopify webhooks →  {settings.public_url}/webhooks/shopify")
-        console.print("  worker              app/uninstalled and privacy webhooks")
+        console.print("  worker              uninstall/privacy webhooks, eManageCRM/CTRwow sign-up")
         if settings.sandbox:
             shop = DEMO_SHOP.removesuffix(".myshopify.com")
             console.print(f"  Shopify sandbox     {sandbox_url}/healthz")
             console.print(f"  sandbox admin       {sandbox_url}/store/{shop}/products")
+            console.print(f"  eManageCRM sandbox  {settings.emanage_base_url}/_sandbox/accounts")
+            console.print(f"  CTRwow sandbox      {settings.ctrwow_base_url}/_sandbox/accounts")
             console.print(
                 f"  Admin GraphQL       curl -H 'Host: {DEMO_SHOP}' "
                 f'-H "X-Shopify-Access-Token: $(make token)" '

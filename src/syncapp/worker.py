@@ -32,6 +32,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from syncapp.config import Settings
+from syncapp.onboarding.background import start_onboarding_thread
 from syncapp.shops import privacy, uninstall
 from syncapp.shops.locking import locked_transaction
 from syncapp.shops.runtime import ShopsRuntime
@@ -252,7 +253,11 @@ def run_worker(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # The eManageCRM/CTRwow sign-up runs beside the event loop, in its own thread (asyncio).
+    onboarding = start_onboarding_thread(settings, engine, stop)
     try:
         Worker(runtime, options=WorkerOptions.from_settings(settings)).run(stop)
     finally:
+        if onboarding is not None:
+            onboarding.join(timeout=15)
         engine.dispose()
