@@ -52,19 +52,25 @@ def test_the_first_verified_request_installs_the_shop(
         f"frame-ancestors https://{shop} https://admin.shopify.com;"
     )
     assert "app-bridge.js" in response.headers["link"]
-    assert "Blue Mugs" in response.text and "Advanced" in response.text
+    assert "Blue Mugs" in response.text
+    assert "Advanced" in response.text
     with system.runtime.sessions() as session:
         row = session.scalar(select(Shop).where(Shop.domain == shop))
-        assert row is not None and row.installed_at is not None and row.uninstalled_at is None
+        assert row is not None
+        assert row.installed_at is not None
+        assert row.uninstalled_at is None
         assert (row.name, row.plan_name, row.currency_code) == ("Blue Mugs", "Advanced", "USD")
-        assert row.shopify_gid is not None and row.shopify_gid.startswith("gid://shopify/Shop/")
+        assert row.shopify_gid is not None
+        assert row.shopify_gid.startswith("gid://shopify/Shop/")
         creds = session.scalars(select(Credential).where(Credential.shop_id == row.id)).all()
         assert sorted(c.name for c in creds) == ["offline_access_token", "offline_refresh_token"]
         assert all(b"shpat_" not in c.ciphertext and b"shprt_" not in c.ciphertext for c in creds)
         assert all(c.expires_at is not None for c in creds)
         connection = session.scalar(select(Connection).where(Connection.shop_id == row.id))
-        assert connection is not None and connection.status == "active"
-        assert connection.scopes is not None and "write_products" in connection.scopes
+        assert connection is not None
+        assert connection.status == "active"
+        assert connection.scopes is not None
+        assert "write_products" in connection.scopes
         job = session.execute(
             select(OnboardingJob.kind, OnboardingJob.status).where(OnboardingJob.shop_id == row.id)
         ).one()
