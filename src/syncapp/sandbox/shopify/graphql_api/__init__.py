@@ -8,6 +8,7 @@ Modules:
   nodes       rows → GraphQL values; resolvers: lazily loaded fields and the query root
   mutations   product mutations with userErrors and webhooks; payloads: REST webhook bodies
   bulk        bulk query operations (bulk_store: their rows)
+  billing     Billing API: app subscriptions, usage records (billing_store: rows, approve/decline)
   execution   parse/validate/execute with the "not implemented" default resolver
   endpoint    the HTTP endpoint: auth, cost, throttle
 """
