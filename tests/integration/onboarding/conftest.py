@@ -76,8 +76,7 @@ class Hold:
 
         await self.app(scope, receive, keep)
         self.reached.set()
-        while not self.release.is_set():
-            await asyncio.sleep(0.02)
+        await asyncio.to_thread(self.release.wait, 60)
         try:
             for message in answer:
                 await send(message)
@@ -162,7 +161,8 @@ class World:
     def env(self) -> dict[str, str]:
         """The environment of a ``syncapp`` subprocess using this world."""
         s = self.settings
-        assert s.secret_key is not None and s.shopify_client_secret is not None
+        assert s.secret_key is not None
+        assert s.shopify_client_secret is not None
         return {
             **os.environ,
             "SYNCAPP_ENV": "test",
@@ -272,9 +272,9 @@ async def runtime(world: World) -> AsyncIterator[OnboardingRuntime]:
 FINAL = {JobStatus.DONE, JobStatus.FAILED, JobStatus.NEEDS_MERCHANT, JobStatus.CANCELLED}
 
 
-async def run_to_end(rt: OnboardingRuntime, world: World, shop_id: int, timeout: float = 20) -> str:
+async def run_to_end(rt: OnboardingRuntime, world: World, shop_id: int, within: float = 20) -> str:
     """Call the runner until the shop's job is over; returns its final status."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         await run_due_onboarding(rt)
         status = world.job(shop_id).status
