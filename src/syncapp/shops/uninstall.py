@@ -13,13 +13,16 @@ long after the fact, so the handler needs no token and never calls Shopify. It:
   transaction so that the whole uninstall commits or retries as one).
 
 An event triggered before the shop's current installation (a late or redelivered one after a
-reinstall) is stale and ignored, so it cannot undo the reinstall.
+reinstall) is stale and ignored, so it cannot undo the reinstall. ``X-Shopify-Triggered-At``
+may have whole-second precision and comes from Shopify's clock, so "before" means more than
+:data:`STALE_TOLERANCE` before; an uninstall applied wrongly within that window costs only a
+fresh token exchange at the merchant's next visit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import select, update
@@ -33,6 +36,7 @@ from syncapp.store.models import Connection, InboundEvent, OnboardingJob, Shop
 log = structlog.get_logger("syncapp.shops.uninstall")
 
 UninstallHook = Callable[[Session, Shop], None]
+STALE_TOLERANCE = timedelta(seconds=5)
 
 
 def parse_triggered_at(value: str | None) -> datetime | None:
@@ -70,7 +74,9 @@ def handle_app_uninstalled(
     if shop is None:
         log.info("uninstall.unknown_shop", shop=domain)
         return "unknown_shop"
-    if shop.installed_at is not None and event_time(event) < utc(shop.installed_at):
+    if shop.installed_at is not None and (
+        event_time(event) < utc(shop.installed_at) - STALE_TOLERANCE
+    ):
         log.info("uninstall.stale_event_ignored", shop=domain, installed_at=str(shop.installed_at))
         return "stale"
     removed = delete_shopify_credentials(session, shop_id=shop.id)
