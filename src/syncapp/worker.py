@@ -253,7 +253,7 @@ def run_worker(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    # The eManageCRM/CTRwow sign-up runs beside the event loop, in its own thread (asyncio).
+    # The eManageCRM/CTRwow sign-up runs beside the event loop below, in a thread (asyncio).
     onboarding = start_onboarding_thread(settings, engine, stop)
     try:
         Worker(runtime, options=WorkerOptions.from_settings(settings)).run(stop)
