@@ -7,6 +7,8 @@ margin (5 minutes by default) is left; otherwise it takes the shop's lock (see
 ``BEGIN IMMEDIATE`` on SQLite), reads the pair again — another process may have refreshed it
 meanwhile, and then its token is used — and only then asks Shopify for a new pair, which it
 stores in the same transaction. So any number of processes make one refresh per expiry.
+The call to Shopify is made while the lock is held: on SQLite that holds every other writer
+for one round trip (once per shop per hour); on PostgreSQL only that shop's refreshers wait.
 
 Refreshing uses shopifyapp's ``refresh_token_exchanged_access_token``. A refused refresh
 (``invalid_grant``: revoked or rotated away; ``invalid_client``: uninstalled or wrong
