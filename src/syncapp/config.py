@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     sandbox_ctrwow_port: int = Field(default=8300, ge=1, le=65535)
     # --- end eManageCRM and CTRwow --------------------------------------------------------
 
+    # --- App Home and billing (syncapp.web.app_home, syncapp.billing) ---------------------
+    # Where App Bridge and Polaris are loaded from; the Shopify sandbox serves stand-ins.
+    shopify_admin_assets_url: str = "https://cdn.shopify.com/shopifycloud"
+    # The admin that frames the app (CSP frame-ancestors, billing returnUrl); the sandbox's own.
+    shopify_admin_url: str = "https://admin.shopify.com"
+    # JSON list of plans replacing the built-in catalog (syncapp.billing.plans); empty: built-in.
+    billing_plans: str = ""
+    # --- end App Home and billing ---------------------------------------------------------
+
     webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     ingest_batch_size: int = Field(default=256, ge=1, le=4096)
 
@@ -127,6 +136,12 @@ class Settings(BaseSettings):
             self.emanage_base_url = f"http://127.0.0.1:{self.sandbox_emanage_port}"
         if self.sandbox and not self.ctrwow_base_url:
             self.ctrwow_base_url = f"http://127.0.0.1:{self.sandbox_ctrwow_port}"
+        # The Shopify sandbox is both the shop's API host and the admin around the app.
+        sandbox_admin = self.shopify_base_url.rstrip("/")
+        if self.sandbox and self.shopify_admin_url == "https://admin.shopify.com":
+            self.shopify_admin_url = sandbox_admin
+        if self.sandbox and self.shopify_admin_assets_url == "https://cdn.shopify.com/shopifycloud":
+            self.shopify_admin_assets_url = f"{sandbox_admin}/shopifycloud"
         if not self.ctrwow_redirect_uri:
             self.ctrwow_redirect_uri = f"{self.public_url.rstrip('/')}/ctrwow/callback"
         if self.env == "production":
@@ -160,6 +175,11 @@ class Settings(BaseSettings):
     def exports_dir(self) -> Path:
         """Where customer data exports are written (``<shop>/<request id>.json``)."""
         return self.data_dir / "exports"
+
+    @property
+    def billing_test_charges(self) -> bool:
+        """Charges are test charges (no money moves) everywhere but production."""
+        return self.env != "production"
 
     @property
     def is_sqlite(self) -> bool:
