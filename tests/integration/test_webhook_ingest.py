@@ -241,3 +241,21 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:
         == "abc-123"
     )
     assert len(client.get("/healthz").headers["x-request-id"]) == 32
+
+
+def test_a_failing_database_gives_503_and_the_recorder_recovers(client: TestClient) -> None:
+    """When the write fails Shopify is told to retry (503); the redelivery is then stored."""
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    body, headers = signed_delivery(CLIENT_SECRET)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE inbound_events RENAME TO inbound_events_away")
+    try:
+        response = client.post(URL, content=body, headers=headers)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE inbound_events_away RENAME TO inbound_events")
+    assert count(client) == 0
+    assert client.post(URL, content=body, headers=headers).status_code == 200
+    assert count(client) == 1

@@ -23,7 +23,7 @@ import fcntl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from prometheus_client import Histogram
 from sqlalchemy import Engine, Table
@@ -80,6 +80,7 @@ class EventRecorder:
         self._sqlite_lock: Path | None = None
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             self._sqlite_lock = Path(f"{engine.url.database}.ingest-lock")
+        self._lock_file: IO[str] | None = None
         self.batches = 0
 
     async def start(self) -> None:
@@ -101,38 +102,66 @@ class EventRecorder:
         await self._queue.put((event, future))
         return await future
 
+    def _drain(self, batch: list[tuple[NewEvent, asyncio.Future[bool]]]) -> None:
+        while len(batch) < self._max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+
+    async def _take_sqlite_lock(self, lock: IO[str]) -> None:
+        """Take the cross-process write lock without blocking the loop while another has it."""
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+
     async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            BATCH_ROWS.observe(len(batch))
-            try:
-                with BATCH_SECONDS.time():
-                    events = [e for e, _ in batch]
-                    if self._sqlite_lock is not None:
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                self._drain(batch)
+                await self._commit(batch)
+        finally:
+            if self._lock_file is not None:
+                self._lock_file.close()
+
+    def _open_lock(self) -> IO[str]:
+        # Opened on first use (and again after a failure) so that a missing directory fails
+        # the batch with a 503 instead of killing the recorder.
+        assert self._sqlite_lock is not None
+        if self._lock_file is None:
+            self._lock_file = self._sqlite_lock.open("a")
+        return self._lock_file
+
+    async def _commit(self, batch: list[tuple[NewEvent, asyncio.Future[bool]]]) -> None:
+        try:
+            with BATCH_SECONDS.time():
+                if self._sqlite_lock is not None:
+                    lock = self._open_lock()
+                    await self._take_sqlite_lock(lock)
+                    try:
+                        # Whatever arrived while another process held the lock rides along.
+                        self._drain(batch)
                         # Deliberately on the event loop: a batch costs about a millisecond,
                         # and a writer thread would wait for the GIL behind this very loop
                         # (measured: 2-3x slower commits under load; docs/adr/0003).
-                        results = self._write(events)
-                    else:
-                        results = await asyncio.to_thread(self._write, events)
-            except Exception as exc:  # every waiter gets the failure; nothing was committed
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-            else:
-                for (_, fut), stored in zip(batch, results, strict=True):
-                    if not fut.done():
-                        fut.set_result(stored)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                        results = self._write_sqlite([e for e, _ in batch])
+                    finally:
+                        fcntl.flock(lock, fcntl.LOCK_UN)
+                else:
+                    results = await asyncio.to_thread(self._write, [e for e, _ in batch])
+        except Exception as exc:  # every waiter gets the failure; nothing was committed
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+        else:
+            for (_, fut), stored in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(stored)
+        finally:
+            BATCH_ROWS.observe(len(batch))
+            for _ in batch:
+                self._queue.task_done()
 
     def _write(self, events: list[NewEvent]) -> list[bool]:
-        if self._sqlite_lock is not None:
-            return self._write_sqlite(events, self._sqlite_lock)
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = [
             {
@@ -155,45 +184,42 @@ class EventRecorder:
         self.batches += 1
         return _first_of_kept(events, inserted)
 
-    def _write_sqlite(self, events: list[NewEvent], lock_path: Path) -> list[bool]:
+    def _write_sqlite(self, events: list[NewEvent]) -> list[bool]:
+        """Write a batch; the caller holds the cross-process lock."""
         now = datetime.now(UTC).isoformat(sep=" ")
+        params: list[Any] = []
+        for e in events:
+            params += (
+                e.source,
+                e.shop_domain,
+                e.topic,
+                e.delivery_id,
+                e.event_id,
+                e.api_version,
+                e.triggered_at,
+                now,
+                e.payload,
+            )
+        placeholders = ",".join(["(?,?,?,?,?,?,?,?,?,'pending',0)"] * len(events))
         raw = self._engine.raw_connection()
         try:
-            with lock_path.open("a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                cursor = raw.cursor()
-                cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    # Holding the write lock, every row with a larger id is one this INSERT kept.
-                    (last_id,) = cursor.execute(
-                        "SELECT coalesce(max(id), 0) FROM inbound_events"
-                    ).fetchone()
-                    placeholders = ",".join(["(?,?,?,?,?,?,?,?,?,'pending',0)"] * len(events))
-                    params: list[Any] = []
-                    for e in events:
-                        params += (
-                            e.source,
-                            e.shop_domain,
-                            e.topic,
-                            e.delivery_id,
-                            e.event_id,
-                            e.api_version,
-                            e.triggered_at,
-                            now,
-                            e.payload,
-                        )
-                    cursor.execute(
-                        _SQLITE_INSERT + placeholders + " ON CONFLICT DO NOTHING", params
-                    )
-                    kept = cursor.execute(
-                        "SELECT source, delivery_id FROM inbound_events WHERE id > ?", (last_id,)
-                    ).fetchall()
-                    cursor.execute("COMMIT")
-                except BaseException:
-                    cursor.execute("ROLLBACK")
-                    raise
-                finally:
-                    cursor.close()
+            cursor = raw.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                # Holding the write lock, every row with a larger id is one this INSERT kept.
+                (last_id,) = cursor.execute(
+                    "SELECT coalesce(max(id), 0) FROM inbound_events"
+                ).fetchone()
+                cursor.execute(_SQLITE_INSERT + placeholders + " ON CONFLICT DO NOTHING", params)
+                kept = cursor.execute(
+                    "SELECT source, delivery_id FROM inbound_events WHERE id > ?", (last_id,)
+                ).fetchall()
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            finally:
+                cursor.close()
         finally:
             raw.close()
         self.batches += 1
