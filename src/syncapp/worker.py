@@ -31,6 +31,7 @@ import structlog
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from syncapp.billing.service import handle_subscription_update
 from syncapp.config import Settings
 from syncapp.onboarding.background import start_onboarding_thread
 from syncapp.shops import privacy, uninstall
@@ -52,6 +53,7 @@ def default_handlers(
         "shop/redact": privacy.handle_shop_redact,
         "customers/redact": privacy.handle_customers_redact,
         "customers/data_request": privacy.handle_customers_data_request,
+        "app_subscriptions/update": handle_subscription_update,
     }
 
 

@@ -19,7 +19,7 @@ from syncapp.logging import configure_logging
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.db import make_engine, ping
 from syncapp.web.app_home import ROUTE_PATHS as APP_HOME_PATHS
-from syncapp.web.app_home import app_home_routes
+from syncapp.web.app_home import app_home
 from syncapp.web.ingest import EventRecorder
 from syncapp.web.observability import RequestContextMiddleware, metrics_endpoint
 from syncapp.web.webhooks import ShopifyWebhookEndpoint
@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> Starlette:
         "old_client_secret": old_secret.get_secret_value() if old_secret else None,
     }
     shops = ShopsRuntime.from_settings(settings, engine)
+    home = app_home(shops, app_config, settings)
     webhooks = ShopifyWebhookEndpoint(
         app_config=app_config,
         recorder=recorder,
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await recorder.stop()
+            await home.aclose()
             engine.dispose()
 
     # Plain Starlette: the webhook route is the hot path and needs no framework layers on it.
@@ -73,7 +75,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/webhooks/shopify", webhooks.handle, methods=ALL_METHODS),
-            *app_home_routes(shops, app_config),
+            *home.routes(),
         ],
         middleware=[
             Middleware(

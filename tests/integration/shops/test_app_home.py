@@ -28,15 +28,17 @@ def test_a_document_load_without_id_token_is_redirected_to_the_patch_page(
 
 
 def test_the_patch_page_loads_app_bridge_framed_by_the_shop(sqlite_system: System) -> None:
-    """The patch page is shopifyapp's: App Bridge with our client id, CSP for the shop."""
+    """The patch page is shopifyapp's: App Bridge (from the sandbox admin here) with our client
+    id, CSP for the shop, Shopify's admin and the sandbox admin that frames the app."""
     response = sqlite_system.app.get(
         "/auth/patch-id-token", params={"shop": "x.myshopify.com", "shopify-reload": "/"}
     )
     assert response.status_code == 200
-    assert 'src="https://cdn.shopify.com/shopifycloud/app-bridge.js"' in response.text
+    assert f'src="{sqlite_system.sandbox_url}/shopifycloud/app-bridge.js"' in response.text
     assert sqlite_system.settings.shopify_client_id in response.text
     assert response.headers["content-security-policy"] == (
-        "frame-ancestors https://x.myshopify.com https://admin.shopify.com;"
+        f"frame-ancestors https://x.myshopify.com https://admin.shopify.com"
+        f" {sqlite_system.sandbox_url};"
     )
 
 
@@ -49,7 +51,7 @@ def test_the_first_verified_request_installs_the_shop(
     response = system.open_app_home(shop)
     assert response.status_code == 200
     assert response.headers["content-security-policy"] == (
-        f"frame-ancestors https://{shop} https://admin.shopify.com;"
+        f"frame-ancestors https://{shop} https://admin.shopify.com {system.sandbox_url};"
     )
     assert "app-bridge.js" in response.headers["link"]
     assert "Blue Mugs" in response.text

@@ -4,6 +4,12 @@ Every request is verified with shopifyapp's ``verify_app_home_req`` and the shop
 the verified ID token only — never from a query parameter or a body. See :mod:`.views`.
 """
 
-from syncapp.web.app_home.views import PATCH_ID_TOKEN_PATH, ROUTE_PATHS, app_home_routes
+from syncapp.web.app_home.views import (
+    BILLING_RETURN_PATH,
+    PATCH_ID_TOKEN_PATH,
+    ROUTE_PATHS,
+    AppHome,
+    app_home,
+)
 
-__all__ = ["PATCH_ID_TOKEN_PATH", "ROUTE_PATHS", "app_home_routes"]
+__all__ = ["BILLING_RETURN_PATH", "PATCH_ID_TOKEN_PATH", "ROUTE_PATHS", "AppHome", "app_home"]

@@ -1,60 +1,98 @@
 """App Home routes.
 
-==============================  ==========================================================
-``GET /``                        the App Home page (document load with ``id_token``)
-``GET /auth/patch-id-token``     shopifyapp's page that lets App Bridge fetch a fresh ID
-                                 token and reload (``app_home_patch_id_token``)
-``GET /app/api/shop``            the shop's status as JSON (App Bridge fetch, Bearer token)
-``POST /app/api/shop/refresh``   read the shop from Shopify again and store it
-==============================  ==========================================================
+==================================  =====================================================
+``GET /``                           the App Home page (document load with ``id_token``)
+``GET /billing/return``             Billing API ``returnUrl`` (loaded in the admin frame):
+                                    reads the plan back from Shopify, shows the page
+``GET /auth/patch-id-token``        shopifyapp's page that lets App Bridge fetch a fresh
+                                    ID token and reload (``app_home_patch_id_token``)
+``GET /app/api/shop``               the shop's status as JSON (App Bridge fetch, Bearer)
+``POST /app/api/shop/refresh``      read the shop from Shopify again and store it
+``POST /app/api/emanage/sso``       a one-time sign-in link into eManageCRM for the owner
+``GET /app/api/payment-providers``  payment processors, read live from eManageCRM
+``GET /app/api/billing``            the shop's plan and the plans on offer
+``POST /app/api/billing/plan``      ``{"plan": handle}`` → a confirmation URL or done
+``POST /app/api/onboarding/retry``  start a stopped sign-up again
+==================================  =====================================================
 
 A request that fails verification gets exactly shopifyapp's response: a document load
 without a (valid) ``id_token`` is redirected (302) to the patch page, a fetch with a bad
 token gets 401 with ``X-Shopify-Retry-Invalid-Session-Request: 1`` so App Bridge retries.
 Verified document responses carry the library's headers (``Content-Security-Policy:
-frame-ancestors https://<shop> https://admin.shopify.com;`` and the preload ``Link``).
+frame-ancestors https://<shop> https://admin.shopify.com;`` and the preload ``Link``); when
+the admin is elsewhere (the Shopify sandbox) its origin is added to ``frame-ancestors`` and
+the CDN script URLs point at ``SYNCAPP_SHOPIFY_ADMIN_ASSETS_URL``.
 The first verified request of a shop without a valid token installs it
-(:func:`syncapp.shops.install.ensure_installed`).
+(:func:`syncapp.shops.install.ensure_installed`). The shop is always the verified token's.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlparse
 
 import anyio
+import httpx
 import jinja2
+import orjson
 import structlog
 from shopify_app import AppConfig, IdTokenDetails, Res
 from shopify_app.helpers.app_home_patch_id_token import app_home_patch_id_token
 from shopify_app.verify.app_home_req import verify_app_home_req
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from syncapp.billing import BillingError, Catalog, choose_plan, load_catalog, plan_state
+from syncapp.billing.service import PlanState, refresh_from_shopify
+from syncapp.config import Settings
+from syncapp.connectors.emanage import EmanageClient
+from syncapp.connectors.emanage.errors import EmanageError, EmanageTransientError
+from syncapp.connectors.emanage.models import PaymentProvider
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopifyTransientError
+from syncapp.onboarding import JobStatus, SignupView, StepStatus, restart_signup, signup_status
+from syncapp.onboarding.plan import STEP_TITLES
 from syncapp.shops.errors import ShopError, ShopifyTokenUnavailable
 from syncapp.shops.install import ensure_installed, refresh_shop_info
 from syncapp.shops.runtime import ShopsRuntime
-from syncapp.shops.status import shop_status
+from syncapp.shops.status import ShopStatus, shop_status
+from syncapp.store.models import Shop
 
 log = structlog.get_logger("syncapp.web.app_home")
 
 PATCH_ID_TOKEN_PATH = "/auth/patch-id-token"  # noqa: S105 (a path, not a secret)
-ROUTE_PATHS = frozenset({"/", PATCH_ID_TOKEN_PATH, "/app/api/shop", "/app/api/shop/refresh"})
+BILLING_RETURN_PATH = "/billing/return"
+ROUTE_PATHS = frozenset(
+    {
+        "/",
+        BILLING_RETURN_PATH,
+        PATCH_ID_TOKEN_PATH,
+        "/app/api/shop",
+        "/app/api/shop/refresh",
+        "/app/api/emanage/sso",
+        "/app/api/payment-providers",
+        "/app/api/billing",
+        "/app/api/billing/plan",
+        "/app/api/onboarding/retry",
+    }
+)
+CDN_ASSETS = "https://cdn.shopify.com/shopifycloud"
+SHOPIFY_ADMIN = "https://admin.shopify.com"
 _SHOP = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _MAX_BODY = 64 * 1024
+_HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("syncapp.web", "templates"),
     autoescape=jinja2.select_autoescape(default=True),
     undefined=jinja2.StrictUndefined,
 )
-
-
-def library_response(res: Res) -> Response:
-    """shopifyapp's suggested response, unchanged: status, body and headers."""
-    return Response(content=res.body, status_code=res.status, headers=dict(res.headers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +105,169 @@ class Verified:
     invalid_token_response: Res | None
 
 
-class AppHome:
-    """The App Home handlers of one app (its Shopify config and shop services)."""
+@dataclass(frozen=True, slots=True)
+class HomeOptions:
+    """What the App Home takes from settings."""
 
-    def __init__(self, runtime: ShopsRuntime, config: AppConfig) -> None:
+    client_id: str
+    assets_url: str
+    admin_url: str
+    catalog: Catalog
+    test_charges: bool
+    emanage_base_url: str
+    emanage_client_id: str
+    emanage_client_secret: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HomeOptions:
+        secret = settings.emanage_client_secret
+        return cls(
+            client_id=settings.shopify_client_id,
+            assets_url=settings.shopify_admin_assets_url.rstrip("/"),
+            admin_url=settings.shopify_admin_url.rstrip("/"),
+            catalog=load_catalog(settings.billing_plans),
+            test_charges=settings.billing_test_charges,
+            emanage_base_url=settings.emanage_base_url,
+            emanage_client_id=settings.emanage_client_id,
+            emanage_client_secret=secret.get_secret_value() if secret else None,
+        )
+
+    @property
+    def admin_origin(self) -> str:
+        parts = urlparse(self.admin_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def return_url(self, shop: str) -> str:
+        """Where Shopify sends the merchant after the charge page: the app, in the admin."""
+        handle = shop.removesuffix(".myshopify.com")
+        return f"{self.admin_url}/store/{handle}/apps/{self.client_id}{BILLING_RETURN_PATH}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderView:
+    """A payment processor as the page lists it."""
+
+    name: str
+    type: str
+    currency: str
+    active: bool
+    mids: tuple[str, ...]
+
+    @classmethod
+    def of(cls, provider: PaymentProvider) -> ProviderView:
+        return cls(
+            name=provider.name,
+            type=provider.type,
+            currency=provider.currency,
+            active=provider.can_take_payments,
+            mids=tuple(m.mid for m in provider.mids if m.is_active),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Providers:
+    """eManageCRM's answer about payment processors, or why there is none."""
+
+    items: tuple[ProviderView, ...] = ()
+    error: str | None = None
+    connected: bool = True
+
+    @property
+    def active(self) -> tuple[ProviderView, ...]:
+        return tuple(p for p in self.items if p.active)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "error": self.error,
+            "has_active": bool(self.active),
+            "providers": [
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    "currency": p.currency,
+                    "active": p.active,
+                    "mids": list(p.mids),
+                }
+                for p in self.items
+            ],
+        }
+
+
+def _plan_json(state: PlanState, catalog: Catalog) -> dict[str, Any]:
+    return {
+        "plan": state.plan.handle,
+        "status": state.status,
+        "test": state.test,
+        "pending_plan": state.pending_plan.handle if state.pending_plan else None,
+        "frozen_plan": state.frozen_plan.handle if state.frozen_plan else None,
+        "features": {
+            "dedicated_emanage": state.features.dedicated_emanage,
+            "order_sync": state.features.order_sync,
+            "max_funnels": state.features.max_funnels,
+            "usage_billing": state.features.usage_billing,
+        },
+        "plans": [p.handle for p in catalog.plans],
+    }
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.strftime("%H:%M:%S UTC") if value else None
+
+
+class AppHome:
+    """The App Home handlers of one app (its Shopify config, shop services and settings)."""
+
+    def __init__(self, runtime: ShopsRuntime, config: AppConfig, options: HomeOptions) -> None:
         self._runtime = runtime
         self._config = config
+        self._options = options
+        self._http: httpx.AsyncClient | None = None
+        self._emanage: EmanageClient | None = None
+
+    async def aclose(self) -> None:
+        """Close the eManageCRM HTTP client (at application shutdown)."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+            self._emanage = None
+
+    def _emanage_client(self) -> EmanageClient | None:
+        opts = self._options
+        if not (opts.emanage_base_url and opts.emanage_client_id and opts.emanage_client_secret):
+            return None
+        if self._emanage is None:
+            # One client per process: it caches eManageCRM access tokens between requests.
+            self._http = httpx.AsyncClient(timeout=_HTTP_TIMEOUT)
+            self._emanage = EmanageClient(
+                self._http,
+                opts.emanage_base_url,
+                opts.emanage_client_id,
+                opts.emanage_client_secret,
+            )
+        return self._emanage
+
+    # --- verification ---------------------------------------------------------------------
+
+    def _admin_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """The library's headers, pointed at the configured admin and script host."""
+        out = dict(headers)
+        origin = self._options.admin_origin
+        csp = out.get("Content-Security-Policy")
+        if csp and origin != SHOPIFY_ADMIN and origin not in csp:
+            out["Content-Security-Policy"] = csp.rstrip().rstrip(";") + f" {origin};"
+        link = out.get("Link")
+        if link and self._options.assets_url != CDN_ASSETS:
+            out["Link"] = link.replace(CDN_ASSETS, self._options.assets_url)
+        return out
+
+    def _library_response(self, res: Res) -> Response:
+        body = res.body
+        if self._options.assets_url != CDN_ASSETS:
+            body = body.replace(CDN_ASSETS, self._options.assets_url)
+        return Response(
+            content=body, status_code=res.status, headers=self._admin_headers(dict(res.headers))
+        )
 
     async def _verify(self, request: Request) -> Verified | Response:
         body = await request.body()
@@ -90,7 +285,7 @@ class AppHome:
         )
         if not result.ok or result.shop is None or result.id_token is None:
             log.info("app_home.refused", code=result.log.code, status=result.response.status)
-            return library_response(result.response)
+            return self._library_response(result.response)
         if not _SHOP.match(result.shop):
             # Signed with our secret, so not forged; but not a shop domain we can serve.
             log.warning("app_home.bad_dest", code="invalid_dest")
@@ -105,25 +300,123 @@ class AppHome:
             )
         )
         if outcome.response is not None:
-            return library_response(outcome.response)
+            return self._library_response(outcome.response)
         return Verified(
             shop=shop,
-            headers=dict(result.response.headers),
+            headers=self._admin_headers(dict(result.response.headers)),
             id_token=result.id_token,
             invalid_token_response=result.invalid_token_response,
         )
 
-    async def home(self, request: Request) -> Response:
-        verified = await self._verify(request)
-        if isinstance(verified, Response):
-            return verified
-        status = await anyio.to_thread.run_sync(
-            lambda: shop_status(self._runtime, shop=verified.shop)
+    def _verified(
+        self, handler: Callable[[Request, Verified], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            verified = await self._verify(request)
+            if isinstance(verified, Response):
+                return verified
+            with structlog.contextvars.bound_contextvars(shop=verified.shop):
+                return await handler(request, verified)
+
+        return endpoint
+
+    # --- what the page shows ----------------------------------------------------------------
+
+    def _read_local(self, shop: str) -> tuple[ShopStatus, SignupView | None, PlanState]:
+        status = shop_status(self._runtime, shop=shop)
+        with self._runtime.sessions() as session:
+            shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
+            assert shop_id is not None  # shop_status found the row
+            signup = signup_status(session, shop_id=shop_id)
+            plan = plan_state(session, shop_id=shop_id, catalog=self._options.catalog)
+        return status, signup, plan
+
+    async def _providers(self, signup: SignupView | None) -> Providers:
+        if signup is None or signup.emanage_account_id is None:
+            return Providers(connected=False)
+        client = self._emanage_client()
+        if client is None:
+            return Providers(error="eManageCRM is not configured for this app.")
+        try:
+            found = await client.list_payment_providers(account_id=signup.emanage_account_id)
+        except EmanageTransientError as exc:
+            log.warning("app_home.providers_unavailable", error=str(exc))
+            return Providers(
+                error="eManageCRM is not answering right now; reload this page in a minute."
+            )
+        except EmanageError as exc:
+            log.warning("app_home.providers_failed", error=str(exc))
+            return Providers(error=f"eManageCRM refused to list payment processors: {exc}")
+        return Providers(items=tuple(ProviderView.of(p) for p in found))
+
+    async def _render_home(
+        self, verified: Verified, *, notice: str | None = None, notice_tone: str = "success"
+    ) -> Response:
+        status, signup, plan = await anyio.to_thread.run_sync(
+            lambda: self._read_local(verified.shop)
+        )
+        providers = await self._providers(signup)
+        steps = []
+        if signup is not None:
+            for step in signup.steps:
+                steps.append(
+                    {
+                        "title": STEP_TITLES[step.step],
+                        "status": str(step.status),
+                        "error": step.last_error,
+                        "retry_at": _time(step.next_attempt_at)
+                        if step.status in (StepStatus.PENDING, StepStatus.RUNNING)
+                        and step.last_error
+                        else None,
+                    }
+                )
+        stopped = signup is not None and signup.status in (
+            JobStatus.FAILED,
+            JobStatus.NEEDS_MERCHANT,
+            JobStatus.CANCELLED,
         )
         html = _templates.get_template("app_home.html").render(
-            status=status, client_id=self._config["client_id"]
+            client_id=self._options.client_id,
+            assets_url=self._options.assets_url,
+            status=status,
+            signup=signup,
+            steps=steps,
+            signup_done=signup is not None and signup.status == JobStatus.DONE,
+            signup_stopped=stopped,
+            providers=providers,
+            plan=plan,
+            plans=self._options.catalog.plans,
+            test_charges=self._options.test_charges,
+            notice=notice,
+            notice_tone=notice_tone,
         )
         return HTMLResponse(html, headers=verified.headers)
+
+    # --- handlers ---------------------------------------------------------------------------
+
+    async def home(self, request: Request, verified: Verified) -> Response:
+        return await self._render_home(verified)
+
+    async def billing_return(self, request: Request, verified: Verified) -> Response:
+        catalog = self._options.catalog
+        try:
+            state = await anyio.to_thread.run_sync(
+                lambda: refresh_from_shopify(self._runtime, shop=verified.shop, catalog=catalog)
+            )
+        except (ShopifyAdminError, ShopError) as exc:
+            log.warning("app_home.billing_refresh_failed", error=str(exc))
+            return await self._render_home(
+                verified,
+                notice="Shopify did not confirm the plan yet; reload this page in a minute.",
+                notice_tone="warning",
+            )
+        if state.status == "ACTIVE" and not state.plan.is_free:
+            notice = f"The {state.plan.name} plan is active. Thank you!"
+            tone = "success"
+        else:
+            notice = f"No new plan was approved; this store stays on {state.plan.name}."
+            tone = "info"
+        return await self._render_home(verified, notice=notice, notice_tone=tone)
 
     async def patch_id_token(self, request: Request) -> Response:
         result = app_home_patch_id_token(
@@ -135,32 +428,22 @@ class AppHome:
             },
             self._config,
         )
-        return library_response(result.response)
+        return self._library_response(result.response)
 
-    async def shop_json(self, request: Request) -> Response:
-        verified = await self._verify(request)
-        if isinstance(verified, Response):
-            return verified
+    async def shop_json(self, request: Request, verified: Verified) -> Response:
         status = await anyio.to_thread.run_sync(
             lambda: shop_status(self._runtime, shop=verified.shop)
         )
         return JSONResponse(status.as_json(), headers=verified.headers)
 
-    async def refresh_shop(self, request: Request) -> Response:
-        verified = await self._verify(request)
-        if isinstance(verified, Response):
-            return verified
+    async def refresh_shop(self, request: Request, verified: Verified) -> Response:
         try:
             await anyio.to_thread.run_sync(
                 lambda: refresh_shop_info(self._runtime, shop=verified.shop)
             )
         except (ShopifyTransientError, ShopifyTokenUnavailable) as exc:
             log.warning("app_home.shop_refresh_unavailable", error=str(exc))
-            return JSONResponse(
-                {"error": "Shopify is not answering right now; try again in a minute"},
-                status_code=503,
-                headers={"Retry-After": "30"},
-            )
+            return _unavailable("Shopify is not answering right now; try again in a minute")
         except (ShopifyAdminError, ShopError) as exc:
             log.warning("app_home.shop_refresh_failed", error=str(exc))
             return JSONResponse({"error": str(exc)}, status_code=502)
@@ -169,13 +452,107 @@ class AppHome:
         )
         return JSONResponse(status.as_json(), headers=verified.headers)
 
+    async def sso_link(self, request: Request, verified: Verified) -> Response:
+        _, signup, _ = await anyio.to_thread.run_sync(lambda: self._read_local(verified.shop))
+        if signup is None or not (signup.emanage_account_id and signup.emanage_owner_user_id):
+            return JSONResponse(
+                {"error": "Your eManageCRM account is still being set up; try again shortly."},
+                status_code=409,
+            )
+        client = self._emanage_client()
+        if client is None:
+            return JSONResponse({"error": "eManageCRM is not configured."}, status_code=503)
+        try:
+            # A new key per click: each click is a new link (a link signs in once).
+            link = await client.create_sso_link(
+                account_id=signup.emanage_account_id,
+                user_id=signup.emanage_owner_user_id,
+                idempotency_key=f"sso:{verified.shop}:{uuid.uuid4()}",
+            )
+        except EmanageTransientError as exc:
+            log.warning("app_home.sso_unavailable", error=str(exc))
+            return _unavailable("eManageCRM is not answering right now; try again in a minute")
+        except EmanageError as exc:
+            log.warning("app_home.sso_failed", error=str(exc))
+            return JSONResponse(
+                {"error": f"eManageCRM refused the sign-in link: {exc}"}, status_code=502
+            )
+        log.info("app_home.sso_link_issued")
+        return JSONResponse(
+            {"url": link.url, "expires_at": link.expires_at.isoformat()},
+            headers={**verified.headers, "Cache-Control": "no-store"},
+        )
 
-def app_home_routes(runtime: ShopsRuntime, config: AppConfig) -> list[BaseRoute]:
-    """The App Home routes for an app with shopifyapp ``config`` (client id and secrets)."""
-    handlers = AppHome(runtime, config)
-    return [
-        Route("/", handlers.home, methods=["GET"]),
-        Route(PATCH_ID_TOKEN_PATH, handlers.patch_id_token, methods=["GET"]),
-        Route("/app/api/shop", handlers.shop_json, methods=["GET"]),
-        Route("/app/api/shop/refresh", handlers.refresh_shop, methods=["POST"]),
-    ]
+    async def providers_json(self, request: Request, verified: Verified) -> Response:
+        _, signup, _ = await anyio.to_thread.run_sync(lambda: self._read_local(verified.shop))
+        providers = await self._providers(signup)
+        return JSONResponse(providers.as_json(), headers=verified.headers)
+
+    async def billing_json(self, request: Request, verified: Verified) -> Response:
+        _, _, plan = await anyio.to_thread.run_sync(lambda: self._read_local(verified.shop))
+        return JSONResponse(_plan_json(plan, self._options.catalog), headers=verified.headers)
+
+    async def choose(self, request: Request, verified: Verified) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+            handle = str(body["plan"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return JSONResponse({"error": 'send {"plan": "<handle>"}'}, status_code=400)
+        opts = self._options
+        try:
+            url = await anyio.to_thread.run_sync(
+                lambda: choose_plan(
+                    self._runtime,
+                    shop=verified.shop,
+                    plan_handle=handle,
+                    catalog=opts.catalog,
+                    return_url=opts.return_url(verified.shop),
+                    test=opts.test_charges,
+                )
+            )
+        except BillingError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        except (ShopifyTransientError, ShopifyTokenUnavailable) as exc:
+            log.warning("app_home.billing_unavailable", error=str(exc))
+            return _unavailable("Shopify is not answering right now; try again in a minute")
+        except (ShopifyAdminError, ShopError) as exc:
+            log.warning("app_home.billing_failed", error=str(exc))
+            return JSONResponse({"error": str(exc)}, status_code=502)
+        if url is not None:
+            return JSONResponse({"confirmation_url": url}, headers=verified.headers)
+        _, _, plan = await anyio.to_thread.run_sync(lambda: self._read_local(verified.shop))
+        return JSONResponse(_plan_json(plan, opts.catalog), headers=verified.headers)
+
+    async def retry_signup(self, request: Request, verified: Verified) -> Response:
+        def restart() -> str:
+            with self._runtime.sessions() as session, session.begin():
+                shop_id = session.scalar(select(Shop.id).where(Shop.domain == verified.shop))
+                assert shop_id is not None
+                return str(restart_signup(session, shop_id=shop_id).status)
+
+        status = await anyio.to_thread.run_sync(restart)
+        return JSONResponse({"onboarding": status}, headers=verified.headers)
+
+    def routes(self) -> list[BaseRoute]:
+        v = self._verified
+        return [
+            Route("/", v(self.home), methods=["GET"]),
+            Route(BILLING_RETURN_PATH, v(self.billing_return), methods=["GET"]),
+            Route(PATCH_ID_TOKEN_PATH, self.patch_id_token, methods=["GET"]),
+            Route("/app/api/shop", v(self.shop_json), methods=["GET"]),
+            Route("/app/api/shop/refresh", v(self.refresh_shop), methods=["POST"]),
+            Route("/app/api/emanage/sso", v(self.sso_link), methods=["POST"]),
+            Route("/app/api/payment-providers", v(self.providers_json), methods=["GET"]),
+            Route("/app/api/billing", v(self.billing_json), methods=["GET"]),
+            Route("/app/api/billing/plan", v(self.choose), methods=["POST"]),
+            Route("/app/api/onboarding/retry", v(self.retry_signup), methods=["POST"]),
+        ]
+
+
+def _unavailable(message: str) -> Response:
+    return JSONResponse({"error": message}, status_code=503, headers={"Retry-After": "30"})
+
+
+def app_home(runtime: ShopsRuntime, config: AppConfig, settings: Settings) -> AppHome:
+    """The App Home of an app with shopifyapp ``config``; close it with ``aclose()``."""
+    return AppHome(runtime, config, HomeOptions.from_settings(settings))
