@@ -195,6 +195,13 @@ def main() -> None:
         f"group commits: {batches:.0f}, mean rows/commit {rows / batches:.1f}, "
         f"mean commit {seconds / batches * 1000:.2f} ms "
     )
+    buckets = re.findall(
+        r'^syncapp_ingest_batch_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$', metrics, re.M
+    )
+    print(
+        "commit time histogram (cumulative):",
+        ", ".join(f"<={le}s: {float(n):.0f}" for le, n in buckets),
+    )
     print(f"ingest/noop throughput ratio: {ingest['rps'] / noop['rps']:.2f}")
 
 

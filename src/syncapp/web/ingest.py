@@ -25,11 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import structlog
 from prometheus_client import Histogram
 from sqlalchemy import Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncapp.store.models import InboundEvent
+
+log = structlog.get_logger("syncapp.web.ingest")
 
 BATCH_ROWS = Histogram(
     "syncapp_ingest_batch_rows",
@@ -81,12 +84,33 @@ class EventRecorder:
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             self._sqlite_lock = Path(f"{engine.url.database}.ingest-lock")
         self._lock_file: IO[str] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
         self.batches = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-recorder")
+        if self._sqlite_lock is not None:
+            self._checkpointer = asyncio.create_task(self._checkpoints(), name="wal-checkpoints")
+
+    async def _checkpoints(self) -> None:
+        """Move the WAL into the database about once a second, off the event loop."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.to_thread(self._checkpoint)
+            except Exception as exc:  # a busy or failing checkpoint is retried next second
+                log.warning("ingest.checkpoint_failed", error=str(exc))
+
+    def _checkpoint(self) -> None:
+        with self._engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def stop(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpointer
         task, self._task = self._task, None
         if task is None:
             return
@@ -204,6 +228,9 @@ class EventRecorder:
         raw = self._engine.raw_connection()
         try:
             cursor = raw.cursor()
+            # Checkpoints copy the WAL into the database and fsync it: tens of milliseconds that
+            # must not block the event loop. The recorder runs them in a thread instead.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 # Holding the write lock, every row with a larger id is one this INSERT kept.
