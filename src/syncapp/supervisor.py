@@ -159,6 +159,10 @@ def run_embedded(settings: Settings) -> int:
         console.print("  worker              uninstall/privacy webhooks, eManageCRM/CTRwow sign-up")
         if settings.sandbox:
             shop = DEMO_SHOP.removesuffix(".myshopify.com")
+            console.print(
+                f"  [bold]Shopify admin (install and open the app)[/bold] "
+                f"{sandbox_url}/store/{shop}/apps/sync-app"
+            )
             console.print(f"  Shopify sandbox     {sandbox_url}/healthz")
             console.print(f"  sandbox admin       {sandbox_url}/store/{shop}/products")
             console.print(f"  eManageCRM sandbox  {settings.emanage_base_url}/_sandbox/accounts")
