@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from syncapp.billing.service import handle_subscription_update
 from syncapp.config import Settings
 from syncapp.onboarding.background import start_onboarding_thread
+from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.shops import privacy, uninstall
 from syncapp.shops.locking import locked_transaction
 from syncapp.shops.runtime import ShopsRuntime
@@ -258,7 +259,11 @@ def run_worker(settings: Settings) -> None:
     # The eManageCRM/CTRwow sign-up runs beside the event loop below, in a thread (asyncio).
     onboarding = start_onboarding_thread(settings, engine, stop)
     try:
-        Worker(runtime, options=WorkerOptions.from_settings(settings)).run(stop)
+        Worker(
+            runtime,
+            options=WorkerOptions.from_settings(settings),
+            handlers=default_handlers(uninstall_hooks=(revoke_ctrwow_on_uninstall(settings),)),
+        ).run(stop)
     finally:
         if onboarding is not None:
             onboarding.join(timeout=15)
