@@ -4,14 +4,14 @@ tokens are in the vault (``credentials``: provider ``ctrwow``, names ``access_to
 ``refresh_token``), never here.
 
 The tables are registered on the shared ``Base.metadata`` (``syncapp.store.migrate`` imports
-this module) and created by revision 0100.
+this module) and created by revisions 0100 and 0300 (``ctrwow_authorizations``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from syncapp.store.models import Base, BigId, utcnow
@@ -90,3 +90,21 @@ class CtrwowAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class CtrwowAuthorization(Base):
+    """A pending "Connect your CTRwow account" (OAuth authorization code + PKCE) of a shop.
+
+    ``state_hash`` is the SHA-256 of the ``state`` sent to CTRwow (the state itself is never
+    stored); ``verifier_ciphertext`` the PKCE code verifier, encrypted by the vault. A row is
+    deleted when its callback consumes it (single use) and refused after ``expires_at``.
+    """
+
+    __tablename__ = "ctrwow_authorizations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    verifier_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

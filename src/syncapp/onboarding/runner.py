@@ -49,7 +49,7 @@ from syncapp.onboarding.plan import (
 )
 from syncapp.onboarding.runtime import OnboardingRuntime
 from syncapp.store.models import Connection, Credential, OnboardingJob, Shop
-from syncapp.store.vault import get_secret, put_secret
+from syncapp.store.vault import Vault, get_secret, put_secret
 
 log = structlog.get_logger(__name__)
 
@@ -468,24 +468,39 @@ def _record(session: Session, rt: OnboardingRuntime, inputs: _Inputs, done: _Don
         assert emanage is not None
         emanage.owner_user_id = done.user_id
         return done.user_id
-    store_ctrwow_tokens(session, rt, shop_id=inputs.shop_id, pair=done.pair)
-    ctrwow = session.scalar(select(CtrwowAccount).where(CtrwowAccount.shop_id == inputs.shop_id))
-    if ctrwow is None:
-        ctrwow = CtrwowAccount(shop_id=inputs.shop_id)
-        session.add(ctrwow)
-    ctrwow.account_id = done.account_id
-    ctrwow.scopes = " ".join(sorted(done.pair.scope))
-    set_connection(session, inputs.shop_id, "ctrwow", "active", None, scopes=ctrwow.scopes)
+    record_ctrwow_account(
+        session, rt.vault, shop_id=inputs.shop_id, account_id=done.account_id, pair=done.pair
+    )
     return done.account_id
+
+
+def record_ctrwow_account(
+    session: Session, vault: Vault, *, shop_id: int, account_id: str, pair: TokenPair
+) -> None:
+    """The shop's CTRwow account, its token pair and an ``active`` connection, in the caller's
+    transaction (what the ``ctrwow_account`` step and the OAuth connect both record)."""
+    put_ctrwow_tokens(session, vault, shop_id=shop_id, pair=pair)
+    ctrwow = session.scalar(select(CtrwowAccount).where(CtrwowAccount.shop_id == shop_id))
+    if ctrwow is None:
+        ctrwow = CtrwowAccount(shop_id=shop_id)
+        session.add(ctrwow)
+    ctrwow.account_id = account_id
+    ctrwow.scopes = " ".join(sorted(pair.scope))
+    set_connection(session, shop_id, "ctrwow", "active", None, scopes=ctrwow.scopes)
 
 
 def store_ctrwow_tokens(
     session: Session, rt: OnboardingRuntime, *, shop_id: int, pair: TokenPair
 ) -> None:
     """Both tokens of ``pair`` in the vault, in the caller's transaction (stored together)."""
+    put_ctrwow_tokens(session, rt.vault, shop_id=shop_id, pair=pair)
+
+
+def put_ctrwow_tokens(session: Session, vault: Vault, *, shop_id: int, pair: TokenPair) -> None:
+    """Both tokens of ``pair`` in ``vault``, in the caller's transaction (stored together)."""
     put_secret(
         session,
-        rt.vault,
+        vault,
         shop_id=shop_id,
         provider="ctrwow",
         name="access_token",
@@ -494,7 +509,7 @@ def store_ctrwow_tokens(
     )
     put_secret(
         session,
-        rt.vault,
+        vault,
         shop_id=shop_id,
         provider="ctrwow",
         name="refresh_token",

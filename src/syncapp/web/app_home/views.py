@@ -13,6 +13,10 @@
 ``GET /app/api/billing``            the shop's plan and the plans on offer
 ``POST /app/api/billing/plan``      ``{"plan": handle}`` → a confirmation URL or done
 ``POST /app/api/onboarding/retry``  start a stopped sign-up again
+``POST /app/api/ctrwow/connect``    → ``{"url"}``: CTRwow's authorization URL (OAuth + PKCE)
+                                    when the sign-up needs the merchant's own CTRwow account
+``GET /ctrwow/callback``            CTRwow's redirect (top level, no ID token: the single-use
+                                    ``state`` authenticates it) → back to the app in the admin
 ==================================  =====================================================
 
 A request that fails verification gets exactly shopifyapp's response: a document load
@@ -46,17 +50,26 @@ from shopify_app.helpers.app_home_patch_id_token import app_home_patch_id_token
 from shopify_app.verify.app_home_req import verify_app_home_req
 from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from syncapp.billing import BillingError, Catalog, choose_plan, load_catalog, plan_state
 from syncapp.billing.service import PlanState, refresh_from_shopify
 from syncapp.config import Settings
+from syncapp.connectors.ctrwow import CtrwowClient
 from syncapp.connectors.emanage import EmanageClient
 from syncapp.connectors.emanage.errors import EmanageError, EmanageTransientError
 from syncapp.connectors.emanage.models import PaymentProvider
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopifyTransientError
 from syncapp.onboarding import JobStatus, SignupView, StepStatus, restart_signup, signup_status
+from syncapp.onboarding.connect import (
+    BadState,
+    ConnectNotNeeded,
+    CtrwowConnectError,
+    connect_needed,
+    finish_ctrwow_connect,
+    start_ctrwow_connect,
+)
 from syncapp.onboarding.plan import STEP_TITLES
 from syncapp.shops.errors import ShopError, ShopifyTokenUnavailable
 from syncapp.shops.install import ensure_installed, refresh_shop_info
@@ -68,6 +81,7 @@ log = structlog.get_logger("syncapp.web.app_home")
 
 PATCH_ID_TOKEN_PATH = "/auth/patch-id-token"  # noqa: S105 (a path, not a secret)
 BILLING_RETURN_PATH = "/billing/return"
+CTRWOW_CALLBACK_PATH = "/ctrwow/callback"
 ROUTE_PATHS = frozenset(
     {
         "/",
@@ -80,6 +94,8 @@ ROUTE_PATHS = frozenset(
         "/app/api/billing",
         "/app/api/billing/plan",
         "/app/api/onboarding/retry",
+        "/app/api/ctrwow/connect",
+        CTRWOW_CALLBACK_PATH,
     }
 )
 CDN_ASSETS = "https://cdn.shopify.com/shopifycloud"
@@ -117,10 +133,15 @@ class HomeOptions:
     emanage_base_url: str
     emanage_client_id: str
     emanage_client_secret: str | None
+    ctrwow_base_url: str = ""
+    ctrwow_client_id: str = ""
+    ctrwow_client_secret: str | None = None
+    ctrwow_redirect_uri: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HomeOptions:
         secret = settings.emanage_client_secret
+        ctrwow_secret = settings.ctrwow_client_secret
         return cls(
             client_id=settings.shopify_client_id,
             assets_url=settings.shopify_admin_assets_url.rstrip("/"),
@@ -130,6 +151,10 @@ class HomeOptions:
             emanage_base_url=settings.emanage_base_url,
             emanage_client_id=settings.emanage_client_id,
             emanage_client_secret=secret.get_secret_value() if secret else None,
+            ctrwow_base_url=settings.ctrwow_base_url,
+            ctrwow_client_id=settings.ctrwow_client_id,
+            ctrwow_client_secret=ctrwow_secret.get_secret_value() if ctrwow_secret else None,
+            ctrwow_redirect_uri=settings.ctrwow_redirect_uri,
         )
 
     @property
@@ -141,6 +166,11 @@ class HomeOptions:
         """Where Shopify sends the merchant after the charge page: the app, in the admin."""
         handle = shop.removesuffix(".myshopify.com")
         return f"{self.admin_url}/store/{handle}/apps/{self.client_id}{BILLING_RETURN_PATH}"
+
+    def app_url(self, shop: str) -> str:
+        """The app's page in the shop's Shopify admin."""
+        handle = shop.removesuffix(".myshopify.com")
+        return f"{self.admin_url}/store/{handle}/apps/{self.client_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +254,7 @@ class AppHome:
         self._options = options
         self._http: httpx.AsyncClient | None = None
         self._emanage: EmanageClient | None = None
+        self._ctrwow: CtrwowClient | None = None
 
     async def aclose(self) -> None:
         """Close the eManageCRM HTTP client (at application shutdown)."""
@@ -231,6 +262,7 @@ class AppHome:
             await self._http.aclose()
             self._http = None
             self._emanage = None
+            self._ctrwow = None
 
     def _emanage_client(self) -> EmanageClient | None:
         opts = self._options
@@ -238,7 +270,8 @@ class AppHome:
             return None
         if self._emanage is None:
             # One client per process: it caches eManageCRM access tokens between requests.
-            self._http = httpx.AsyncClient(timeout=_HTTP_TIMEOUT)
+            if self._http is None:
+                self._http = httpx.AsyncClient(timeout=_HTTP_TIMEOUT)
             self._emanage = EmanageClient(
                 self._http,
                 opts.emanage_base_url,
@@ -246,6 +279,21 @@ class AppHome:
                 opts.emanage_client_secret,
             )
         return self._emanage
+
+    def _ctrwow_client(self) -> CtrwowClient | None:
+        opts = self._options
+        if not (opts.ctrwow_base_url and opts.ctrwow_client_id and opts.ctrwow_client_secret):
+            return None
+        if self._ctrwow is None:
+            if self._http is None:
+                self._http = httpx.AsyncClient(timeout=_HTTP_TIMEOUT)
+            self._ctrwow = CtrwowClient(
+                self._http,
+                base_url=opts.ctrwow_base_url,
+                client_id=opts.ctrwow_client_id,
+                client_secret=opts.ctrwow_client_secret,
+            )
+        return self._ctrwow
 
     # --- verification ---------------------------------------------------------------------
 
@@ -331,6 +379,11 @@ class AppHome:
             plan = plan_state(session, shop_id=shop_id, catalog=self._options.catalog)
         return status, signup, plan
 
+    def _ctrwow_connect_needed(self, shop: str) -> bool:
+        with self._runtime.sessions() as session:
+            shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
+            return shop_id is not None and connect_needed(session, shop_id=shop_id)
+
     async def _providers(self, signup: SignupView | None) -> Providers:
         if signup is None or signup.emanage_account_id is None:
             return Providers(connected=False)
@@ -356,6 +409,9 @@ class AppHome:
             lambda: self._read_local(verified.shop)
         )
         providers = await self._providers(signup)
+        ctrwow_connect = await anyio.to_thread.run_sync(
+            lambda: self._ctrwow_connect_needed(verified.shop)
+        )
         steps = []
         if signup is not None:
             for step in signup.steps:
@@ -389,6 +445,7 @@ class AppHome:
             test_charges=self._options.test_charges,
             notice=notice,
             notice_tone=notice_tone,
+            ctrwow_connect=ctrwow_connect,
         )
         return HTMLResponse(html, headers=verified.headers)
 
@@ -533,6 +590,72 @@ class AppHome:
         status = await anyio.to_thread.run_sync(restart)
         return JSONResponse({"onboarding": status}, headers=verified.headers)
 
+    async def ctrwow_connect(self, request: Request, verified: Verified) -> Response:
+        client = self._ctrwow_client()
+        if client is None or not self._options.ctrwow_redirect_uri:
+            return JSONResponse({"error": "CTRwow is not configured."}, status_code=503)
+        try:
+            url = await anyio.to_thread.run_sync(
+                lambda: start_ctrwow_connect(
+                    self._runtime.sessions,
+                    self._runtime.vault,
+                    client,
+                    shop=verified.shop,
+                    redirect_uri=self._options.ctrwow_redirect_uri,
+                )
+            )
+        except ConnectNotNeeded as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409, headers=verified.headers)
+        log.info("app_home.ctrwow_connect_started")
+        return JSONResponse({"url": url}, headers={**verified.headers, "Cache-Control": "no-store"})
+
+    async def ctrwow_callback(self, request: Request) -> Response:
+        """CTRwow's redirect: a top-level page outside the admin, authenticated by ``state``."""
+        params = request.query_params
+        error = params.get("error")
+        if error is not None:
+            description = params.get("error_description") or ""
+            # The state stays unused; a new click in the app starts a new authorization.
+            log.info("app_home.ctrwow_callback_error", error=error)
+            return _callback_page(
+                "CTRwow did not connect your account",
+                f"CTRwow answered: {error}"
+                + (f" — {description}" if description else "")
+                + ". Go back to the app in your Shopify admin and try again.",
+            )
+        state, code = params.get("state"), params.get("code")
+        if not state or not code:
+            return _callback_page(
+                "This link is incomplete",
+                "CTRwow's answer lacks its code or state. Start again with “Connect your "
+                "CTRwow account” in the app.",
+            )
+        client = self._ctrwow_client()
+        if client is None:
+            return _callback_page("CTRwow is not configured", "Contact the app's support.", 503)
+        try:
+            done = await finish_ctrwow_connect(
+                self._runtime.sessions,
+                self._runtime.vault,
+                client,
+                state=state,
+                code=code,
+                redirect_uri=self._options.ctrwow_redirect_uri,
+                shop_hint=params.get("shop"),
+            )
+        except BadState as exc:
+            log.info("app_home.ctrwow_callback_bad_state")
+            return _callback_page("This link cannot be used", str(exc))
+        except CtrwowConnectError as exc:
+            log.warning("app_home.ctrwow_callback_failed", error=str(exc))
+            return _callback_page("CTRwow could not be connected", str(exc))
+        log.info("app_home.ctrwow_connected", shop=done.shop, account_id=done.account_id)
+        return RedirectResponse(
+            self._options.app_url(done.shop),
+            status_code=303,
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
+
     def routes(self) -> list[BaseRoute]:
         v = self._verified
         return [
@@ -546,7 +669,26 @@ class AppHome:
             Route("/app/api/billing", v(self.billing_json), methods=["GET"]),
             Route("/app/api/billing/plan", v(self.choose), methods=["POST"]),
             Route("/app/api/onboarding/retry", v(self.retry_signup), methods=["POST"]),
+            Route("/app/api/ctrwow/connect", v(self.ctrwow_connect), methods=["POST"]),
+            Route(CTRWOW_CALLBACK_PATH, self.ctrwow_callback, methods=["GET"]),
         ]
+
+
+_CALLBACK_PAGE = _templates.from_string(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title></head>
+<body><main><h1>{{ title }}</h1><p id="message">{{ message }}</p></main></body></html>
+"""
+)
+
+
+def _callback_page(title: str, message: str, status: int = 400) -> Response:
+    """The callback's refusal, for a merchant who is outside the admin (a plain page)."""
+    return HTMLResponse(
+        _CALLBACK_PAGE.render(title=title, message=message),
+        status_code=status,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
 
 
 def _unavailable(message: str) -> Response:

@@ -1,0 +1,206 @@
+"""Connecting the merchant's own CTRwow account from the App Home over real HTTP: the sign-up
+ends ``needs_merchant`` (the email has a CTRwow account), the page offers the button, the
+merchant consents on the served CTRwow sandbox, and the callback finishes the sign-up."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from syncapp.onboarding import RetryPolicy, open_onboarding, run_due_onboarding
+from syncapp.onboarding.models import CtrwowAccount, CtrwowAuthorization
+from syncapp.store.models import Connection, Credential
+from syncapp.store.vault import get_secret
+from tests.integration.app_home.conftest import REDIRECT, Home
+from tests.integration.ctrwow.conftest import hidden_fields
+from tests.integration.shops.conftest import handle_for
+
+PASSWORD = "correct horse battery"
+
+
+def _needs_merchant(home: Home, request: pytest.FixtureRequest) -> str:
+    """A shop whose email already has a CTRwow account, its sign-up stopped at CTRwow."""
+    handle = handle_for(request, "c")
+    email = f"owner@{handle}.example"
+    shop = home.system.create_shop(handle, email=email)
+    made = httpx.post(
+        f"{home.ctrwow_url}/_sandbox/accounts",
+        json={"email": email, "name": "Own CTRwow", "password": PASSWORD},
+        timeout=10,
+    )
+    assert made.status_code == 201, made.text
+    home.system.install(shop)
+
+    async def run() -> None:
+        fast = RetryPolicy(base_seconds=0.05, cap_seconds=0.3, max_attempts=30)
+        engine = home.system.runtime.engine
+        async with open_onboarding(home.system.settings, engine, policy=fast) as rt:
+            for _ in range(100):
+                await run_due_onboarding(rt)
+                status = home.system.fetch(shop, "/app/api/shop").json()["onboarding"]
+                if status == "needs_merchant":
+                    return
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"the sign-up of {shop} did not stop at needs_merchant")
+
+    asyncio.run(run())
+    return shop
+
+
+def _start(home: Home, shop: str) -> str:
+    response = home.system.fetch(shop, "/app/api/ctrwow/connect", method="POST", json={})
+    assert response.status_code == 200, response.text
+    url = str(response.json()["url"])
+    return url
+
+
+def _consent(home: Home, shop: str, url: str) -> dict[str, str]:
+    """Sign in on CTRwow's consent page as the merchant; the redirect's query parameters."""
+    email = f"owner@{shop.removesuffix('.myshopify.com')}.example"
+    with httpx.Client(timeout=10) as browser:
+        page = browser.get(url)
+        assert page.status_code == 200, page.text
+        assert "Sign in and allow" in page.text
+        form = hidden_fields(page.text)
+        form.update({"decision": "allow", "email": email, "password": PASSWORD})
+        done = browser.post(
+            url.split("?")[0],
+            content=urlencode(form),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert done.status_code == 303, done.text
+    location = done.headers["location"]
+    assert location.startswith(REDIRECT + "?")
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def _callback(home: Home, params: dict[str, str]) -> httpx.Response:
+    return home.system.app.get("/ctrwow/callback", params=params)
+
+
+def test_the_app_home_offers_to_connect_ctrwow_when_the_email_has_an_account(
+    home: Home, request: pytest.FixtureRequest
+) -> None:
+    """A needs_merchant CTRwow step shows the "Connect your CTRwow account" button."""
+    shop = _needs_merchant(home, request)
+    page = home.system.open_app_home(shop)
+    assert page.status_code == 200
+    assert 'id="connect-ctrwow"' in page.text
+    assert "Connect your CTRwow account" in page.text
+
+
+def test_connecting_through_ctrwow_finishes_the_sign_up_with_working_tokens(
+    home: Home, request: pytest.FixtureRequest
+) -> None:
+    """Consent on CTRwow and the callback: step and job done, one CTRwow account, tokens that
+    CTRwow accepts, and the merchant sent back to the app in the admin."""
+    shop = _needs_merchant(home, request)
+    url = _start(home, shop)
+    assert url.startswith(home.ctrwow_url + "/oauth/authorize?")
+    assert "code_verifier" not in url
+    response = _callback(home, _consent(home, shop, url))
+    assert response.status_code == 303, response.text
+    settings = home.system.settings
+    handle = shop.removesuffix(".myshopify.com")
+    assert response.headers["location"] == (
+        f"{settings.shopify_admin_url.rstrip('/')}/store/{handle}/apps/{settings.shopify_client_id}"
+    )
+    assert home.system.fetch(shop, "/app/api/shop").json()["onboarding"] == "done"
+    accounts = httpx.get(f"{home.ctrwow_url}/_sandbox/accounts", timeout=10).json()["accounts"]
+    assert len(accounts) == 1
+    runtime = home.system.runtime
+    with runtime.sessions() as session:
+        account = session.scalar(select(CtrwowAccount))
+        assert account is not None
+        assert account.account_id == accounts[0]["id"]
+        token = get_secret(
+            session, runtime.vault, shop_id=account.shop_id, provider="ctrwow", name="access_token"
+        )
+        status = session.scalar(select(Connection.status).where(Connection.provider == "ctrwow"))
+        pending = session.scalars(select(CtrwowAuthorization)).all()
+    assert status == "active"
+    assert pending == []
+    assert token is not None
+    me = httpx.get(
+        f"{home.ctrwow_url}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert me.status_code == 200
+    assert me.json()["id"] == accounts[0]["id"]
+    page = home.system.open_app_home(shop)
+    assert 'id="connect-ctrwow"' not in page.text
+
+
+def test_a_reused_state_is_refused(home: Home, request: pytest.FixtureRequest) -> None:
+    """The callback's state works once; the same redirect again gets 400 and changes nothing."""
+    shop = _needs_merchant(home, request)
+    params = _consent(home, shop, _start(home, shop))
+    assert _callback(home, params).status_code == 303
+    again = _callback(home, params)
+    assert again.status_code == 400
+    assert "already used" in again.text
+
+
+def test_an_unknown_state_is_refused(home: Home, request: pytest.FixtureRequest) -> None:
+    """A state the app never issued gets 400 and a page saying so."""
+    response = _callback(home, {"code": "ctw_code_x", "state": "forged-state"})
+    assert response.status_code == 400
+    assert "unknown" in response.text
+
+
+def test_an_expired_state_is_refused_and_the_step_still_needs_the_merchant(
+    home: Home, request: pytest.FixtureRequest
+) -> None:
+    """A state older than 10 minutes gets 400; the sign-up stays needs_merchant."""
+    shop = _needs_merchant(home, request)
+    params = _consent(home, shop, _start(home, shop))
+    with home.system.runtime.sessions() as session, session.begin():
+        session.execute(
+            update(CtrwowAuthorization).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    response = _callback(home, params)
+    assert response.status_code == 400
+    assert "expired" in response.text
+    assert home.system.fetch(shop, "/app/api/shop").json()["onboarding"] == "needs_merchant"
+
+
+def test_an_error_from_ctrwow_is_shown(home: Home, request: pytest.FixtureRequest) -> None:
+    """CTRwow's error parameter (the merchant denied) is shown on the page; nothing is stored."""
+    shop = _needs_merchant(home, request)
+    _start(home, shop)
+    response = _callback(
+        home,
+        {"error": "access_denied", "error_description": "The merchant said no", "state": "s"},
+    )
+    assert response.status_code == 400
+    assert "access_denied" in response.text
+    assert "The merchant said no" in response.text
+    with home.system.runtime.sessions() as session:
+        assert (
+            session.scalars(select(Credential).where(Credential.provider == "ctrwow")).all() == []
+        )
+
+
+def test_a_callback_for_another_shop_is_refused(home: Home, request: pytest.FixtureRequest) -> None:
+    """A callback whose shop parameter names another store than the state's is refused."""
+    shop = _needs_merchant(home, request)
+    params = _consent(home, shop, _start(home, shop))
+    response = _callback(home, {**params, "shop": "other-store.myshopify.com"})
+    assert response.status_code == 400
+    assert "other-store.myshopify.com" in response.text
+    assert home.system.fetch(shop, "/app/api/shop").json()["onboarding"] == "needs_merchant"
+
+
+def test_connect_is_refused_when_ctrwow_needs_nothing(
+    home: Home, request: pytest.FixtureRequest
+) -> None:
+    """A shop whose sign-up connected CTRwow by itself gets 409, not an authorization URL."""
+    shop = home.system.create_shop(handle_for(request, "n"))
+    home.sign_up(shop)
+    response = home.system.fetch(shop, "/app/api/ctrwow/connect", method="POST", json={})
+    assert response.status_code == 409
+    assert "needs nothing" in response.json()["error"]
