@@ -164,6 +164,8 @@ def _consume(
                 "“Connect your CTRwow account” in the app."
             )
         shop = session.get_one(Shop, row.shop_id)
+        if shop.uninstalled_at is not None:
+            raise BadState(f"{shop.domain} uninstalled the app; install it again first.")
         return shop.id, shop.domain, vault.decrypt(row.verifier_ciphertext)
 
 

@@ -1,6 +1,6 @@
 """The CTRwow part of ``app/uninstalled``: an uninstall hook that revokes the shop's CTRwow
 grant at CTRwow (RFC 7009), deletes the CTRwow tokens from the vault and marks the ``ctrwow``
-connection ``uninstalled``.
+connection ``uninstalled`` (and drops the shop's pending CTRwow authorizations).
 
 The hook runs inside the worker's uninstall transaction (``hook(session, shop)``), which is
 synchronous, so the revocation runs on a short-lived event loop of its own. CTRwow being
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from syncapp.config import Settings
 from syncapp.connectors.ctrwow import CtrwowClient, CtrwowError
-from syncapp.onboarding.models import CtrwowAccount
+from syncapp.onboarding.models import CtrwowAccount, CtrwowAuthorization
 from syncapp.onboarding.runner import set_connection
 from syncapp.shops.uninstall import UninstallHook
 from syncapp.store.models import Connection, Credential, Shop
@@ -86,6 +86,8 @@ def revoke_ctrwow_on_uninstall(settings: Settings) -> UninstallHook:
         session.execute(
             delete(Credential).where(Credential.shop_id == shop.id, Credential.provider == PROVIDER)
         )
+        # A connection the merchant started but did not finish must not complete any more.
+        session.execute(delete(CtrwowAuthorization).where(CtrwowAuthorization.shop_id == shop.id))
         account_id = session.scalar(
             select(CtrwowAccount.account_id).where(CtrwowAccount.shop_id == shop.id)
         )

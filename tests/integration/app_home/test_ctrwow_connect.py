@@ -5,6 +5,7 @@ merchant consents on the served CTRwow sandbox, and the callback finishes the si
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -14,8 +15,10 @@ from sqlalchemy import select, update
 
 from syncapp.onboarding import RetryPolicy, open_onboarding, run_due_onboarding
 from syncapp.onboarding.models import CtrwowAccount, CtrwowAuthorization
-from syncapp.store.models import Connection, Credential
+from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
+from syncapp.store.models import Connection, Credential, InboundEvent
 from syncapp.store.vault import get_secret
+from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.integration.app_home.conftest import REDIRECT, Home
 from tests.integration.ctrwow.conftest import hidden_fields
 from tests.integration.shops.conftest import handle_for
@@ -204,3 +207,35 @@ def test_connect_is_refused_when_ctrwow_needs_nothing(
     response = home.system.fetch(shop, "/app/api/ctrwow/connect", method="POST", json={})
     assert response.status_code == 409
     assert "needs nothing" in response.json()["error"]
+
+
+def test_an_uninstall_between_consent_and_callback_voids_the_state(
+    home: Home, request: pytest.FixtureRequest
+) -> None:
+    """app/uninstalled drops the shop's pending authorization, so its callback is refused."""
+    shop = _needs_merchant(home, request)
+    params = _consent(home, shop, _start(home, shop))
+    settings = home.system.settings
+    with home.system.runtime.sessions() as session, session.begin():
+        session.add(
+            InboundEvent(
+                source="shopify",
+                shop_domain=shop,
+                topic="app/uninstalled",
+                delivery_id="uninstall-1",
+                triggered_at=datetime.now(UTC).isoformat(),
+                payload=json.dumps({"domain": shop}),
+            )
+        )
+    worker = Worker(
+        home.system.runtime,
+        options=WorkerOptions(),
+        handlers=default_handlers(uninstall_hooks=(revoke_ctrwow_on_uninstall(settings),)),
+    )
+    assert worker.run_once() == 1
+    response = _callback(home, params)
+    assert response.status_code == 400
+    with home.system.runtime.sessions() as session:
+        assert (
+            session.scalars(select(Credential).where(Credential.provider == "ctrwow")).all() == []
+        )
