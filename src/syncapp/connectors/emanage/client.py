@@ -111,15 +111,20 @@ class EmanageClient:
         subscription_id: UUID | str,
         link_code: str,
         idempotency_key: str,
+        replaces_account_id: UUID | str | None = None,
     ) -> Account:
         """Link the merchant's dedicated subscription, proven by the link code from their
         eManageCRM. A wrong/used/expired code raises EmanageValidationError
-        (``code == "link_code_invalid"``)."""
+        (``code == "link_code_invalid"``). With ``replaces_account_id`` (the shop's shared
+        account) that tenant is closed in the same step; a mismatch raises EmanageConflict
+        (``code == "replaced_account_mismatch"``)."""
         body = {
             "shopDomain": shop_domain,
             "subscriptionId": str(subscription_id),
             "linkCode": link_code.strip(),
         }
+        if replaces_account_id is not None:
+            body["replacesAccountId"] = str(replaces_account_id)
         response = await self._call(
             "POST", "/admin/v1/account-links", json=body, idempotency_key=idempotency_key
         )

@@ -25,7 +25,7 @@ class Account(_Model):
 
     id: UUID
     kind: Literal["shared", "dedicated"]
-    status: Literal["active", "suspended"]
+    status: Literal["active", "suspended", "closed"]
     name: str
     email: str
     currency: str

@@ -37,7 +37,17 @@ from syncapp.sandbox.emanage.state import EmanageState, digest, iso
 ROLES = ("owner", "admin", "member")
 
 
-def account_json(state: EmanageState, row: sqlite3.Row) -> dict[str, Any]:
+def account_json(
+    state: EmanageState, row: sqlite3.Row, conn: sqlite3.Connection | None = None
+) -> dict[str, Any]:
+    shop_domain = row["shop_domain"]
+    if shop_domain is None and conn is not None:
+        # A closed tenant gave its shop_domain (unique) to the dedicated account; it still
+        # reports the shop it served.
+        closed = conn.execute(
+            "SELECT shop_domain FROM closed_accounts WHERE account_id = ?", (row["id"],)
+        ).fetchone()
+        shop_domain = closed["shop_domain"] if closed is not None else None
     return {
         "id": row["id"],
         "kind": row["kind"],
@@ -45,7 +55,7 @@ def account_json(state: EmanageState, row: sqlite3.Row) -> dict[str, Any]:
         "name": row["name"],
         "email": row["email"],
         "currency": row["currency"],
-        "shopDomain": row["shop_domain"],
+        "shopDomain": shop_domain,
         "cid": row["cid"],
         "websalesApiUrl": f"{state.public_url}/api",
         "subscriptionId": row["subscription_id"],
@@ -174,15 +184,36 @@ def routes(state: EmanageState) -> list[BaseRoute]:
         body = await read_json_object(request)
         if isinstance(body, Response):
             return body
-        fields = Fields(body, {"shopDomain", "subscriptionId", "linkCode"})
+        fields = Fields(body, {"shopDomain", "subscriptionId", "linkCode", "replacesAccountId"})
         shop = fields.text("shopDomain", pattern=SHOP_DOMAIN_RE, hint="<name>.myshopify.com")
         subscription_id = fields.text("subscriptionId", pattern=UUID_RE, hint="a GUID").lower()
         code = fields.text("linkCode", max_length=64).upper()
+        replaces = fields.text("replacesAccountId", pattern=UUID_RE, hint="a GUID", required=False)
+        replaces = replaces.lower()
 
         def write(conn: sqlite3.Connection) -> Response:
             if fields.errors:
                 return validation_error(fields.errors)
-            if (conflict := _shop_conflict(conn, principal, shop)) is not None:
+            if replaces:
+                current = conn.execute(
+                    "SELECT * FROM accounts WHERE shop_domain = ?", (shop,)
+                ).fetchone()
+                # Only the caller's own active shared tenant of this very shop may be replaced:
+                # another shop's account id, or an account of another client, changes nothing.
+                if (
+                    current is None
+                    or current["id"] != replaces
+                    or current["owner_client_id"] != principal.client_id
+                    or current["kind"] != "shared"
+                    or current["status"] != "active"
+                ):
+                    return api_error(
+                        409,
+                        "replaced_account_mismatch",
+                        f"The account {replaces} is not this client's active shared account for "
+                        f"{shop}; read the shop's account and send its id.",
+                    )
+            elif (conflict := _shop_conflict(conn, principal, shop)) is not None:
                 return conflict
             sub = conn.execute(
                 "SELECT * FROM accounts WHERE subscription_id = ?", (subscription_id,)
@@ -214,6 +245,15 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             conn.execute(
                 "UPDATE link_codes SET used_at = ? WHERE code_hash = ?", (now, digest(code))
             )
+            if replaces:
+                conn.execute(
+                    "INSERT INTO closed_accounts VALUES (?, ?, ?, ?)",
+                    (replaces, shop, sub["id"], now),
+                )
+                conn.execute(
+                    "UPDATE accounts SET status = 'closed', shop_domain = NULL WHERE id = ?",
+                    (replaces,),
+                )
             conn.execute(
                 "UPDATE accounts SET shop_domain = ?, owner_client_id = ? WHERE id = ?",
                 (shop, principal.client_id, sub["id"]),
@@ -231,9 +271,9 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             return refused
         with state.db.transaction() as conn:
             row = account_access(conn, principal, request.path_params["account_id"], data=False)
-        if isinstance(row, Response):
-            return row
-        return JSONResponse(account_json(state, row))
+            if isinstance(row, Response):
+                return row
+            return JSONResponse(account_json(state, row, conn))
 
     async def users(request: Request) -> Response:
         principal = authenticate(state, request)

@@ -178,6 +178,12 @@ def account_access(
             + row["id"]
             + ".",
         )
+    if data and row["status"] == "closed":
+        return api_error(
+            403,
+            "account_closed",
+            "The account is closed: its shop linked a dedicated subscription; use that account.",
+        )
     if data and row["status"] != "active":
         return api_error(403, "account_suspended", "The account is suspended.")
     return row

@@ -15,7 +15,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,                  -- GUID
     kind TEXT NOT NULL,                   -- shared | dedicated
-    status TEXT NOT NULL DEFAULT 'active',-- active | suspended
+    status TEXT NOT NULL DEFAULT 'active',-- active | suspended | closed
     name TEXT NOT NULL,
     email TEXT NOT NULL,
     currency TEXT NOT NULL,
@@ -24,6 +24,14 @@ CREATE TABLE IF NOT EXISTS accounts (
     owner_client_id TEXT,                 -- the system client that created or linked it
     subscription_id TEXT UNIQUE,          -- dedicated only
     created_at REAL NOT NULL
+);
+-- A shared tenant closed when its shop linked a dedicated subscription gives up its
+-- shop_domain (unique: the shop's one account); the shop it served is kept here.
+CREATE TABLE IF NOT EXISTS closed_accounts (
+    account_id TEXT PRIMARY KEY REFERENCES accounts(id),
+    shop_domain TEXT NOT NULL,
+    replaced_by TEXT NOT NULL REFERENCES accounts(id),
+    closed_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS link_codes (
     code_hash TEXT PRIMARY KEY,

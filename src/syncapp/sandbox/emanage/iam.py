@@ -103,7 +103,7 @@ def routes(state: EmanageState) -> list[BaseRoute]:
                     )
                 if row["status"] != "active":
                     return oauth_error(
-                        400, "invalid_target", f"The account {account_id} is suspended."
+                        400, "invalid_target", f"The account {account_id} is {row['status']}."
                     )
             access_token = "emt_" + secrets.token_urlsafe(32)
             conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now - 3600,))

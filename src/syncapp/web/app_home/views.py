@@ -9,6 +9,8 @@
 ``GET /app/api/shop``               the shop's status as JSON (App Bridge fetch, Bearer)
 ``POST /app/api/shop/refresh``      read the shop from Shopify again and store it
 ``POST /app/api/emanage/sso``       a one-time sign-in link into eManageCRM for the owner
+``POST /app/api/emanage/link``      ``{subscription_id, link_code}``: use the merchant's own
+                                    eManageCRM subscription (Pro and Scale plans)
 ``GET /app/api/payment-providers``  payment processors, read live from eManageCRM
 ``GET /app/api/billing``            the shop's plan and the plans on offer
 ``POST /app/api/billing/plan``      ``{"plan": handle}`` → a confirmation URL or done
@@ -71,6 +73,8 @@ from syncapp.onboarding.connect import (
     start_ctrwow_connect,
 )
 from syncapp.onboarding.plan import STEP_TITLES
+from syncapp.onboarding.service import OnboardingError
+from syncapp.onboarding.switch import LinkRefused, LinkUnavailable, link_dedicated_account
 from syncapp.shops.errors import ShopError, ShopifyTokenUnavailable
 from syncapp.shops.install import ensure_installed, refresh_shop_info
 from syncapp.shops.runtime import ShopsRuntime
@@ -90,6 +94,7 @@ ROUTE_PATHS = frozenset(
         "/app/api/shop",
         "/app/api/shop/refresh",
         "/app/api/emanage/sso",
+        "/app/api/emanage/link",
         "/app/api/payment-providers",
         "/app/api/billing",
         "/app/api/billing/plan",
@@ -540,6 +545,50 @@ class AppHome:
             headers={**verified.headers, "Cache-Control": "no-store"},
         )
 
+    async def emanage_link(self, request: Request, verified: Verified) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+            subscription_id = body["subscription_id"]
+            link_code = body["link_code"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            body, subscription_id, link_code = None, None, None
+        if not isinstance(subscription_id, str) or not isinstance(link_code, str):
+            return JSONResponse(
+                {"error": 'send {"subscription_id": "<GUID>", "link_code": "<code>"}'},
+                status_code=400,
+            )
+        client = self._emanage_client()
+        if client is None:
+            return JSONResponse({"error": "eManageCRM is not configured."}, status_code=503)
+        try:
+            outcome = await link_dedicated_account(
+                self._runtime.sessions,
+                self._runtime.vault,
+                client,
+                self._options.catalog,
+                shop=verified.shop,
+                subscription_id=subscription_id,
+                link_code=link_code,
+            )
+        except LinkUnavailable as exc:
+            log.warning("app_home.emanage_link_unavailable", error=str(exc))
+            return _unavailable(str(exc))
+        except LinkRefused as exc:
+            log.info("app_home.emanage_link_refused", reason=exc.reason)
+            status = {"plan": 403, "already_linked": 409, "not_ready": 409}.get(exc.reason, 422)
+            return JSONResponse(
+                {"error": str(exc), "reason": exc.reason},
+                status_code=status,
+                headers=verified.headers,
+            )
+        except OnboardingError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422, headers=verified.headers)
+        log.info("app_home.emanage_linked", queued=outcome.queued)
+        return JSONResponse(
+            {"queued": outcome.queued, "account_id": outcome.account_id, "kind": outcome.kind},
+            headers={**verified.headers, "Cache-Control": "no-store"},
+        )
+
     async def providers_json(self, request: Request, verified: Verified) -> Response:
         _, signup, _ = await anyio.to_thread.run_sync(lambda: self._read_local(verified.shop))
         providers = await self._providers(signup)
@@ -665,6 +714,7 @@ class AppHome:
             Route("/app/api/shop", v(self.shop_json), methods=["GET"]),
             Route("/app/api/shop/refresh", v(self.refresh_shop), methods=["POST"]),
             Route("/app/api/emanage/sso", v(self.sso_link), methods=["POST"]),
+            Route("/app/api/emanage/link", v(self.emanage_link), methods=["POST"]),
             Route("/app/api/payment-providers", v(self.providers_json), methods=["GET"]),
             Route("/app/api/billing", v(self.billing_json), methods=["GET"]),
             Route("/app/api/billing/plan", v(self.choose), methods=["POST"]),
