@@ -177,3 +177,27 @@ def test_a_subscription_linked_to_another_shop_cannot_be_linked_again(
     assert response.json()["reason"] == "already_linked"
     assert _row(home, other).kind == "shared"
     assert _row(home, pro_shop).account_id == sub["accountId"]
+
+
+def test_before_the_sign_up_made_an_account_the_link_goes_to_the_sign_up(
+    home: Home, request: pytest.FixtureRequest
+) -> None:
+    """No account yet: the request is queued and the sign-up links the subscription itself."""
+    shop = home.system.create_shop(handle_for(request, "q"), name="Blue Mugs")
+    home.system.install(shop)
+    _on_pro(home, shop)
+    sub = _subscription(home)
+    response = _link(home, shop, sub["subscriptionId"], sub["linkCode"])
+    assert response.status_code == 200, response.text
+    assert response.json()["queued"] is True
+    home.sign_up(shop)
+    row = _row(home, shop)
+    assert (row.account_id, row.kind) == (sub["accountId"], "dedicated")
+
+
+def test_a_body_without_the_fields_is_refused(home: Home, pro_shop: str) -> None:
+    """Missing fields: 400 saying what to send; the shop keeps its shared account."""
+    response = home.system.fetch(pro_shop, "/app/api/emanage/link", "POST", json=["x"])
+    assert response.status_code == 400
+    assert "subscription_id" in response.json()["error"]
+    assert _row(home, pro_shop).kind == "shared"

@@ -548,10 +548,10 @@ class AppHome:
     async def emanage_link(self, request: Request, verified: Verified) -> Response:
         try:
             body = orjson.loads(await request.body())
-            subscription_id = body["subscription_id"]
-            link_code = body["link_code"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            body, subscription_id, link_code = None, None, None
+        except orjson.JSONDecodeError:
+            body = None
+        fields = body if isinstance(body, dict) else {}
+        subscription_id, link_code = fields.get("subscription_id"), fields.get("link_code")
         if not isinstance(subscription_id, str) or not isinstance(link_code, str):
             return JSONResponse(
                 {"error": 'send {"subscription_id": "<GUID>", "link_code": "<code>"}'},
