@@ -10,6 +10,7 @@ child dies, the others are stopped too and the exit code says so.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -67,11 +68,9 @@ def _wait_healthy(children: list[Child], timeout: float, stop: Callable[[], bool
             if child.health_url is None:
                 pending.remove(child)
                 continue
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(child.health_url, timeout=1).status_code == 200:
                     pending.remove(child)
-            except httpx.HTTPError:
-                pass
         time.sleep(0.2)
     return not pending
 

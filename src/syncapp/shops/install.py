@@ -20,6 +20,7 @@ refused) gets a fresh exchange the same way, which is how it recovers.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -85,12 +86,9 @@ def _has_valid_token(session: Session, runtime: ShopsRuntime, shop: Shop | None)
 
 def _ensure_shop_row(runtime: ShopsRuntime, domain: str) -> None:
     """Create the shop's row if missing, so there is a row to lock (a racing insert is fine)."""
-    try:
-        with locked_transaction(runtime.sessions) as session:
-            if session.scalar(select(Shop.id).where(Shop.domain == domain)) is None:
-                session.add(Shop(domain=domain))
-    except IntegrityError:
-        pass
+    with contextlib.suppress(IntegrityError), locked_transaction(runtime.sessions) as session:
+        if session.scalar(select(Shop.id).where(Shop.domain == domain)) is None:
+            session.add(Shop(domain=domain))
 
 
 def _upsert_connection(session: Session, *, shop_id: int, scopes: str) -> None:

@@ -47,7 +47,7 @@ WEBHOOKS = Counter(
 
 
 class _TooLarge(Exception):
-    pass
+    """The body is over the configured limit (answered 413)."""
 
 
 def _refuse(status: int, outcome: str, detail: str, **fields: object) -> Response:

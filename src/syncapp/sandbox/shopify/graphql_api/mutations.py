@@ -461,9 +461,8 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             return _set_payload(None, errors)
     elif identifier.get("handle") is not None:
         existing = store.get_product_by_handle(ctx.conn, ctx.shop.domain, identifier["handle"])
-        if existing is not None:
-            pass
-        elif "handle" not in values:
+        if existing is None and "handle" not in values:
+            # A product created through its identifier gets that handle.
             values = {**values, "handle": identifier["handle"]}
 
     columns = product_columns(ctx, values, errors, ["input"], existing=existing)
