@@ -405,6 +405,13 @@ def _path_shop(request: Request) -> str | Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
 
+def _control_shop(request: Request) -> str | Response:
+    """The shop a control route names, or the refusal (shop hosts never reach control routes)."""
+    if (refused := not_on_shop_host(request)) is not None:
+        return refused
+    return _path_shop(request)
+
+
 def _unknown_shop(domain: str) -> JSONResponse:
     return JSONResponse(
         {"error": f"no shop {domain}; create it with POST /_sandbox/shops"}, status_code=404
@@ -446,9 +453,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         return JSONResponse(shop, status_code=200 if existed else 201)
 
     async def id_token(request: Request) -> Response:
-        if (refused := not_on_shop_host(request)) is not None:
-            return refused
-        domain = _path_shop(request)
+        domain = _control_shop(request)
         if isinstance(domain, Response):
             return domain
         body = await _json_body(request)
@@ -466,9 +471,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         return JSONResponse({"id_token": token})
 
     async def custom_token(request: Request) -> Response:
-        if (refused := not_on_shop_host(request)) is not None:
-            return refused
-        domain = _path_shop(request)
+        domain = _control_shop(request)
         if isinstance(domain, Response):
             return domain
         body = await _json_body(request)
@@ -482,9 +485,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         return JSONResponse({"access_token": token, "scope": scope})
 
     async def uninstall(request: Request) -> Response:
-        if (refused := not_on_shop_host(request)) is not None:
-            return refused
-        domain = _path_shop(request)
+        domain = _control_shop(request)
         if isinstance(domain, Response):
             return domain
         with state.db.transaction() as conn:
@@ -494,9 +495,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         return JSONResponse({"domain": domain, "app_installed": False, "revoked_tokens": revoked})
 
     async def install(request: Request) -> Response:
-        if (refused := not_on_shop_host(request)) is not None:
-            return refused
-        domain = _path_shop(request)
+        domain = _control_shop(request)
         if isinstance(domain, Response):
             return domain
         with state.db.transaction() as conn:
@@ -507,9 +506,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         return JSONResponse(shop)
 
     async def compliance(request: Request) -> Response:
-        if (refused := not_on_shop_host(request)) is not None:
-            return refused
-        domain = _path_shop(request)
+        domain = _control_shop(request)
         if isinstance(domain, Response):
             return domain
         topic = COMPLIANCE_TOPICS.get(str(request.path_params["kind"]))
