@@ -106,6 +106,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        help="the app's level; at info (the default) every webhook writes a JSON line to a file",
+    )
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="syncapp-bench-"))
@@ -115,7 +120,7 @@ def main() -> None:
         "SYNCAPP_DATA_DIR": str(data_dir),
         "SYNCAPP_PORT": str(port),
         "SYNCAPP_SHOPIFY_CLIENT_SECRET": SECRET,
-        "SYNCAPP_LOG_LEVEL": "warning",
+        "SYNCAPP_LOG_LEVEL": args.log_level,
         "SYNCAPP_SANDBOX": "false",
     }
     if args.workers > 1:
@@ -126,6 +131,7 @@ def main() -> None:
         env["SYNCAPP_DATABASE_URL"] = args.database_url
     python = sys.executable
     subprocess.run([python, "-m", "syncapp.cli", "db", "upgrade"], env=env, check=True)
+    server_log = (data_dir / "server.log").open("wb")
     server = subprocess.Popen(
         [
             python,
@@ -146,6 +152,8 @@ def main() -> None:
             "warning",
         ],
         env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -170,6 +178,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        server_log.close()
 
     url = args.database_url or f"sqlite:///{data_dir / 'syncapp.db'}"
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
