@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-import gc
 
 import anyio
 import structlog
