@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
 
 from syncapp.store.db import make_engine, make_session_factory
 from syncapp.store.migrate import downgrade, model_differences, upgrade
@@ -133,4 +134,23 @@ def test_putting_a_secret_twice_replaces_it(tmp_path: Path, name: str) -> None:
         put_secret(session, vault, shop_id=shop.id, provider="shopify", name=name, value="two")
         assert len(session.scalars(select(Credential)).all()) == 1
         assert get_secret(session, vault, shop_id=shop.id, provider="shopify", name=name) == "two"
+    engine.dispose()
+
+
+def test_a_second_system_credential_with_the_same_name_is_refused(database_url: str) -> None:
+    """System rows (no shop) are unique per (provider, name) too, on both databases."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    vault = Vault(Fernet.generate_key().decode())
+    with make_session_factory(engine).begin() as session:
+        put_secret(session, vault, shop_id=None, provider="emanage", name="client", value="one")
+        put_secret(session, vault, shop_id=None, provider="emanage", name="client", value="two")
+        put_secret(session, vault, shop_id=None, provider="ctrwow", name="client", value="three")
+        assert len(session.scalars(select(Credential)).all()) == 2
+    with pytest.raises(IntegrityError), make_session_factory(engine).begin() as session:
+        # What a racing second writer would do: insert without seeing the first row.
+        session.add(Credential(provider="emanage", name="client", ciphertext=b"x"))
+    with make_session_factory(engine)() as session:
+        value = get_secret(session, vault, shop_id=None, provider="emanage", name="client")
+        assert value == "two"
     engine.dispose()

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -71,10 +72,23 @@ class Credential(Base):
 
     ``shop_id`` is NULL for the app's own (system) credentials. ``ciphertext`` is a Fernet
     token produced by the vault; the plaintext never reaches the database.
+
+    The unique constraint cannot hold system rows: both databases treat NULLs as distinct, so
+    a partial unique index keeps one system row per (provider, name).
     """
 
     __tablename__ = "credentials"
-    __table_args__ = (UniqueConstraint("shop_id", "provider", "name"),)
+    __table_args__ = (
+        UniqueConstraint("shop_id", "provider", "name"),
+        Index(
+            "uq_credentials_system_provider_name",
+            "provider",
+            "name",
+            unique=True,
+            sqlite_where=text("shop_id IS NULL"),
+            postgresql_where=text("shop_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     shop_id: Mapped[int | None] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
