@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -113,6 +114,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    started = datetime.now(UTC)
+    load_before = os.getloadavg()[0]
     data_dir = Path(tempfile.mkdtemp(prefix="syncapp-bench-"))
     port = free_port()
     env = {
@@ -188,7 +191,11 @@ def main() -> None:
             conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     engine.dispose()
 
-    print(f"connections={args.connections} duration={args.duration}s workers={args.workers}")
+    print(
+        f"at {started:%Y-%m-%d %H:%M} UTC, load average before {load_before:.1f}: "
+        f"connections={args.connections} duration={args.duration}s workers={args.workers} "
+        f"log level {args.log_level}, database {engine.dialect.name}"
+    )
     print(f"{'endpoint':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
     for name, r in (("noop", noop), ("webhooks/shopify", ingest)):
         print(
