@@ -8,11 +8,11 @@ row, taken by a compare-and-set UPDATE: the holder re-reads the tokens after tak
 process may have just refreshed), refreshes, and stores the new pair and releases the lease in
 one transaction. Others wait, polling, and use the pair the holder stored.
 
-Why a lease rather than holding a row lock (``shops.locking.locked_transaction``, what Shopify's
-refresh uses)? This code runs on an event loop: on SQLite a write lock held across the await
-of the HTTP refresh would make any other coroutine's write on the same loop block the loop
-inside sqlite's busy wait — a deadlock until the busy timeout. A lease holds no lock during I/O.
-A holder that dies leaves a lease that simply runs out.
+Why a lease rather than holding a row lock during the refresh? On SQLite a write lock held across
+the await of the HTTP refresh would stall every writer of every process, and any other
+coroutine's write on the same loop would block the loop inside sqlite's busy wait — a deadlock
+until the busy timeout. A lease holds no lock during I/O; a holder that dies leaves a lease that
+simply runs out. The Shopify token refresh (``syncapp.shops.tokens``) works the same way.
 """
 
 from __future__ import annotations

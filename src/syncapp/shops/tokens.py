@@ -2,13 +2,14 @@
 
 An expiring offline token lives an hour and comes with a refresh token that Shopify rotates on
 every refresh. :func:`get_admin_token` returns the stored token while more than the refresh
-margin (5 minutes by default) is left; otherwise it takes the shop's lock (see
-:mod:`syncapp.shops.locking`: the ``connections`` row ``FOR UPDATE`` on PostgreSQL,
-``BEGIN IMMEDIATE`` on SQLite), reads the pair again — another process may have refreshed it
-meanwhile, and then its token is used — and only then asks Shopify for a new pair, which it
-stores in the same transaction. So any number of processes make one refresh per expiry.
-The call to Shopify is made while the lock is held: on SQLite that holds every other writer
-for one round trip (once per shop per hour); on PostgreSQL only that shop's refreshers wait.
+margin (5 minutes by default) is left. Otherwise it takes the refresh lease on the shop's Shopify
+``connections`` row (a compare-and-set UPDATE of ``refresh_locked_by``/``refresh_locked_until``),
+reads the pair again — the previous holder may have just refreshed it, and then its token is
+used — asks Shopify for a new pair with no transaction open, stores it in a short transaction and
+releases the lease. Callers that find the lease taken poll until the holder's pair is stored (or
+the lease runs out: a holder that died). So any number of processes make one refresh per expiry,
+and no database lock is held during the round trip to Shopify: on SQLite a lock held then would
+stall every writer of every process, the webhook ingest included.
 
 Refreshing uses shopifyapp's ``refresh_token_exchanged_access_token``. A refused refresh
 (``invalid_grant``: revoked or rotated away; ``invalid_client``: uninstalled or wrong
@@ -20,12 +21,16 @@ exchanges a fresh ID token and clears it. A transient failure raises
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import structlog
 from shopify_app import TokenExchangeAccessToken
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from syncapp.shops.errors import (
@@ -50,6 +55,9 @@ UNINSTALLED = "uninstalled"
 REAUTHORIZE_CODES = frozenset({"invalid_grant", "invalid_client", "refresh_token_expired"})
 # On a transient refresh failure, a token with at least this much life left is still handed out.
 STILL_USABLE = timedelta(seconds=30)
+# The refresh lease outlives the HTTP client's timeouts; a holder that dies leaves it to expire.
+REFRESH_LEASE = timedelta(seconds=30)
+POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +145,8 @@ def delete_shopify_credentials(session: Session, *, shop_id: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _installed(session: Session, domain: str) -> tuple[Shop, Connection]:
+def _installed(session: Session, domain: str, *, lock: bool = False) -> tuple[Shop, Connection]:
+    """The installed shop and its Shopify connection (``lock``: its row ``FOR UPDATE``)."""
     shop = session.scalar(select(Shop).where(Shop.domain == domain))
     if shop is None or shop.uninstalled_at is not None or shop.installed_at is None:
         raise ShopNotInstalled(
@@ -145,11 +154,10 @@ def _installed(session: Session, domain: str) -> tuple[Shop, Connection]:
             " token to use; the merchant installs it from the Shopify admin",
             shop=domain,
         )
-    connection = session.scalar(
-        lock_row(
-            select(Connection).where(Connection.shop_id == shop.id, Connection.provider == PROVIDER)
-        )
+    statement = select(Connection).where(
+        Connection.shop_id == shop.id, Connection.provider == PROVIDER
     )
+    connection = session.scalar(lock_row(statement) if lock else statement)
     if connection is None:
         raise ShopNotInstalled(f"{domain} has no Shopify connection recorded", shop=domain)
     return shop, connection
@@ -170,76 +178,124 @@ def get_admin_token(runtime: ShopsRuntime, *, shop: str) -> str:
     :class:`ShopifyTokenUnavailable` (see the module docstring).
     """
     margin = timedelta(seconds=runtime.refresh_margin_seconds)
-    with runtime.sessions() as session:
-        shop_row = session.scalar(select(Shop).where(Shop.domain == shop))
-        if shop_row is not None and shop_row.uninstalled_at is None:
+    owner = f"{os.getpid()}-{uuid.uuid4().hex[:16]}"
+    deadline = time.monotonic() + REFRESH_LEASE.total_seconds() * 2
+    while True:
+        with runtime.sessions() as session:
+            shop_row, connection = _installed(session, shop)
+            if connection.status == NEEDS_ATTENTION:
+                raise _reauthorize(shop, connection.detail or "refused earlier")
             pair = read_pair(session, runtime.vault, shop_id=shop_row.id)
-            status = session.scalar(
-                select(Connection.status).where(
-                    Connection.shop_id == shop_row.id, Connection.provider == PROVIDER
-                )
-            )
-            if pair is not None and status == ACTIVE and pair.usable_for(margin, _now()):
+            if pair is None:
+                raise ShopNotInstalled(f"{shop} has no stored Shopify token", shop=shop)
+            if pair.usable_for(margin, _now()) or pair.refresh_token is None:
+                # No refresh token: a non-expiring token (installed before expiring tokens).
                 return pair.access_token
-
-    refused: str | None = None
-    transient: str | None = None
-    with locked_transaction(runtime.sessions) as session:
-        shop_row, connection = _installed(session, shop)
-        if connection.status == NEEDS_ATTENTION:
-            raise _reauthorize(shop, connection.detail or "refused earlier")
-        pair = read_pair(session, runtime.vault, shop_id=shop_row.id)
-        if pair is None:
-            raise ShopNotInstalled(f"{shop} has no stored Shopify token", shop=shop)
-        now = _now()
-        if pair.usable_for(margin, now):
-            log.info("shopify.token.refreshed_elsewhere", shop=shop)
-            return pair.access_token
-        if pair.refresh_token is None:
-            # A non-expiring token (a shop installed before expiring tokens): nothing to refresh.
-            return pair.access_token
-        with runtime.http() as http:
-            result = runtime.shopify.refresh_token_exchanged_access_token(
-                {
-                    "shop": shop_name(shop),
-                    "refresh_token": pair.refresh_token,
-                    # We decide when to refresh (the margin above, wider than shopifyapp's
-                    # 60 s); without an expiry the library refreshes unconditionally.
-                    "expires": None,
-                    "refresh_token_expires": (
-                        pair.refresh_expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
-                        if pair.refresh_expires_at
-                        else None
-                    ),
-                    "access_mode": "offline",
-                },
-                http_client=http,
-            )
-        if result.ok and result.access_token is not None and result.access_token.token:
-            store_pair(session, runtime.vault, shop_id=shop_row.id, token=result.access_token)
-            log.info("shopify.token.refreshed", shop=shop, expires=result.access_token.expires)
-            return result.access_token.token
-        if result.log.code in REAUTHORIZE_CODES:
-            connection.status = NEEDS_ATTENTION
-            connection.detail = f"token refresh refused: {result.log.code}"
-            refused = result.log.code
-        elif pair.access_expires_at is not None and pair.access_expires_at - now > STILL_USABLE:
-            log.warning(
-                "shopify.token.refresh_failed_using_current",
+            shop_id, connection_id = shop_row.id, connection.id
+        if _take_lease(runtime, connection_id, owner):
+            break
+        if time.monotonic() > deadline:
+            raise ShopifyTokenUnavailable(
+                f"another process has been refreshing the Shopify token of {shop} for too"
+                " long; retry later",
                 shop=shop,
-                code=result.log.code,
-                seconds_left=int((pair.access_expires_at - now).total_seconds()),
             )
-            return pair.access_token
-        else:
-            transient = result.log.code
-    # Out of the transaction: the needs_attention mark above is committed before we raise.
-    if refused is not None:
-        log.error("shopify.token.refresh_refused", shop=shop, code=refused)
-        raise _reauthorize(shop, refused)
-    log.warning("shopify.token.refresh_failed", shop=shop, code=transient)
+        time.sleep(POLL_SECONDS)
+    try:
+        return _refresh_holding_lease(runtime, shop, shop_id, connection_id, margin)
+    finally:
+        _release_lease(runtime, connection_id, owner)
+
+
+def _take_lease(runtime: ShopsRuntime, connection_id: int, owner: str) -> bool:
+    """Compare-and-set the connection's refresh lease to ``owner``; True when taken."""
+    now = _now()
+    with runtime.sessions.begin() as session:
+        result = session.execute(
+            update(Connection)
+            .where(
+                Connection.id == connection_id,
+                or_(
+                    Connection.refresh_locked_until.is_(None),
+                    Connection.refresh_locked_until < now,
+                ),
+            )
+            .values(refresh_locked_by=owner, refresh_locked_until=now + REFRESH_LEASE)
+            .execution_options(synchronize_session=False)
+        )
+        return cast(CursorResult[Any], result).rowcount == 1
+
+
+def _release_lease(runtime: ShopsRuntime, connection_id: int, owner: str) -> None:
+    with runtime.sessions.begin() as session:
+        session.execute(
+            update(Connection)
+            .where(Connection.id == connection_id, Connection.refresh_locked_by == owner)
+            .values(refresh_locked_by=None, refresh_locked_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _refresh_holding_lease(
+    runtime: ShopsRuntime, shop: str, shop_id: int, connection_id: int, margin: timedelta
+) -> str:
+    """Refresh with no transaction open during the call to Shopify; store the rotated pair."""
+    with runtime.sessions() as session:
+        # Whoever held the lease before us may have just stored a fresh pair.
+        pair = read_pair(session, runtime.vault, shop_id=shop_id)
+    now = _now()
+    if pair is None:
+        raise ShopNotInstalled(f"{shop} has no stored Shopify token", shop=shop)
+    if pair.usable_for(margin, now) or pair.refresh_token is None:
+        log.info("shopify.token.refreshed_elsewhere", shop=shop)
+        return pair.access_token
+    with runtime.http() as http:
+        result = runtime.shopify.refresh_token_exchanged_access_token(
+            {
+                "shop": shop_name(shop),
+                "refresh_token": pair.refresh_token,
+                # We decide when to refresh (the margin above, wider than shopifyapp's 60 s);
+                # without an expiry the library refreshes unconditionally.
+                "expires": None,
+                "refresh_token_expires": (
+                    pair.refresh_expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    if pair.refresh_expires_at
+                    else None
+                ),
+                "access_mode": "offline",
+            },
+            http_client=http,
+        )
+    if result.ok and result.access_token is not None and result.access_token.token:
+        token = result.access_token
+        with locked_transaction(runtime.sessions) as session:
+            # An uninstall that landed during the call deleted the pair; do not bring it back.
+            _installed(session, shop, lock=True)
+            store_pair(session, runtime.vault, shop_id=shop_id, token=token)
+        log.info("shopify.token.refreshed", shop=shop, expires=token.expires)
+        return token.token
+    code = result.log.code
+    if code in REAUTHORIZE_CODES:
+        with runtime.sessions.begin() as session:
+            session.execute(
+                update(Connection)
+                .where(Connection.id == connection_id, Connection.status == ACTIVE)
+                .values(status=NEEDS_ATTENTION, detail=f"token refresh refused: {code}")
+                .execution_options(synchronize_session=False)
+            )
+        log.error("shopify.token.refresh_refused", shop=shop, code=code)
+        raise _reauthorize(shop, code)
+    if pair.access_expires_at is not None and pair.access_expires_at - now > STILL_USABLE:
+        log.warning(
+            "shopify.token.refresh_failed_using_current",
+            shop=shop,
+            code=code,
+            seconds_left=int((pair.access_expires_at - now).total_seconds()),
+        )
+        return pair.access_token
+    log.warning("shopify.token.refresh_failed", shop=shop, code=code)
     raise ShopifyTokenUnavailable(
-        f"refreshing the Shopify token of {shop} failed ({transient}); retry later", shop=shop
+        f"refreshing the Shopify token of {shop} failed ({code}); retry later", shop=shop
     )
 
 

@@ -139,7 +139,8 @@ class Connection(Base):
 
     ``status`` is ``active``, ``needs_attention`` (a refresh was refused: the merchant must open
     the app again, or reconnect the provider; ``detail`` says why) or ``uninstalled``. The
-    Shopify row is also what token refreshes lock, so one refresh runs per shop and provider.
+    ``refresh_locked_*`` pair is the lease a token refresh takes (compare-and-set), so one
+    refresh runs per shop and provider across processes without a lock held during the call.
     """
 
     __tablename__ = "connections"
@@ -151,6 +152,8 @@ class Connection(Base):
     status: Mapped[str] = mapped_column(String(24), default="active")
     detail: Mapped[str | None] = mapped_column(Text)
     scopes: Mapped[str | None] = mapped_column(Text)
+    refresh_locked_by: Mapped[str | None] = mapped_column(String(64))
+    refresh_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -9,14 +9,19 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import ClassVar
 
+import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import DBAPIError
 
 from syncapp.connectors.shopify.admin import fetch_shop_info
 from syncapp.shops.errors import ShopifyReauthorizationRequired, ShopNotInstalled
+from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.tokens import ACCESS_TOKEN, REFRESH_TOKEN, get_admin_token, read_pair
 from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import put_secret
@@ -149,6 +154,84 @@ def test_two_processes_refreshing_at_once_make_exactly_one_refresh(
         ).fetchone()
     assert children_of_original == 1
     assert (live_access, live_refresh) == (1, 1)
+
+
+class ProbingRuntime(ShopsRuntime):
+    """The runtime with one change: just before each request to Shopify's token endpoint,
+    another connection tries to write the shop's connection row without waiting at all."""
+
+    probes: ClassVar[list[str]] = []
+
+    def http(self) -> httpx.Client:
+        client = super().http()
+
+        def probe(request: httpx.Request) -> None:
+            if request.url.path.endswith("/admin/oauth/access_token"):
+                ProbingRuntime.probes.append(_write_without_waiting(self.engine))
+
+        client.event_hooks["request"].append(probe)
+        return client
+
+
+def _write_without_waiting(engine: Engine) -> str:
+    """'written' when a write transaction gets its locks at once, else the error."""
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA busy_timeout=0")
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("SET lock_timeout = '1ms'")
+            conn.execute(update(Connection).values(detail=Connection.detail))
+            conn.rollback()
+    except DBAPIError as exc:
+        return f"blocked: {exc.orig}"
+    return "written"
+
+
+def test_no_database_lock_is_held_while_shopify_is_asked(
+    system: System, request: pytest.FixtureRequest
+) -> None:
+    """The refresh's round trip to Shopify holds no lock: on SQLite one would stall every
+    writer of every process (webhook ingest included) for the length of the call."""
+    shop = system.create_shop(handle_for(request))
+    system.install(shop)
+    expire_soon(system, shop)
+    runtime = ProbingRuntime(
+        **{f.name: getattr(system.runtime, f.name) for f in fields(ShopsRuntime)}
+    )
+    ProbingRuntime.probes.clear()
+    token = get_admin_token(runtime, shop=shop)
+    assert ProbingRuntime.probes == ["written"]
+    assert works(system, shop, token)
+    with system.runtime.sessions() as session:
+        connection = session.scalar(select(Connection).where(Connection.provider == "shopify"))
+        assert connection is not None
+        assert (connection.refresh_locked_by, connection.refresh_locked_until) == (None, None)
+
+
+def test_a_lease_left_by_a_dead_process_runs_out(
+    sqlite_system: System, request: pytest.FixtureRequest
+) -> None:
+    """A lease whose holder died is taken over once it has expired: the refresh happens."""
+    system = sqlite_system
+    shop = system.create_shop(handle_for(request))
+    system.install(shop)
+    _, old_refresh = stored_pair(system, shop)
+    expire_soon(system, shop)
+    with system.runtime.sessions.begin() as session:
+        session.execute(
+            update(Connection)
+            .where(Connection.provider == "shopify")
+            .values(
+                refresh_locked_by="4242-dead",
+                refresh_locked_until=datetime.now(UTC) + timedelta(seconds=0.5),
+            )
+        )
+    token = get_admin_token(system.runtime, shop=shop)
+    new_access, new_refresh = stored_pair(system, shop)
+    assert token == new_access
+    assert new_refresh != old_refresh
 
 
 def test_a_refused_refresh_marks_the_connection_and_the_next_visit_restores_it(
