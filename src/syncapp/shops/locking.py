@@ -5,16 +5,33 @@ serialises per shop, so refreshes of different shops run in parallel. SQLite has
 at a time: ``BEGIN IMMEDIATE`` takes the database's write lock before the first read, which
 serialises every locked section of every process (waiting up to the busy timeout). Either
 way, whatever is read after the lock is taken is what the last holder committed.
+
+Network calls do not belong inside: on SQLite the lock stalls every writer of every process
+(the webhook ingest included) for as long as it is held. Work that must follow the commit —
+revoking a grant at a provider, say — is registered with :func:`call_after_commit` and runs once
+the transaction has committed, with no lock held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import structlog
 from sqlalchemy import Select
 from sqlalchemy.orm import Session, sessionmaker
+
+log = structlog.get_logger("syncapp.shops.locking")
+
+_AFTER_COMMIT = "syncapp.after_commit"
+
+
+def call_after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` after ``session``'s :func:`locked_transaction` commits (never if it rolls
+    back). The committed work cannot be undone, so an action handles its own failures: one
+    that raises anyway is logged and does not fail the caller."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
 
 
 @contextmanager
@@ -31,6 +48,11 @@ def locked_transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+        for action in session.info.pop(_AFTER_COMMIT, []):
+            try:
+                action()
+            except Exception as exc:
+                log.error("transaction.after_commit_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def lock_row(statement: Select[Any]) -> Select[Any]:

@@ -3,6 +3,7 @@ for recovery), /v1/me, the templates catalogue, and the sandbox's own routes."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -206,6 +207,18 @@ def test_down_for_a_while_then_up(ctrwow: RunningCtrwow) -> None:
     assert ctrwow.control.get("/_sandbox/accounts").status_code == 200
     ctrwow.control.delete("/_sandbox/faults")
     assert ctrwow.http.get("/healthz").status_code == 200
+
+
+def test_latency_slows_every_api_answer(ctrwow: RunningCtrwow) -> None:
+    """A slow CTRwow: each API answer waits the asked latency; out-of-range values are refused."""
+    assert ctrwow.control.post("/_sandbox/faults", json={"latency": 61}).status_code == 400
+    set_slow = ctrwow.control.post("/_sandbox/faults", json={"latency": 0.3})
+    assert set_slow.json()["latency"] == 0.3
+    started = time.monotonic()
+    assert ctrwow.http.get("/healthz").status_code == 200
+    assert time.monotonic() - started >= 0.3
+    ctrwow.control.delete("/_sandbox/faults")
+    assert ctrwow.control.get("/_sandbox/faults").json()["latency"] == 0
 
 
 def test_live_tokens_are_listed_for_ops(ctrwow: RunningCtrwow) -> None:

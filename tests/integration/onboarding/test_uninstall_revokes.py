@@ -17,6 +17,7 @@ from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.models import Connection, Credential, InboundEvent
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.integration.onboarding.conftest import SHOP, World, run_to_end
+from tests.probes import write_without_waiting
 
 pytestmark = pytest.mark.anyio
 
@@ -115,6 +116,34 @@ async def test_a_second_app_uninstalled_is_harmless(
     assert (creds, status) == (0, "uninstalled")
     assert detail is not None
     assert "revoked" in detail
+
+
+async def test_no_database_lock_is_held_while_ctrwow_revokes(
+    runtime: OnboardingRuntime, world: World
+) -> None:
+    """The revocation runs after the uninstall has committed: while CTRwow takes its time,
+    another writer (the webhook ingest, say) gets the database at once."""
+    account_id = await _connected(runtime, world)
+    slow = world.control.post(f"{world.ctrwow_url}/_sandbox/faults", json={"latency": 1.0})
+    assert slow.status_code == 200, slow.text
+    event_id = _deliver_uninstall(world, "d-1")
+    processing = asyncio.create_task(_process(world))
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while not (_ctrwow_state(world)[2] or "").startswith("revocation pending"):
+            assert not processing.done(), "the uninstall finished without a pending record"
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        probe = write_without_waiting(world.engine)
+        await processing
+    finally:
+        world.control.delete(f"{world.ctrwow_url}/_sandbox/faults")
+    assert probe == "written"
+    assert _event_status(world, event_id) == "done"
+    assert _live_tokens(world, account_id) == []
+    creds, status, detail = _ctrwow_state(world)
+    assert (creds, status) == (0, "uninstalled")
+    assert detail == "app uninstalled from the Shopify admin; CTRwow access revoked"
 
 
 async def test_a_ctrwow_that_is_down_does_not_block_the_uninstall(

@@ -16,8 +16,7 @@ from typing import ClassVar
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import select, update
 
 from syncapp.connectors.shopify.admin import fetch_shop_info
 from syncapp.shops.errors import ShopifyReauthorizationRequired, ShopNotInstalled
@@ -26,6 +25,7 @@ from syncapp.shops.tokens import ACCESS_TOKEN, REFRESH_TOKEN, get_admin_token, r
 from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import put_secret
 from tests.integration.shops.conftest import System, handle_for
+from tests.probes import write_without_waiting
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -167,26 +167,10 @@ class ProbingRuntime(ShopsRuntime):
 
         def probe(request: httpx.Request) -> None:
             if request.url.path.endswith("/admin/oauth/access_token"):
-                ProbingRuntime.probes.append(_write_without_waiting(self.engine))
+                ProbingRuntime.probes.append(write_without_waiting(self.engine))
 
         client.event_hooks["request"].append(probe)
         return client
-
-
-def _write_without_waiting(engine: Engine) -> str:
-    """'written' when a write transaction gets its locks at once, else the error."""
-    try:
-        with engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("PRAGMA busy_timeout=0")
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                conn.exec_driver_sql("SET lock_timeout = '1ms'")
-            conn.execute(update(Connection).values(detail=Connection.detail))
-            conn.rollback()
-    except DBAPIError as exc:
-        return f"blocked: {exc.orig}"
-    return "written"
 
 
 def test_no_database_lock_is_held_while_shopify_is_asked(

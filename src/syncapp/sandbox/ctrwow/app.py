@@ -8,6 +8,7 @@ to every route except the control routes, answered as CTRwow would when unavaila
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,6 +52,8 @@ class FaultInjection:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith("/_sandbox/"):
+            if self.state.faults.latency > 0:
+                await asyncio.sleep(self.state.faults.latency)
             status = self.state.faults.take()
             if status is not None:
                 retry_after = str(self.state.faults.retry_after)

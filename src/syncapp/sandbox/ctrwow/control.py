@@ -128,12 +128,19 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             status = int(_number(body, "status", 503))
             down_for = _number(body, "down_for", 0)
             retry_after = int(_number(body, "retry_after", 1))
+            latency = _number(body, "latency", 0)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if not 500 <= status <= 599 and status != 429:
             return JSONResponse({"error": "'status' must be 429 or 5xx"}, status_code=400)
+        if not 0 <= latency <= 60:
+            return JSONResponse({"error": "'latency' must be 0 to 60 seconds"}, status_code=400)
         state.faults.set(
-            fail_next=fail_next, status=status, down_for=down_for, retry_after=retry_after
+            fail_next=fail_next,
+            status=status,
+            down_for=down_for,
+            retry_after=retry_after,
+            latency=latency,
         )
         return JSONResponse(state.faults.snapshot())
 

@@ -19,12 +19,14 @@ from syncapp.sandbox.ctrwow.db import SandboxDB
 
 @dataclass
 class Faults:
-    """Failures to inject: the next ``fail_next`` requests, or all until ``down_until``."""
+    """Failures to inject: the next ``fail_next`` requests, or all until ``down_until``;
+    ``latency`` seconds before every API answer (a slow CTRwow)."""
 
     fail_next: int = 0
     status: int = 503
     down_until: float = 0.0  # time.monotonic()
     retry_after: int = 1
+    latency: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def take(self) -> int | None:
@@ -37,8 +39,17 @@ class Faults:
                 return self.status
             return None
 
-    def set(self, *, fail_next: int, status: int, down_for: float, retry_after: int) -> None:
+    def set(
+        self,
+        *,
+        fail_next: int,
+        status: int,
+        down_for: float,
+        retry_after: int,
+        latency: float = 0.0,
+    ) -> None:
         with self._lock:
+            self.latency = max(0.0, latency)
             self.fail_next = fail_next
             self.status = status
             self.down_until = time.monotonic() + down_for if down_for > 0 else 0.0
@@ -51,6 +62,7 @@ class Faults:
                 "status": self.status,
                 "down_for": max(0.0, self.down_until - time.monotonic()),
                 "retry_after": self.retry_after,
+                "latency": self.latency,
             }
 
 
