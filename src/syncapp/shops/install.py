@@ -2,8 +2,9 @@
 
 Shopify installs the app itself (managed installation) and never calls us; the app learns
 of the install when the merchant first opens it. :func:`ensure_installed` then exchanges the
-request's ID token for an expiring offline token (shopifyapp's token exchange), and in one
-transaction, under the shop's lock (so two first requests make one exchange):
+request's ID token for an expiring offline token (shopifyapp's token exchange) while holding
+the shop's install lease (so two first requests make one exchange; no database lock is held
+during the call to Shopify), and then, in one short transaction:
 
 * creates the ``shops`` row, or restores it on a reinstall (``installed_at`` now,
   ``uninstalled_at`` cleared, every old Shopify credential replaced by the new pair);
@@ -21,8 +22,9 @@ refused) gets a fresh exchange the same way, which is how it recovers.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from shopify_app import IdTokenDetails, Res
@@ -32,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopInfo, fetch_shop_info
 from syncapp.shops.errors import ShopError
-from syncapp.shops.locking import lock_row, locked_transaction
+from syncapp.shops.locking import Lease, lease_owner, lock_row, locked_transaction
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.tokens import (
     ACTIVE,
@@ -47,6 +49,13 @@ from syncapp.store.models import Connection, OnboardingJob, Shop
 log = structlog.get_logger("syncapp.shops.install")
 
 SIGNUP = "signup"
+# One token exchange per shop at a time; longer than the HTTP client's timeouts.
+INSTALL_LEASE = Lease(Shop.install_locked_by, Shop.install_locked_until, timedelta(seconds=30))
+POLL_SECONDS = 0.05
+# When another request's exchange takes too long: App Bridge retries a 503 with Retry-After.
+STILL_INSTALLING = Res(
+    status=503, body="The app is still being installed; retry shortly", headers={"Retry-After": "2"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,45 +149,78 @@ def ensure_installed(
             return InstallOutcome(shop=shop)
 
     _ensure_shop_row(runtime, shop)
-    failure: Res | None = None
-    failure_code = ""
-    reinstalled = False
-    with locked_transaction(runtime.sessions) as session:
-        row = session.scalar(lock_row(select(Shop).where(Shop.domain == shop)))
-        assert row is not None  # created just above; only a shop/redact deletes it
-        if _has_valid_token(session, runtime, row):
+    owner = lease_owner()
+    deadline = time.monotonic() + INSTALL_LEASE.duration.total_seconds() * 2
+    waited = False
+    while True:
+        with runtime.sessions() as session:
+            row = session.scalar(select(Shop).where(Shop.domain == shop))
+            assert row is not None  # created just above; only a shop/redact deletes it
+            if _has_valid_token(session, runtime, row):
+                if waited:
+                    log.info("install.already_done_by_another_request", shop=shop)
+                return InstallOutcome(shop=shop)
+            shop_id = row.id
+        if INSTALL_LEASE.take(runtime.sessions, Shop.id == shop_id, owner):
+            break
+        if time.monotonic() > deadline:
+            log.warning("install.still_in_progress_elsewhere", shop=shop)
+            return InstallOutcome(shop=shop, response=STILL_INSTALLING)
+        waited = True
+        time.sleep(POLL_SECONDS)
+    try:
+        outcome = _exchange_holding_lease(runtime, shop, shop_id, id_token, invalid_token_response)
+    finally:
+        INSTALL_LEASE.release(runtime.sessions, Shop.id == shop_id, owner)
+    if outcome.exchanged:
+        log.info("install.completed", shop=shop, reinstalled=outcome.reinstalled)
+        try:
+            refresh_shop_info(runtime, shop=shop)
+        except (ShopifyAdminError, ShopError) as exc:
+            log.warning("install.shop_info_failed", shop=shop, error=str(exc))
+    return outcome
+
+
+def _exchange_holding_lease(
+    runtime: ShopsRuntime,
+    shop: str,
+    shop_id: int,
+    id_token: IdTokenDetails,
+    invalid_token_response: Res | None,
+) -> InstallOutcome:
+    """Exchange with no transaction open during the call; store what Shopify gave."""
+    with runtime.sessions() as session:
+        # Whoever held the lease before us may have just installed.
+        if _has_valid_token(session, runtime, session.get(Shop, shop_id)):
             log.info("install.already_done_by_another_request", shop=shop)
             return InstallOutcome(shop=shop)
-        log.info("install.token_exchange_started", shop=shop)
-        with runtime.http() as http:
-            result = runtime.shopify.exchange_using_token_exchange(
-                "offline",
-                id_token=id_token,
-                invalid_token_response=invalid_token_response,
-                http_client=http,
-            )
-        token = result.access_token
-        if not result.ok or token is None or not token.token:
-            failure, failure_code = result.response, result.log.code
-        else:
-            reinstalled = row.uninstalled_at is not None
-            delete_shopify_credentials(session, shop_id=row.id)
-            store_pair(session, runtime.vault, shop_id=row.id, token=token)
-            log.info("install.tokens_stored", shop=shop, expires=token.expires)
-            now = datetime.now(UTC)
-            row.installed_at = now
-            row.uninstalled_at = None
-            _upsert_connection(session, shop_id=row.id, scopes=token.scope)
-            _reset_onboarding(session, shop_id=row.id)
-            log.info("install.onboarding_queued", shop=shop)
-    if failure is not None:
-        log.warning("install.token_exchange_failed", shop=shop, code=failure_code)
-        return InstallOutcome(shop=shop, response=failure)
-    log.info("install.completed", shop=shop, reinstalled=reinstalled)
-    try:
-        refresh_shop_info(runtime, shop=shop)
-    except (ShopifyAdminError, ShopError) as exc:
-        log.warning("install.shop_info_failed", shop=shop, error=str(exc))
+    log.info("install.token_exchange_started", shop=shop)
+    with runtime.http() as http:
+        result = runtime.shopify.exchange_using_token_exchange(
+            "offline",
+            id_token=id_token,
+            invalid_token_response=invalid_token_response,
+            http_client=http,
+        )
+    token = result.access_token
+    if not result.ok or token is None or not token.token:
+        log.warning("install.token_exchange_failed", shop=shop, code=result.log.code)
+        return InstallOutcome(shop=shop, response=result.response)
+    with locked_transaction(runtime.sessions) as session:
+        row = session.scalar(lock_row(select(Shop).where(Shop.id == shop_id)))
+        if row is None:
+            # A shop/redact removed the shop during the call; the next request starts over.
+            log.warning("install.shop_redacted_meanwhile", shop=shop)
+            return InstallOutcome(shop=shop, response=STILL_INSTALLING)
+        reinstalled = row.uninstalled_at is not None
+        delete_shopify_credentials(session, shop_id=row.id)
+        store_pair(session, runtime.vault, shop_id=row.id, token=token)
+        log.info("install.tokens_stored", shop=shop, expires=token.expires)
+        row.installed_at = datetime.now(UTC)
+        row.uninstalled_at = None
+        _upsert_connection(session, shop_id=row.id, scopes=token.scope)
+        _reset_onboarding(session, shop_id=row.id)
+        log.info("install.onboarding_queued", shop=shop)
     return InstallOutcome(shop=shop, exchanged=True, reinstalled=reinstalled)
 
 

@@ -14,13 +14,17 @@ the transaction has committed, with no lock held.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, CursorResult, Select, or_, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 log = structlog.get_logger("syncapp.shops.locking")
 
@@ -53,6 +57,49 @@ def locked_transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
                 action()
             except Exception as exc:
                 log.error("transaction.after_commit_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A compare-and-set lease on one row, held in two of its columns (owner, expiry).
+
+    The way to single-flight work that includes a network call across processes without a lock
+    held during the call: take the lease in a short transaction, do the work, store the result
+    and release. A holder that dies leaves a lease that simply runs out.
+    """
+
+    owner: InstrumentedAttribute[str | None]
+    until: InstrumentedAttribute[datetime | None]
+    duration: timedelta
+
+    def take(self, sessions: sessionmaker[Session], row: ColumnElement[bool], owner: str) -> bool:
+        """True when ``owner`` now holds the lease of the row ``row`` selects."""
+        now = datetime.now(UTC)
+        with sessions.begin() as session:
+            result = session.execute(
+                update(self.owner.class_)
+                .where(row, or_(self.until.is_(None), self.until < now))
+                .values({self.owner: owner, self.until: now + self.duration})
+                .execution_options(synchronize_session=False)
+            )
+            return cast(CursorResult[Any], result).rowcount == 1
+
+    def release(
+        self, sessions: sessionmaker[Session], row: ColumnElement[bool], owner: str
+    ) -> None:
+        """Give the lease up, if ``owner`` still holds it."""
+        with sessions.begin() as session:
+            session.execute(
+                update(self.owner.class_)
+                .where(row, self.owner == owner)
+                .values({self.owner: None, self.until: None})
+                .execution_options(synchronize_session=False)
+            )
+
+
+def lease_owner() -> str:
+    """A lease owner id unique to one call: process id and a random part (for operators)."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:16]}"
 
 
 def lock_row(statement: Select[Any]) -> Select[Any]:

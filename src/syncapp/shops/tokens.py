@@ -21,16 +21,13 @@ exchanges a fresh ID token and clears it. A transient failure raises
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
 import structlog
 from shopify_app import TokenExchangeAccessToken
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from syncapp.shops.errors import (
@@ -38,7 +35,7 @@ from syncapp.shops.errors import (
     ShopifyTokenUnavailable,
     ShopNotInstalled,
 )
-from syncapp.shops.locking import lock_row, locked_transaction
+from syncapp.shops.locking import Lease, lease_owner, lock_row, locked_transaction
 from syncapp.shops.runtime import ShopsRuntime, shop_name, utc
 from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import Vault, put_secret
@@ -56,7 +53,9 @@ REAUTHORIZE_CODES = frozenset({"invalid_grant", "invalid_client", "refresh_token
 # On a transient refresh failure, a token with at least this much life left is still handed out.
 STILL_USABLE = timedelta(seconds=30)
 # The refresh lease outlives the HTTP client's timeouts; a holder that dies leaves it to expire.
-REFRESH_LEASE = timedelta(seconds=30)
+REFRESH_LEASE = Lease(
+    Connection.refresh_locked_by, Connection.refresh_locked_until, timedelta(seconds=30)
+)
 POLL_SECONDS = 0.05
 
 
@@ -178,8 +177,8 @@ def get_admin_token(runtime: ShopsRuntime, *, shop: str) -> str:
     :class:`ShopifyTokenUnavailable` (see the module docstring).
     """
     margin = timedelta(seconds=runtime.refresh_margin_seconds)
-    owner = f"{os.getpid()}-{uuid.uuid4().hex[:16]}"
-    deadline = time.monotonic() + REFRESH_LEASE.total_seconds() * 2
+    owner = lease_owner()
+    deadline = time.monotonic() + REFRESH_LEASE.duration.total_seconds() * 2
     while True:
         with runtime.sessions() as session:
             shop_row, connection = _installed(session, shop)
@@ -192,7 +191,7 @@ def get_admin_token(runtime: ShopsRuntime, *, shop: str) -> str:
                 # No refresh token: a non-expiring token (installed before expiring tokens).
                 return pair.access_token
             shop_id, connection_id = shop_row.id, connection.id
-        if _take_lease(runtime, connection_id, owner):
+        if REFRESH_LEASE.take(runtime.sessions, Connection.id == connection_id, owner):
             break
         if time.monotonic() > deadline:
             raise ShopifyTokenUnavailable(
@@ -204,36 +203,7 @@ def get_admin_token(runtime: ShopsRuntime, *, shop: str) -> str:
     try:
         return _refresh_holding_lease(runtime, shop, shop_id, connection_id, margin)
     finally:
-        _release_lease(runtime, connection_id, owner)
-
-
-def _take_lease(runtime: ShopsRuntime, connection_id: int, owner: str) -> bool:
-    """Compare-and-set the connection's refresh lease to ``owner``; True when taken."""
-    now = _now()
-    with runtime.sessions.begin() as session:
-        result = session.execute(
-            update(Connection)
-            .where(
-                Connection.id == connection_id,
-                or_(
-                    Connection.refresh_locked_until.is_(None),
-                    Connection.refresh_locked_until < now,
-                ),
-            )
-            .values(refresh_locked_by=owner, refresh_locked_until=now + REFRESH_LEASE)
-            .execution_options(synchronize_session=False)
-        )
-        return cast(CursorResult[Any], result).rowcount == 1
-
-
-def _release_lease(runtime: ShopsRuntime, connection_id: int, owner: str) -> None:
-    with runtime.sessions.begin() as session:
-        session.execute(
-            update(Connection)
-            .where(Connection.id == connection_id, Connection.refresh_locked_by == owner)
-            .values(refresh_locked_by=None, refresh_locked_until=None)
-            .execution_options(synchronize_session=False)
-        )
+        REFRESH_LEASE.release(runtime.sessions, Connection.id == connection_id, owner)
 
 
 def _refresh_holding_lease(

@@ -47,7 +47,11 @@ class Base(DeclarativeBase):
 
 
 class Shop(Base):
-    """A Shopify shop that has installed the app (or did, until it is redacted)."""
+    """A Shopify shop that has installed the app (or did, until it is redacted).
+
+    ``install_locked_*`` is the lease of the token exchange at install, so two first requests
+    make one exchange without a lock held during the call to Shopify.
+    """
 
     __tablename__ = "shops"
 
@@ -61,6 +65,8 @@ class Shop(Base):
     shopify_gid: Mapped[str | None] = mapped_column(String(64))
     installed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     uninstalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    install_locked_by: Mapped[str | None] = mapped_column(String(64))
+    install_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

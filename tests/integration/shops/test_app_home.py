@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlparse
 
+import jwt
 import pytest
 import structlog
+from shopify_app import IdTokenDetails
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from syncapp.shops.install import ensure_installed
 from syncapp.store.models import Connection, Credential, OnboardingJob, Shop
 from tests.integration.shops.conftest import System, handle_for
+from tests.probes import probing
 
 
 def test_a_document_load_without_id_token_is_redirected_to_the_patch_page(
@@ -117,3 +122,49 @@ def test_install_logs_each_step_with_the_shop_and_the_request_id(
         "install.shop_info_stored",
     ]
     assert all(s["shop"] == shop and s["request_id"] == "req-inst-1" for s in steps)
+
+
+def sandbox_offline_tokens(system: System, shop: str) -> int:
+    with sqlite3.connect(system.settings.data_dir / "shopify-sandbox.db") as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM access_tokens WHERE shop_domain = ? AND kind = 'offline'",
+            (shop,),
+        ).fetchone()
+    return int(count)
+
+
+def test_first_requests_at_once_make_one_token_exchange(
+    system: System, request: pytest.FixtureRequest
+) -> None:
+    """Four first requests at the same moment: all answered, one exchange, one stored pair."""
+    shop = system.create_shop(handle_for(request))
+    tokens = [system.id_token(shop) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        responses = list(pool.map(lambda token: system.open_app_home(shop, token), tokens))
+    assert [r.status_code for r in responses] == [200] * 4
+    assert sandbox_offline_tokens(system, shop) == 1
+    with system.runtime.sessions() as session:
+        assert len(session.scalars(select(Credential.id)).all()) == 2
+        row = session.scalar(select(Shop).where(Shop.domain == shop))
+        assert row is not None
+        assert (row.install_locked_by, row.install_locked_until) == (None, None)
+
+
+def test_no_database_lock_is_held_during_the_token_exchange(
+    system: System, request: pytest.FixtureRequest
+) -> None:
+    """The exchange's round trip to Shopify holds no lock; on SQLite one would stall every
+    writer of every process (webhook ingest included) for the length of the call."""
+    shop = system.create_shop(handle_for(request))
+    token = system.id_token(shop)
+    runtime = probing(system.runtime, "/admin/oauth/access_token")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    outcome = ensure_installed(
+        runtime,
+        shop=shop,
+        id_token=IdTokenDetails(exchangeable=True, token=token, claims=claims),
+        invalid_token_response=None,
+    )
+    assert (outcome.exchanged, outcome.response) == (True, None)
+    assert runtime.probes == ["written"]
+    assert sandbox_offline_tokens(system, shop) == 1

@@ -9,23 +9,19 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
 
-import httpx
 import pytest
 from sqlalchemy import select, update
 
 from syncapp.connectors.shopify.admin import fetch_shop_info
 from syncapp.shops.errors import ShopifyReauthorizationRequired, ShopNotInstalled
-from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.tokens import ACCESS_TOKEN, REFRESH_TOKEN, get_admin_token, read_pair
 from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import put_secret
 from tests.integration.shops.conftest import System, handle_for
-from tests.probes import write_without_waiting
+from tests.probes import probing
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -156,23 +152,6 @@ def test_two_processes_refreshing_at_once_make_exactly_one_refresh(
     assert (live_access, live_refresh) == (1, 1)
 
 
-class ProbingRuntime(ShopsRuntime):
-    """The runtime with one change: just before each request to Shopify's token endpoint,
-    another connection tries to write the shop's connection row without waiting at all."""
-
-    probes: ClassVar[list[str]] = []
-
-    def http(self) -> httpx.Client:
-        client = super().http()
-
-        def probe(request: httpx.Request) -> None:
-            if request.url.path.endswith("/admin/oauth/access_token"):
-                ProbingRuntime.probes.append(write_without_waiting(self.engine))
-
-        client.event_hooks["request"].append(probe)
-        return client
-
-
 def test_no_database_lock_is_held_while_shopify_is_asked(
     system: System, request: pytest.FixtureRequest
 ) -> None:
@@ -181,12 +160,9 @@ def test_no_database_lock_is_held_while_shopify_is_asked(
     shop = system.create_shop(handle_for(request))
     system.install(shop)
     expire_soon(system, shop)
-    runtime = ProbingRuntime(
-        **{f.name: getattr(system.runtime, f.name) for f in fields(ShopsRuntime)}
-    )
-    ProbingRuntime.probes.clear()
+    runtime = probing(system.runtime, "/admin/oauth/access_token")
     token = get_admin_token(runtime, shop=shop)
-    assert ProbingRuntime.probes == ["written"]
+    assert runtime.probes == ["written"]
     assert works(system, shop, token)
     with system.runtime.sessions() as session:
         connection = session.scalar(select(Connection).where(Connection.provider == "shopify"))
