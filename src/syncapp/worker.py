@@ -35,7 +35,7 @@ from syncapp.billing.service import handle_subscription_update
 from syncapp.config import Settings
 from syncapp.onboarding.background import start_onboarding_thread
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
-from syncapp.shops import privacy, uninstall
+from syncapp.shops import privacy, scopes, uninstall
 from syncapp.shops.locking import locked_transaction
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.models import InboundEvent
@@ -51,6 +51,7 @@ def default_handlers(
     """The topics this worker handles and how."""
     return {
         "app/uninstalled": partial(uninstall.handle_app_uninstalled, hooks=uninstall_hooks),
+        "app/scopes_update": scopes.handle_scopes_update,
         "shop/redact": privacy.handle_shop_redact,
         "customers/redact": privacy.handle_customers_redact,
         "customers/data_request": privacy.handle_customers_data_request,

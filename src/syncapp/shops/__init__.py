@@ -4,8 +4,10 @@ token with single-flight refresh, uninstall, and the mandatory privacy requests.
     install.py    ensure_installed(): token exchange, shop row, ShopInfo, onboarding hook
     tokens.py     get_admin_token(): a valid access token, refreshed once per shop at a time
     uninstall.py  the app/uninstalled handler (idempotent, needs no token)
+    scopes.py     the app/scopes_update handler (the connection's granted scopes)
     privacy.py    shop/redact, customers/redact, customers/data_request handlers
-    locking.py    the per-shop write lock on SQLite and PostgreSQL
+    locking.py    the per-shop write lock, leases for single flight without a lock held
+                  during network calls, and after-commit actions
     runtime.py    ShopsRuntime: the engine, vault and Shopify client settings these share
     errors.py     the error tree of this package
 """

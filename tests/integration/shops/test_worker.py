@@ -232,3 +232,53 @@ def test_the_worker_logs_dead_letters_with_the_event_and_shop(
     row = event(sqlite_system, bad)
     assert row.status == "dead"
     assert json.loads(row.payload) == payload
+
+
+def test_a_scopes_update_replaces_the_granted_scopes(
+    sqlite_system: System, request: pytest.FixtureRequest
+) -> None:
+    """app/scopes_update through the webhook endpoint: the connection gets the new grant."""
+    system = sqlite_system
+    shop = system.create_shop(handle_for(request))
+    system.install(shop)
+    granted = ["read_products", "write_products", "read_orders", "read_discounts"]
+    payload = {"id": 1, "previous": granted[:3], "current": granted, "updated_at": "2026-11-27"}
+    body, headers = signed_delivery(
+        CLIENT_SECRET, topic="app/scopes_update", shop=shop, payload=payload
+    )
+    headers["X-Shopify-Triggered-At"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    assert system.app.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    system.drain()
+    with system.runtime.sessions() as session:
+        update_id = session.scalar(
+            select(InboundEvent.id).where(InboundEvent.topic == "app/scopes_update")
+        )
+    assert update_id is not None
+    assert event(system, update_id).status == "done"
+    with system.runtime.sessions() as session:
+        connection = session.scalar(select(Connection).where(Connection.provider == "shopify"))
+        assert connection is not None
+        assert connection.scopes == "read_products,write_products,read_orders,read_discounts"
+
+
+def test_a_scopes_update_without_current_scopes_is_dead_lettered(
+    sqlite_system: System, request: pytest.FixtureRequest
+) -> None:
+    """A payload without 'current' fails with a reason an operator can act on."""
+    system = sqlite_system
+    shop = system.create_shop(handle_for(request))
+    system.install(shop)
+    body, headers = signed_delivery(
+        CLIENT_SECRET, topic="app/scopes_update", shop=shop, payload={"id": 1, "previous": []}
+    )
+    assert system.app.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    with system.runtime.sessions() as session:
+        bad = session.scalar(
+            select(InboundEvent.id).where(InboundEvent.topic == "app/scopes_update")
+        )
+    assert bad is not None
+    system.drain(max_attempts=1)
+    found = event(system, bad)
+    assert found.status == "dead"
+    assert found.last_error is not None
+    assert "needs 'current'" in found.last_error
