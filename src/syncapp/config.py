@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     worker_backoff_cap_seconds: float = Field(default=900.0, ge=0)
     # A claimed event whose worker has not finished it within this time is claimed again.
     worker_lease_seconds: float = Field(default=300.0, gt=0)
+    # Processed inbound events (payloads carry customer data) are deleted this long after
+    # processing. At least two days: the rows are also what recognises Shopify's redeliveries.
+    inbound_retention_hours: float = Field(default=168.0, ge=48)
 
     @field_validator("shopify_api_version")
     @classmethod

@@ -14,6 +14,10 @@ after ``max_attempts``, to ``dead`` with the reason in ``last_error``, for opera
 
 Topics without a handler here (products, orders, bulk operations, …) are never claimed: they
 stay ``pending`` for the sync engine of later issues, which claims its own topics the same way.
+
+Processed events are deleted ``SYNCAPP_INBOUND_RETENTION_HOURS`` (7 days) after processing
+(:meth:`Worker.prune`, every ten minutes): their payloads carry customer data, which is kept no
+longer than needed, and two days are enough to recognise Shopify's redeliveries.
 """
 
 from __future__ import annotations
@@ -21,14 +25,16 @@ from __future__ import annotations
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import FrameType
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from syncapp.billing.service import handle_subscription_update
@@ -80,6 +86,9 @@ class WorkerOptions:
     backoff_base_seconds: float = 2.0
     backoff_cap_seconds: float = 900.0
     lease_seconds: float = 300.0
+    retention_hours: float = 168.0
+    prune_every_seconds: float = 600.0
+    prune_batch: int = 500
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerOptions:
@@ -90,6 +99,7 @@ class WorkerOptions:
             backoff_base_seconds=settings.worker_backoff_base_seconds,
             backoff_cap_seconds=settings.worker_backoff_cap_seconds,
             lease_seconds=settings.worker_lease_seconds,
+            retention_hours=settings.inbound_retention_hours,
         )
 
 
@@ -230,11 +240,47 @@ class Worker:
             self.process(event_id)
         return len(ids)
 
+    def prune(self) -> int:
+        """Delete events processed (``done``) more than the retention ago; returns how many.
+
+        A batch per short transaction, so other writers never wait long. ``dead`` events stay
+        for operators; ``pending`` ones (topics of later issues) stay for their workers.
+        """
+        cutoff = datetime.now(UTC) - timedelta(hours=self._options.retention_hours)
+        expired = (
+            select(InboundEvent.id)
+            .where(InboundEvent.status == "done", InboundEvent.processed_at < cutoff)
+            .order_by(InboundEvent.id)
+            .limit(self._options.prune_batch)
+        )
+        total = 0
+        while True:
+            with self._runtime.sessions.begin() as session:
+                deleted = session.execute(
+                    delete(InboundEvent)
+                    .where(InboundEvent.id.in_(expired.scalar_subquery()))
+                    .execution_options(synchronize_session=False)
+                )
+                count = int(cast(CursorResult[Any], deleted).rowcount or 0)
+            total += count
+            if count < self._options.prune_batch:
+                break
+        if total:
+            log.info(
+                "worker.events_pruned", count=total, retention_hours=self._options.retention_hours
+            )
+        return total
+
     def run(self, stop: threading.Event) -> None:
-        """Process until ``stop`` is set, polling when there is nothing due."""
+        """Process until ``stop`` is set, polling when there is nothing due; prune processed
+        events every ``prune_every_seconds``."""
         log.info("worker.started", topics=sorted(self._handlers))
+        next_prune = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + self._options.prune_every_seconds
+                    self.prune()
                 claimed = self.run_once()
             except Exception as exc:  # the database is away: wait and try again
                 log.error("worker.batch_failed", error=f"{type(exc).__name__}: {exc}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from syncapp.shops.errors import ShopNotInstalled
 from syncapp.shops.tokens import get_admin_token
@@ -282,3 +283,66 @@ def test_a_scopes_update_without_current_scopes_is_dead_lettered(
     assert found.status == "dead"
     assert found.last_error is not None
     assert "needs 'current'" in found.last_error
+
+
+def test_processed_events_are_pruned_after_the_retention(
+    system: System, request: pytest.FixtureRequest
+) -> None:
+    """Done events processed longer ago than the retention go, in batches; recent done,
+    dead and pending events stay. A redelivery of a recent one is still recognised."""
+    shop = handle_for(request) + ".myshopify.com"
+    old = [deliver(system, "app/uninstalled", shop, {"n": n}) for n in range(7)]
+    recent = deliver(system, "app/uninstalled", shop, {"n": "recent"}, webhook_id="wh-recent")
+    system.drain()
+    dead = deliver(system, "customers/redact", shop, {"customer": "not an object"})
+    system.drain(max_attempts=1)
+    pending = deliver(system, "products/update", shop, product_payload())
+    long_ago = datetime.now(UTC) - timedelta(hours=200)
+    with system.runtime.sessions.begin() as session:
+        session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id.in_([*old, dead, pending]))
+            .values(processed_at=long_ago, received_at=long_ago)
+        )
+    assert system.worker(retention_hours=168, prune_batch=3).prune() == 7  # in three batches
+    with system.runtime.sessions() as session:
+        left = {
+            r.id: r.status for r in session.execute(select(InboundEvent.id, InboundEvent.status))
+        }
+    assert left == {recent: "done", dead: "dead", pending: "pending"}
+    # Within the retention a redelivery is still a duplicate: not stored, not processed again.
+    body, headers = signed_delivery(
+        CLIENT_SECRET, topic="app/uninstalled", shop=shop, payload={"n": "recent"}
+    )
+    headers["X-Shopify-Webhook-Id"] = "wh-recent"
+    assert system.app.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    with system.runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(InboundEvent)) == 3
+
+
+def test_the_running_worker_prunes(sqlite_system: System, request: pytest.FixtureRequest) -> None:
+    """Worker.run prunes at start (and every prune_every_seconds) besides processing."""
+    system = sqlite_system
+    shop = handle_for(request) + ".myshopify.com"
+    done = deliver(system, "app/uninstalled", shop, {"domain": shop})
+    system.drain()
+    with system.runtime.sessions.begin() as session:
+        session.execute(
+            update(InboundEvent).values(processed_at=datetime.now(UTC) - timedelta(days=30))
+        )
+    stop = threading.Event()
+    worker = system.worker(poll_seconds=0.05)
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with system.runtime.sessions() as session:
+                if session.get(InboundEvent, done) is None:
+                    break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    with system.runtime.sessions() as session:
+        assert session.get(InboundEvent, done) is None
