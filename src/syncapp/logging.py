@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 import structlog
 
 _LEVELS = {
@@ -22,6 +24,12 @@ _LEVELS = {
 }
 
 
+def _orjson_dumps(obj: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
+    # A log line per webhook is on the ingest hot path: orjson writes one in a fifth of the
+    # time of the standard library, and dates as ISO 8601 rather than repr().
+    return orjson.dumps(obj, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Install the structlog pipeline for the process; safe to call more than once."""
     shared: list[Any] = [
@@ -30,7 +38,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )

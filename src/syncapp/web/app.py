@@ -23,11 +23,9 @@ from syncapp.web.app_home import ROUTE_PATHS as APP_HOME_PATHS
 from syncapp.web.app_home import app_home
 from syncapp.web.ingest import EventRecorder
 from syncapp.web.observability import RequestContextMiddleware, metrics_endpoint
-from syncapp.web.webhooks import ShopifyWebhookEndpoint
+from syncapp.web.webhooks import ShopifyWebhookEndpoint, WebhookRoute
 
 log = structlog.get_logger("syncapp.web")
-
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -69,13 +67,12 @@ def create_app(settings: Settings) -> Starlette:
             await home.aclose()
             engine.dispose()
 
-    # Plain Starlette: the webhook route is the hot path and needs no framework layers on it.
+    # Plain Starlette, and the webhook (the hot path) answered by WebhookRoute before the router.
     # Later issues mount their (FastAPI) API routers beside these routes.
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            Route("/webhooks/shopify", webhooks.handle, methods=ALL_METHODS),
             *home.routes(),
         ],
         middleware=[
@@ -83,7 +80,8 @@ def create_app(settings: Settings) -> Starlette:
                 RequestContextMiddleware,
                 known_routes=frozenset({"/healthz", "/metrics", "/webhooks/shopify"})
                 | APP_HOME_PATHS,
-            )
+            ),
+            Middleware(WebhookRoute, path="/webhooks/shopify", endpoint=webhooks),
         ],
         lifespan=lifespan,
     )
