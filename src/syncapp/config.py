@@ -92,6 +92,9 @@ class Settings(BaseSettings):
 
     webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     ingest_batch_size: int = Field(default=256, ge=1, le=4096)
+    # How long a webhook waits for SQLite's write lock (another process writing) before it is
+    # answered 503 for Shopify to redeliver: well inside Shopify's 5 s.
+    ingest_lock_wait_seconds: float = Field(default=3.0, gt=0, le=4.5)
 
     # Refresh the Shopify offline token when less than this is left (it lives an hour).
     shopify_token_refresh_margin_seconds: int = Field(default=300, ge=0, le=3000)

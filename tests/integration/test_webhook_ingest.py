@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -259,3 +262,49 @@ def test_a_failing_database_gives_503_and_the_recorder_recovers(client: TestClie
     assert count(client) == 0
     assert client.post(URL, content=body, headers=headers).status_code == 200
     assert count(client) == 1
+
+
+def _sqlite_path(client: TestClient) -> str:
+    database = client.app.state.engine.url.database  # type: ignore[attr-defined]
+    assert database
+    return str(database)
+
+
+def test_a_webhook_waits_for_another_writer_while_the_server_keeps_answering(
+    client: TestClient,
+) -> None:
+    """Another process holds SQLite's write lock (the worker, say): the webhook waits without
+    stalling the event loop — /healthz answers meanwhile — and is stored once it is free."""
+    blocker = sqlite3.connect(_sqlite_path(client), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    body, headers = signed_delivery(CLIENT_SECRET, webhook_id="wh-wait")
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(client.post, URL, content=body, headers=headers)
+            time.sleep(0.3)  # let the batch find the lock taken
+            assert client.get("/healthz").status_code == 200
+            assert not pending.done()
+            blocker.execute("ROLLBACK")
+            assert pending.result(timeout=10).status_code == 200
+    finally:
+        blocker.close()
+    assert [row.delivery_id for row in stored(client)] == ["wh-wait"]
+
+
+def test_a_write_lock_held_too_long_gives_503_and_stores_nothing(tmp_path: Path) -> None:
+    """Past SYNCAPP_INGEST_LOCK_WAIT_SECONDS the webhook is answered 503 with Retry-After,
+    inside Shopify's deadline; the redelivery after the lock is released is stored."""
+    for client in _client(make_settings(tmp_path, ingest_lock_wait_seconds=0.3)):
+        blocker = sqlite3.connect(_sqlite_path(client), isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        body, headers = signed_delivery(CLIENT_SECRET, webhook_id="wh-late")
+        try:
+            refused = client.post(URL, content=body, headers=headers)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert count(client) == 0
+        assert client.post(URL, content=body, headers=headers).status_code == 200
+        assert count(client) == 1

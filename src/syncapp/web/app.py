@@ -32,7 +32,11 @@ def create_app(settings: Settings) -> Starlette:
     """The web service for ``settings``; the database must already be migrated."""
     assert settings.shopify_client_secret is not None, "call ensure_embedded_secrets first"
     engine = make_engine(settings.database_url)
-    recorder = EventRecorder(engine, max_batch=settings.ingest_batch_size)
+    recorder = EventRecorder(
+        engine,
+        max_batch=settings.ingest_batch_size,
+        lock_wait_seconds=settings.ingest_lock_wait_seconds,
+    )
     old_secret = settings.shopify_old_client_secret
     app_config: AppConfig = {
         "client_id": settings.shopify_client_id,

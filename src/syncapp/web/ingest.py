@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from prometheus_client import Histogram
 from sqlalchemy import Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
+from syncapp.store.db import SQLITE_BUSY_TIMEOUT_MS
 from syncapp.store.models import InboundEvent
 
 log = structlog.get_logger("syncapp.web.ingest")
@@ -67,9 +69,12 @@ class RecorderClosed(RuntimeError):
 class EventRecorder:
     """Group-commits :class:`NewEvent` rows; ``await record(event)`` → True if new."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
+    def __init__(
+        self, engine: Engine, *, max_batch: int = 256, lock_wait_seconds: float = 3.0
+    ) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        self._lock_wait = lock_wait_seconds
         self._queue: asyncio.Queue[tuple[NewEvent, asyncio.Future[bool]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
@@ -162,12 +167,7 @@ class EventRecorder:
                     lock = self._open_lock()
                     await self._take_sqlite_lock(lock)
                     try:
-                        # Whatever arrived while another process held the lock rides along.
-                        self._drain(batch)
-                        # Deliberately on the event loop: a batch costs about a millisecond,
-                        # and a writer thread would wait for the GIL behind this very loop
-                        # (measured: 2-3x slower commits under load; docs/adr/0003).
-                        results = self._write_sqlite([e for e, _ in batch])
+                        results = await self._write_sqlite_when_free(batch)
                     finally:
                         fcntl.flock(lock, fcntl.LOCK_UN)
                 else:
@@ -184,6 +184,34 @@ class EventRecorder:
             BATCH_ROWS.observe(len(batch))
             for _ in batch:
                 self._queue.task_done()
+
+    async def _write_sqlite_when_free(
+        self, batch: list[tuple[NewEvent, asyncio.Future[bool]]]
+    ) -> list[bool]:
+        """Write the batch once SQLite's write lock is free, without blocking the loop.
+
+        Other processes (the worker, the sign-up, App Home writes) hold SQLite's write lock for
+        short transactions. SQLite's own busy handler would sleep *on the event loop*, stalling
+        every request of this web worker, so the batch tries without waiting and, while the lock
+        is taken, sleeps on the loop instead (1 ms, doubling to 20 ms) up to the configured
+        wait, then fails (503; Shopify redelivers).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lock_wait
+        delay = 0.001
+        while True:
+            # Whatever arrived while another process held a lock rides along.
+            self._drain(batch)
+            try:
+                # Deliberately on the event loop: a batch costs about a millisecond, and a
+                # writer thread would wait for the GIL behind this very loop (measured: 2-3x
+                # slower commits under load; docs/adr/0003).
+                return self._write_sqlite([e for e, _ in batch])
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     def _write(self, events: list[NewEvent]) -> list[bool]:
         now = datetime.now(UTC)
@@ -226,12 +254,17 @@ class EventRecorder:
             )
         placeholders = ",".join(["(?,?,?,?,?,?,?,?,?,'pending',0)"] * len(events))
         raw = self._engine.raw_connection()
+        cursor = raw.cursor()
         try:
-            cursor = raw.cursor()
             # Checkpoints copy the WAL into the database and fsync it: tens of milliseconds that
             # must not block the event loop. The recorder runs them in a thread instead.
             cursor.execute("PRAGMA wal_autocheckpoint=0")
-            cursor.execute("BEGIN IMMEDIATE")
+            # Fail at once when another process writes (the caller waits off the busy handler).
+            cursor.execute("PRAGMA busy_timeout=0")
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             try:
                 # Holding the write lock, every row with a larger id is one this INSERT kept.
                 (last_id,) = cursor.execute(
@@ -245,12 +278,17 @@ class EventRecorder:
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
-            finally:
-                cursor.close()
         finally:
+            cursor.close()
             raw.close()
         self.batches += 1
         return _first_of_kept(events, {(row[0], row[1]) for row in kept})
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    # The primary result code is the low byte of the extended one (SQLITE_BUSY_RECOVERY, ...).
+    code = int(getattr(exc, "sqlite_errorcode", 0)) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _first_of_kept(events: list[NewEvent], kept: set[tuple[str, str]]) -> list[bool]:
