@@ -237,6 +237,8 @@ def main() -> None:
         "commit time histogram (cumulative):",
         ", ".join(f"<={le}s: {float(n):.0f}" for le, n in buckets),
     )
+    waits = re.search(r"^syncapp_ingest_lock_waits_total ([\d.e+]+)$", metrics, re.M)
+    print(f"waits for another process's SQLite write lock: {float(waits[1]) if waits else 0:.0f}")
     print(f"ingest/noop throughput ratio: {ingest['rps'] / noop['rps']:.2f}")
 
 

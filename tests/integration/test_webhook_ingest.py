@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
@@ -275,6 +276,7 @@ def test_a_webhook_waits_for_another_writer_while_the_server_keeps_answering(
 ) -> None:
     """Another process holds SQLite's write lock (the worker, say): the webhook waits without
     stalling the event loop — /healthz answers meanwhile — and is stored once it is free."""
+    waits_before = REGISTRY.get_sample_value("syncapp_ingest_lock_waits_total") or 0
     blocker = sqlite3.connect(_sqlite_path(client), isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     body, headers = signed_delivery(CLIENT_SECRET, webhook_id="wh-wait")
@@ -289,6 +291,7 @@ def test_a_webhook_waits_for_another_writer_while_the_server_keeps_answering(
     finally:
         blocker.close()
     assert [row.delivery_id for row in stored(client)] == ["wh-wait"]
+    assert (REGISTRY.get_sample_value("syncapp_ingest_lock_waits_total") or 0) > waits_before
 
 
 def test_a_write_lock_held_too_long_gives_503_and_stores_nothing(tmp_path: Path) -> None:

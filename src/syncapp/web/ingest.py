@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import structlog
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -45,6 +45,11 @@ BATCH_SECONDS = Histogram(
     "syncapp_ingest_batch_seconds",
     "Time to write and commit one batch of inbound events.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+
+LOCK_WAITS = Counter(
+    "syncapp_ingest_lock_waits_total",
+    "Times a batch of webhooks found SQLite's write lock held by another process and waited.",
 )
 
 
@@ -210,6 +215,7 @@ class EventRecorder:
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or loop.time() + delay > deadline:
                     raise
+                LOCK_WAITS.inc()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 
