@@ -155,7 +155,7 @@ def run_embedded(settings: Settings) -> int:
         console.print(f"  app health          {settings.public_url}/healthz")
         console.print(f"  app metrics         {settings.public_url}/metrics")
         console.print(f"  Shopify webhooks →  {settings.public_url}/webhooks/shopify")
-        console.print("  worker              uninstall/privacy webhooks, eManageCRM/CTRwow sign-up")
+        console.print("  worker              uninstall/scopes/privacy/billing webhooks, sign-up")
         if settings.sandbox:
             shop = DEMO_SHOP.removesuffix(".myshopify.com")
             console.print(
