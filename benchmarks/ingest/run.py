@@ -50,6 +50,12 @@ function request()
   local id = prefix .. counter
   wrk.headers["X-Shopify-Webhook-Id"] = "wh-" .. id
   wrk.headers["X-Shopify-Event-Id"] = "ev-" .. id
+  -- The topic is not signed: every Nth delivery becomes work for the worker (--with-worker N).
+  if every > 0 and counter % every == 0 then
+    wrk.headers["X-Shopify-Topic"] = "app/uninstalled"
+  else
+    wrk.headers["X-Shopify-Topic"] = "products/update"
+  end
   return wrk.format("POST", wrk.path, wrk.headers, wrk.body)
 end
 """
@@ -86,7 +92,9 @@ def run_wrk(url: str, body: bytes, headers: dict[str, str], args: argparse.Names
         header_lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
         body_lua = json.dumps(body.decode())
         script.write_text(
-            f'wrk.method = "POST"\nwrk.body = {body_lua}\n{header_lines}\n{LUA}', encoding="utf-8"
+            f'wrk.method = "POST"\nwrk.body = {body_lua}\n{header_lines}\n'
+            f"local every = {args.with_worker}\n{LUA}",
+            encoding="utf-8",
         )
         out = subprocess.run(
             [
@@ -129,6 +137,14 @@ def main() -> None:
         "--log-level",
         default="info",
         help="the app's level; at info (the default) every webhook writes a JSON line to a file",
+    )
+    parser.add_argument(
+        "--with-worker",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run `syncapp worker` and make every Nth webhook an app/uninstalled for it, so"
+        " that another process writes to the database during the run",
     )
     args = parser.parse_args()
 
@@ -176,6 +192,16 @@ def main() -> None:
         stdout=server_log,
         stderr=subprocess.STDOUT,
     )
+    worker = (
+        subprocess.Popen(
+            [python, "-m", "syncapp.cli", "worker"],
+            env=env,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+        )
+        if args.with_worker
+        else None
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -199,12 +225,22 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
         server_log.close()
 
     url = args.database_url or f"sqlite:///{data_dir / 'syncapp.db'}"
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
+        handled = dict(
+            conn.execute(
+                select(InboundEvent.status, func.count())
+                .where(InboundEvent.topic == "app/uninstalled")
+                .group_by(InboundEvent.status)
+            ).all()
+        )
         if engine.dialect.name == "sqlite":
             conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     engine.dispose()
@@ -220,6 +256,8 @@ def main() -> None:
             f"{name:<20}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['non_2xx']:>10}"
         )
     print(f"stored rows: {stored} (wrk counted {ingest['requests']} webhook requests)")
+    if args.with_worker:
+        print(f"app/uninstalled events for the worker, by status: {handled}")
     print(f"body: {len(body)} bytes (products/create of the sandbox's demo product 0)")
     print(f"stored webhooks/s: {stored / args.duration:.0f}")
     sums = dict(re.findall(r"^(syncapp_ingest_batch_\w+_(?:sum|count)) ([\d.e+]+)$", metrics, re.M))

@@ -34,7 +34,7 @@ from types import FrameType
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import CursorResult, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from syncapp.billing.service import handle_subscription_update
@@ -123,20 +123,23 @@ class Worker:
     def topics(self) -> frozenset[str]:
         return frozenset(self._handlers)
 
-    def _claimable(self, now: datetime) -> list[object]:
-        return [
-            InboundEvent.source == "shopify",
+    def _due(self, now: datetime) -> ColumnElement[bool]:
+        """Pending events of our topics whose retry time has come."""
+        return and_(
+            InboundEvent.status == "pending",
             InboundEvent.topic.in_(sorted(self._handlers)),
-            or_(
-                and_(
-                    InboundEvent.status == "pending",
-                    or_(
-                        InboundEvent.next_attempt_at.is_(None), InboundEvent.next_attempt_at <= now
-                    ),
-                ),
-                and_(InboundEvent.status == "processing", InboundEvent.locked_until < now),
-            ),
-        ]
+            InboundEvent.source == "shopify",
+            or_(InboundEvent.next_attempt_at.is_(None), InboundEvent.next_attempt_at <= now),
+        )
+
+    def _abandoned(self, now: datetime) -> ColumnElement[bool]:
+        """Events of our topics claimed by a worker whose lease ran out (it died)."""
+        return and_(
+            InboundEvent.status == "processing",
+            InboundEvent.topic.in_(sorted(self._handlers)),
+            InboundEvent.source == "shopify",
+            InboundEvent.locked_until < now,
+        )
 
     def claim(self) -> list[int]:
         """Lease up to ``batch_size`` due events of the handled topics; their ids in order."""
@@ -147,11 +150,12 @@ class Worker:
             "locked_until": lease,
             "attempts": InboundEvent.attempts + 1,
         }
+        limit = self._options.batch_size
         due = (
             select(InboundEvent.id)
-            .where(*self._claimable(now))  # type: ignore[arg-type]
+            .where(or_(self._due(now), self._abandoned(now)))
             .order_by(InboundEvent.id)
-            .limit(self._options.batch_size)
+            .limit(limit)
         )
         with locked_transaction(self._runtime.sessions) as session:
             if session.get_bind().dialect.name == "postgresql":
@@ -165,7 +169,17 @@ class Worker:
                     .execution_options(synchronize_session=False)
                 ).all()
             else:
-                ids = session.scalars(due).all()
+                # One indexed query per state (status, topic, id): SQLite does not use the index
+                # for the OR of both, and would walk every pending event of other topics.
+                found: list[int] = []
+                for condition in (self._due(now), self._abandoned(now)):
+                    found += session.scalars(
+                        select(InboundEvent.id)
+                        .where(condition)
+                        .order_by(InboundEvent.id)
+                        .limit(limit)
+                    )
+                ids = sorted(found)[:limit]
                 if ids:
                     session.execute(
                         update(InboundEvent)

@@ -23,8 +23,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import ColumnElement, CursorResult, Select, or_, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, Select, or_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+
+from syncapp.store.db import sqlite_write_lock
 
 log = structlog.get_logger("syncapp.shops.locking")
 
@@ -40,18 +42,23 @@ def call_after_commit(session: Session, action: Callable[[], None]) -> None:
 
 @contextmanager
 def locked_transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """A session in a write transaction (SQLite: ``BEGIN IMMEDIATE``); commits on success."""
+    """A session in a write transaction (SQLite: ``BEGIN IMMEDIATE`` under the writers' flock,
+    see :func:`syncapp.store.db.sqlite_write_lock`); commits on success, then runs the actions
+    registered with :func:`call_after_commit`, with no lock held."""
     with sessions() as session:
-        if session.get_bind().dialect.name == "sqlite":
-            # pysqlite opens transactions lazily (at the first write); begin ourselves so the
-            # write lock is held before the reads that decide what to write.
-            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+        engine = session.get_bind()
+        assert isinstance(engine, Engine)
+        with sqlite_write_lock(engine):
+            if engine.dialect.name == "sqlite":
+                # pysqlite opens transactions lazily (at the first write); begin ourselves so
+                # the write lock is held before the reads that decide what to write.
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
         for action in session.info.pop(_AFTER_COMMIT, []):
             try:
                 action()

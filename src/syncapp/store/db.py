@@ -3,10 +3,20 @@
 SQLite runs in WAL mode with ``synchronous=FULL``: a commit is on disk when it returns, which
 is what "durably recorded" means for a webhook we have acknowledged. Writers wait on a busy
 timeout rather than failing when another process holds the write lock.
+
+SQLite's busy handler polls (sleeping up to 100 ms between tries), so a writer that keeps coming
+back — the worker, one short transaction after another — can starve one that polls. The busiest
+writers (webhook ingest, and every ``locked_transaction``: the worker, install, token storage)
+therefore first take an exclusive ``flock`` on ``<database>.write-lock``
+(:func:`sqlite_write_lock`): the kernel wakes a waiter the moment the holder lets go.
 """
 
 from __future__ import annotations
 
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +68,41 @@ def ping(engine: Engine) -> None:
     """Raise if the database does not answer a trivial query."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+def sqlite_write_lock_path(engine: Engine) -> Path | None:
+    """``<database>.write-lock`` for a file-backed SQLite engine, else None."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return Path(f"{engine.url.database}.write-lock")
+
+
+_held = threading.local()
+
+
+@contextmanager
+def sqlite_write_lock(engine: Engine) -> Iterator[None]:
+    """Hold the writers' ``flock`` of ``engine``'s SQLite file (blocking); a no-op elsewhere.
+
+    Re-entrant within a thread: flock is per open file, so a nested acquisition on a second
+    descriptor would wait for the thread itself.
+    """
+    path = sqlite_write_lock_path(engine)
+    depth: dict[Path, int] = _held.__dict__.setdefault("depth", {})
+    if path is None or depth.get(path, 0) > 0:
+        if path is not None:
+            depth[path] += 1
+        try:
+            yield
+        finally:
+            if path is not None:
+                depth[path] -= 1
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        depth[path] = 1
+        try:
+            yield
+        finally:
+            depth[path] = 0
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -115,7 +115,9 @@ class InboundEvent(Base):
     __table_args__ = (
         UniqueConstraint("source", "delivery_id"),
         UniqueConstraint("source", "shop_domain", "topic", "event_id"),
-        Index("ix_inbound_events_status_id", "status", "id"),
+        # Workers claim the due events of *their* topics in id order; without the topic here
+        # every claim walked all pending events of other topics (products, orders).
+        Index("ix_inbound_events_status_topic_id", "status", "topic", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

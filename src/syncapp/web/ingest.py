@@ -23,7 +23,6 @@ import fcntl
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any
 
 import structlog
@@ -31,7 +30,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from syncapp.store.db import SQLITE_BUSY_TIMEOUT_MS
+from syncapp.store.db import SQLITE_BUSY_TIMEOUT_MS, sqlite_write_lock_path
 from syncapp.store.models import InboundEvent
 
 log = structlog.get_logger("syncapp.web.ingest")
@@ -90,9 +89,8 @@ class EventRecorder:
         self._stmt = (
             insert(table).on_conflict_do_nothing().returning(table.c.source, table.c.delivery_id)
         )
-        self._sqlite_lock: Path | None = None
-        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            self._sqlite_lock = Path(f"{engine.url.database}.ingest-lock")
+        # The writers' flock shared with every locked_transaction (see syncapp.store.db).
+        self._sqlite_lock = sqlite_write_lock_path(engine)
         self._lock_file: IO[str] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self.batches = 0
