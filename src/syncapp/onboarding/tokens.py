@@ -19,20 +19,22 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import select, update
 
 from syncapp.connectors.ctrwow import CtrwowInvalidGrant, CtrwowTransientError
 from syncapp.errors import SyncAppError
 from syncapp.onboarding.models import CtrwowAccount
 from syncapp.onboarding.runner import set_connection, store_ctrwow_tokens, utc
 from syncapp.onboarding.runtime import OnboardingRuntime
+from syncapp.shops.locking import Lease
 from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import get_secret
 
-REFRESH_LEASE_SECONDS = 30.0
-POLL_SECONDS = 0.05
+REFRESH_LEASE = Lease(
+    CtrwowAccount.refresh_locked_by, CtrwowAccount.refresh_locked_until, timedelta(seconds=30)
+)
 
 
 class CtrwowTokenError(SyncAppError):
@@ -61,7 +63,7 @@ async def get_ctrwow_token(rt: OnboardingRuntime, *, shop: str) -> str:
 
     Raises CtrwowNotConnected, CtrwowReconnectRequired or CtrwowTokenUnavailable.
     """
-    deadline = asyncio.get_running_loop().time() + REFRESH_LEASE_SECONDS * 2
+    deadline = asyncio.get_running_loop().time() + REFRESH_LEASE.duration.total_seconds() * 2
     while True:
         shop_id, token = _current(rt, shop)
         if token is not None:
@@ -74,7 +76,7 @@ async def get_ctrwow_token(rt: OnboardingRuntime, *, shop: str) -> str:
                 "retry later",
                 shop=shop,
             )
-        await asyncio.sleep(POLL_SECONDS)
+        await asyncio.sleep(REFRESH_LEASE.poll_seconds)
 
 
 def _current(rt: OnboardingRuntime, shop: str) -> tuple[int, str | None]:
@@ -115,36 +117,12 @@ def _current(rt: OnboardingRuntime, shop: str) -> tuple[int, str | None]:
 
 
 def _take_lease(rt: OnboardingRuntime, shop_id: int) -> bool:
-    now = rt.clock()
-    with rt.sessions.begin() as session:
-        result = session.execute(
-            update(CtrwowAccount)
-            .where(
-                CtrwowAccount.shop_id == shop_id,
-                or_(
-                    CtrwowAccount.refresh_locked_until.is_(None),
-                    CtrwowAccount.refresh_locked_until < now,
-                ),
-            )
-            .values(
-                refresh_locked_by=rt.runner_id,
-                refresh_locked_until=now + timedelta(seconds=REFRESH_LEASE_SECONDS),
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return cast(CursorResult[Any], result).rowcount == 1
+    row = CtrwowAccount.shop_id == shop_id
+    return REFRESH_LEASE.take(rt.sessions, row, rt.runner_id, now=rt.clock())
 
 
 def _release(rt: OnboardingRuntime, shop_id: int) -> None:
-    with rt.sessions.begin() as session:
-        session.execute(
-            update(CtrwowAccount)
-            .where(
-                CtrwowAccount.shop_id == shop_id, CtrwowAccount.refresh_locked_by == rt.runner_id
-            )
-            .values(refresh_locked_by=None, refresh_locked_until=None)
-            .execution_options(synchronize_session=False)
-        )
+    REFRESH_LEASE.release(rt.sessions, CtrwowAccount.shop_id == shop_id, rt.runner_id)
 
 
 async def _refresh_holding_lease(rt: OnboardingRuntime, shop: str, shop_id: int) -> str:

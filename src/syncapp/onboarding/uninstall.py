@@ -94,7 +94,7 @@ def revoke_ctrwow_on_uninstall(settings: Settings) -> UninstallHook:
         )
         if connection is None and not tokens and account_id is None:
             return  # the shop never reached CTRwow
-        earlier = connection.detail or "" if connection is not None else ""
+        earlier = (connection.detail or "") if connection is not None else ""
         detail: str
         if tokens:
             detail = (

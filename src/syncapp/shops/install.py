@@ -51,7 +51,6 @@ log = structlog.get_logger("syncapp.shops.install")
 SIGNUP = "signup"
 # One token exchange per shop at a time; longer than the HTTP client's timeouts.
 INSTALL_LEASE = Lease(Shop.install_locked_by, Shop.install_locked_until, timedelta(seconds=30))
-POLL_SECONDS = 0.05
 # When another request's exchange takes too long: App Bridge retries a 503 with Retry-After.
 STILL_INSTALLING = Res(
     status=503, body="The app is still being installed; retry shortly", headers={"Retry-After": "2"}
@@ -167,7 +166,7 @@ def ensure_installed(
             log.warning("install.still_in_progress_elsewhere", shop=shop)
             return InstallOutcome(shop=shop, response=STILL_INSTALLING)
         waited = True
-        time.sleep(POLL_SECONDS)
+        time.sleep(INSTALL_LEASE.poll_seconds)
     try:
         outcome = _exchange_holding_lease(runtime, shop, shop_id, id_token, invalid_token_response)
     finally:

@@ -78,10 +78,20 @@ class Lease:
     owner: InstrumentedAttribute[str | None]
     until: InstrumentedAttribute[datetime | None]
     duration: timedelta
+    # How often a caller that found the lease taken looks again.
+    poll_seconds: float = 0.05
 
-    def take(self, sessions: sessionmaker[Session], row: ColumnElement[bool], owner: str) -> bool:
-        """True when ``owner`` now holds the lease of the row ``row`` selects."""
-        now = datetime.now(UTC)
+    def take(
+        self,
+        sessions: sessionmaker[Session],
+        row: ColumnElement[bool],
+        owner: str,
+        *,
+        now: datetime | None = None,
+    ) -> bool:
+        """True when ``owner`` now holds the lease of the row ``row`` selects (``now``: the
+        caller's clock, by default the real one)."""
+        now = now or datetime.now(UTC)
         with sessions.begin() as session:
             result = session.execute(
                 update(self.owner.class_)

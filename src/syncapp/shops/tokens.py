@@ -56,7 +56,6 @@ STILL_USABLE = timedelta(seconds=30)
 REFRESH_LEASE = Lease(
     Connection.refresh_locked_by, Connection.refresh_locked_until, timedelta(seconds=30)
 )
-POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +198,7 @@ def get_admin_token(runtime: ShopsRuntime, *, shop: str) -> str:
                 " long; retry later",
                 shop=shop,
             )
-        time.sleep(POLL_SECONDS)
+        time.sleep(REFRESH_LEASE.poll_seconds)
     try:
         return _refresh_holding_lease(runtime, shop, shop_id, connection_id, margin)
     finally:

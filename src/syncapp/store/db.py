@@ -88,15 +88,16 @@ def sqlite_write_lock(engine: Engine) -> Iterator[None]:
     descriptor would wait for the thread itself.
     """
     path = sqlite_write_lock_path(engine)
+    if path is None:
+        yield
+        return
     depth: dict[Path, int] = _held.__dict__.setdefault("depth", {})
-    if path is None or depth.get(path, 0) > 0:
-        if path is not None:
-            depth[path] += 1
+    if depth.get(path, 0):
+        depth[path] += 1
         try:
             yield
         finally:
-            if path is not None:
-                depth[path] -= 1
+            depth[path] -= 1
         return
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
