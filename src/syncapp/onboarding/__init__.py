@@ -10,7 +10,8 @@ its CTRwow account — as a durable, resumable job of recorded steps.
     models.py   onboarding_steps, emanage_accounts, ctrwow_accounts
 """
 
-from syncapp.onboarding.plan import JobStatus, RetryPolicy, Step, StepStatus
+from syncapp.bus.retry import RetryPolicy
+from syncapp.onboarding.plan import JobStatus, Step, StepStatus
 from syncapp.onboarding.runner import run_due_onboarding, run_onboarding_loop
 from syncapp.onboarding.runtime import OnboardingRuntime, open_onboarding
 from syncapp.onboarding.service import (

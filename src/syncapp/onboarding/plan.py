@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from syncapp.bus.retry import RetryPolicy, backoff_delay
 from syncapp.connectors.ctrwow import (
     CtrwowConflict,
     CtrwowError,
@@ -241,40 +242,8 @@ def classify(exc: BaseException, *, step: Step) -> Outcome:
 # --- retries ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter; after ``max_attempts`` attempts of one step it fails."""
-
-    base_seconds: float = 2.0
-    cap_seconds: float = 900.0
-    max_attempts: int = 30
-
-    def __post_init__(self) -> None:
-        if self.base_seconds < 0 or self.cap_seconds < self.base_seconds:
-            raise ValueError("RetryPolicy needs 0 <= base_seconds <= cap_seconds")
-        if self.max_attempts < 1:
-            raise ValueError("RetryPolicy.max_attempts must be at least 1")
-
-
-def backoff_delay(
-    attempt: int, *, policy: RetryPolicy, jitter: float, retry_after: float | None = None
-) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1 for the first failure).
-
-    "Equal jitter": half of the exponential step is kept, the other half is scaled by
-    ``jitter`` in [0, 1), so retries of many shops spread out but never come back at once. A
-    server's ``retry_after`` is a floor, since retrying before it only fails again.
-    """
-    if attempt < 1:
-        raise ValueError("attempt counts from 1")
-    if not 0.0 <= jitter < 1.0:
-        raise ValueError("jitter must be in [0, 1)")
-    # Clamp the exponent: 2**63 s is already past any cap, and larger powers overflow floats.
-    ceiling = min(policy.cap_seconds, policy.base_seconds * 2.0 ** min(attempt - 1, 63))
-    delay = ceiling / 2 + ceiling / 2 * jitter
-    if retry_after is not None and retry_after > delay:
-        delay = retry_after
-    return delay
+# The one retry policy of the app (syncapp.bus.retry); a sign-up step gets more attempts.
+SIGNUP_RETRY = RetryPolicy(base_seconds=2.0, cap_seconds=900.0, max_attempts=30)
 
 
 @dataclass(frozen=True)

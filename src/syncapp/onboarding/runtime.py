@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.config import Settings
 from syncapp.connectors.ctrwow import CtrwowClient
 from syncapp.connectors.emanage import EmanageClient
-from syncapp.onboarding.plan import RetryPolicy
+from syncapp.bus.retry import RetryPolicy
+from syncapp.onboarding.plan import SIGNUP_RETRY
 from syncapp.store.db import make_session_factory
 from syncapp.store.vault import Vault
 
@@ -47,7 +48,7 @@ class OnboardingRuntime:
     vault: Vault
     emanage: EmanageClient
     ctrwow: CtrwowClient
-    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    policy: RetryPolicy = SIGNUP_RETRY
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     runner_id: str = field(default_factory=new_runner_id)
     clock: Callable[[], datetime] = utcnow
@@ -92,6 +93,6 @@ async def open_onboarding(
                 client_id=settings.ctrwow_client_id,
                 client_secret=settings.ctrwow_client_secret.get_secret_value(),
             ),
-            policy=policy or RetryPolicy(),
+            policy=policy or SIGNUP_RETRY,
             lease_seconds=lease_seconds,
         )

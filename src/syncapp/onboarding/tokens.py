@@ -28,7 +28,7 @@ from syncapp.errors import SyncAppError
 from syncapp.onboarding.models import CtrwowAccount
 from syncapp.onboarding.runner import set_connection, store_ctrwow_tokens, utc
 from syncapp.onboarding.runtime import OnboardingRuntime
-from syncapp.shops.locking import Lease
+from syncapp.store.locking import Lease
 from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import get_secret
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopInfo, fetch_shop_info
 from syncapp.shops.errors import ShopError
-from syncapp.shops.locking import Lease, lease_owner, lock_row, locked_transaction
+from syncapp.store.locking import Lease, lease_owner, lock_row, locked_transaction
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.tokens import (
     ACTIVE,

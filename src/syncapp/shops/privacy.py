@@ -35,7 +35,7 @@ import structlog
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from syncapp.shops.locking import lock_row
+from syncapp.store.locking import lock_row
 from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.store.models import (
     Connection,

@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from syncapp.shops.locking import lock_row
+from syncapp.store.locking import lock_row
 from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.shops.tokens import PROVIDER
 from syncapp.shops.uninstall import STALE_TOLERANCE, event_time

@@ -109,7 +109,15 @@ class Credential(Base):
 
 
 class InboundEvent(Base):
-    """A verified notification from an external system, stored before it is acknowledged."""
+    """One event of the bus (``syncapp.bus``): a verified notification from an external system
+    (the inbox; stored before it is acknowledged) or an event the app publishes (the outbox,
+    ``source='syncapp'``, written in the transaction of the change that caused it).
+
+    The embedded back-end claims these rows directly; with a broker the relay publishes each
+    once (``relayed_at``) and the broker's queues take over. A claim is a lease with an owner
+    (``lease_owner``) and a fencing token (``lease_token``, incremented by every claim): a
+    consumer whose lease ran out and was taken over can no longer settle the event.
+    """
 
     __tablename__ = "inbound_events"
     __table_args__ = (
@@ -118,6 +126,16 @@ class InboundEvent(Base):
         # Workers claim the due events of *their* topics in id order; without the topic here
         # every claim walked all pending events of other topics (products, orders).
         Index("ix_inbound_events_status_topic_id", "status", "topic", "id"),
+        # The bus: fair claims walk one shop's due events at a time; a key's earlier events.
+        Index("ix_inbound_events_status_shop_domain_id", "status", "shop_domain", "id"),
+        Index("ix_inbound_events_partition_key_id", "partition_key", "id"),
+        # The relay to a broker picks the events not relayed yet (a partial index).
+        Index(
+            "ix_inbound_events_unrelayed",
+            "id",
+            sqlite_where=text("relayed_at IS NULL AND status = 'pending'"),
+            postgresql_where=text("relayed_at IS NULL AND status = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -140,6 +158,14 @@ class InboundEvent(Base):
     # A claim is a lease: a 'processing' row whose lease ran out (worker died) is claimed again.
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The bus (revision 1200): shop and object (never processed twice at once, in id order).
+    partition_key: Mapped[str | None] = mapped_column(String(512))
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # JSON list of failed attempts ({"attempt", "at", "error"}): a dead letter's history.
+    history: Mapped[str | None] = mapped_column(Text)
+    # When the relay handed the event to a broker (NULL: not yet, or the embedded back-end).
+    relayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Connection(Base):

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.testing import capture_logs
 
-from syncapp.shops.locking import call_after_commit, locked_transaction
+from syncapp.store.locking import call_after_commit, locked_transaction
 from syncapp.store.db import make_engine, make_session_factory
 from syncapp.store.migrate import upgrade
 from syncapp.store.models import Shop

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncapp.bus.retry import RetryPolicy, backoff_delay
 from syncapp.connectors.ctrwow import CtrwowConflict, CtrwowTransientError
 from syncapp.connectors.emanage import (
     EmanageAuthError,
@@ -23,7 +24,6 @@ from syncapp.onboarding.plan import (
     JobStatus,
     NewRequest,
     Retry,
-    RetryPolicy,
     Run,
     Step,
     StepState,
@@ -31,7 +31,6 @@ from syncapp.onboarding.plan import (
     Stop,
     Wait,
     after_failure,
-    backoff_delay,
     classify,
     idempotency_key,
     next_action,

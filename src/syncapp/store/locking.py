@@ -28,7 +28,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from syncapp.store.db import sqlite_write_lock
 
-log = structlog.get_logger("syncapp.shops.locking")
+log = structlog.get_logger("syncapp.store.locking")
 
 _AFTER_COMMIT = "syncapp.after_commit"
 

@@ -1,0 +1,384 @@
+"""The embedded back-end: the bus in the app's own database (SQLite or PostgreSQL).
+
+Events are rows of ``inbound_events``. A consumer claims a batch in two steps: it *reads*
+candidates with no lock held (SQLite readers never wait for the writer), then *claims* them with
+one conditional ``UPDATE`` that re-checks every condition — under the shared write lock on
+SQLite, through ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of consumers in any
+number of processes share the table and none waits for another's rows.
+
+Which events are candidates:
+
+* **one per partition key, in order**: an event is claimable only while no earlier event of its
+  key (among the consumer's topics) is unfinished — pending, retrying or in flight. So one key is
+  never processed by two consumers at once, and a key's events are handled in id order;
+* **fair across shops**: a claim visits the shops with pending events round-robin from where
+  the previous claim stopped and takes at most ``ceil(batch / shops)`` events of each, so a shop
+  with 100,000 pending events delays another shop's new event by at most one batch;
+* events whose lease ran out (their consumer died) are claimed again first.
+
+A claim is a lease: ``lease_owner`` (this consumer), ``lease_token`` (incremented by every
+claim: the fencing token) and ``locked_until``. Settling (done, retry, dead letter) and renewing
+happen only ``WHERE lease_owner = me AND lease_token = token``: a consumer whose lease was taken
+over changes nothing. A batch is settled in one transaction (one fsync on SQLite), each delivery
+in a savepoint together with its handler's write.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import orjson
+import structlog
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Engine,
+    and_,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
+
+from syncapp.bus.interface import (
+    Ack,
+    DeadLetter,
+    Delivery,
+    Outcome,
+    Retry,
+    Settled,
+)
+from syncapp.bus.metrics import SETTLED
+from syncapp.bus.retry import RetryPolicy, backoff_delay
+from syncapp.store.db import make_session_factory
+from syncapp.store.locking import lease_owner, locked_transaction
+from syncapp.store.models import InboundEvent
+
+log = structlog.get_logger("syncapp.bus")
+
+UNFINISHED = ("pending", "processing")
+"""States in which an event still holds back the later events of its partition key."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class EmbeddedBus:
+    """The embedded bus on ``engine``; :meth:`consumer` opens a consumer of some topics."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        policy: RetryPolicy | None = None,
+        lease_seconds: float = 300.0,
+        jitter: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.sessions = make_session_factory(engine)
+        self.policy = policy or RetryPolicy()
+        self.lease_seconds = lease_seconds
+        self.jitter = jitter
+        self.clock = clock
+
+    def consumer(
+        self, topics: Sequence[tuple[str, str]], *, owner: str | None = None
+    ) -> EmbeddedConsumer:
+        return EmbeddedConsumer(self, topics, owner=owner or lease_owner())
+
+
+class EmbeddedConsumer:
+    """Claims and settles events of ``topics`` ((source, topic) pairs) as ``owner``."""
+
+    def __init__(self, bus: EmbeddedBus, topics: Sequence[tuple[str, str]], *, owner: str) -> None:
+        if not topics:
+            raise ValueError("a consumer needs at least one (source, topic)")
+        self._bus = bus
+        self.owner = owner
+        self.topics = sorted(set(topics))
+        self._cursor = ""  # the shop the previous claim stopped at (round-robin)
+
+    # --- claiming -------------------------------------------------------------------------------
+
+    def _ours(self, table: Any = InboundEvent) -> ColumnElement[bool]:
+        by_source: dict[str, list[str]] = {}
+        for source, topic in self.topics:
+            by_source.setdefault(source, []).append(topic)
+        return or_(
+            *(and_(table.source == s, table.topic.in_(ts)) for s, ts in sorted(by_source.items()))
+        )
+
+    def _head_of_key(self) -> ColumnElement[bool]:
+        """No earlier unfinished event of the same partition key (among our topics)."""
+        earlier = aliased(InboundEvent)
+        return ~exists().where(
+            earlier.partition_key == InboundEvent.partition_key,
+            earlier.id < InboundEvent.id,
+            earlier.status.in_(UNFINISHED),
+            self._ours(earlier),
+        )
+
+    def _due(self, now: datetime) -> ColumnElement[bool]:
+        return and_(
+            InboundEvent.status == "pending",
+            or_(InboundEvent.next_attempt_at.is_(None), InboundEvent.next_attempt_at <= now),
+        )
+
+    def _abandoned(self, now: datetime) -> ColumnElement[bool]:
+        return and_(InboundEvent.status == "processing", InboundEvent.locked_until < now)
+
+    def _shops(self, session: Session, limit: int) -> list[str]:
+        """Up to ``limit`` shops with pending events, round-robin after the cursor (a loose
+        index scan of (status, shop_domain): one probe per shop, not per event)."""
+        shops: list[str] = []
+        after, wrapped = self._cursor, False
+        while len(shops) < limit:
+            shop = session.scalar(
+                select(func.min(InboundEvent.shop_domain)).where(
+                    InboundEvent.status == "pending", InboundEvent.shop_domain > after
+                )
+            )
+            if shop is None or (wrapped and shop > self._cursor):
+                if wrapped or not self._cursor:
+                    break
+                after, wrapped = "", True
+                continue
+            if shop in shops:
+                break
+            shops.append(shop)
+            after = shop
+        return shops
+
+    def candidates(self, limit: int, now: datetime) -> list[int]:
+        """Ids worth claiming (read with no lock held; the claim re-checks them)."""
+        ours, head = self._ours(), self._head_of_key()
+        with self._bus.sessions() as session:
+            found = list(
+                session.scalars(
+                    select(InboundEvent.id)
+                    .where(self._abandoned(now), ours)
+                    .order_by(InboundEvent.id)
+                    .limit(limit)
+                )
+            )
+            shops = self._shops(session, limit)
+            if shops:
+                quota = max(1, math.ceil((limit - len(found)) / len(shops)))
+                for shop in shops:
+                    if len(found) >= limit:
+                        break
+                    found += session.scalars(
+                        select(InboundEvent.id)
+                        .where(self._due(now), InboundEvent.shop_domain == shop, ours, head)
+                        .order_by(InboundEvent.id)
+                        .limit(min(quota, limit - len(found)))
+                    )
+                    self._cursor = shop
+        return found
+
+    async def claim(self, limit: int) -> list[Delivery]:
+        return self.claim_now(limit)
+
+    def claim_now(self, limit: int) -> list[Delivery]:
+        now = self._bus.clock()
+        ids = self.candidates(limit, now)
+        if not ids:
+            return []
+        lease = now + timedelta(seconds=self._bus.lease_seconds)
+        claimable = and_(
+            InboundEvent.id.in_(ids),
+            or_(self._due(now), self._abandoned(now)),
+            self._head_of_key(),
+        )
+        with locked_transaction(self._bus.sessions) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                target: ColumnElement[bool] = InboundEvent.id.in_(
+                    select(InboundEvent.id)
+                    .where(claimable)
+                    .with_for_update(skip_locked=True)
+                    .scalar_subquery()
+                )
+            else:
+                target = claimable
+            claimed = session.execute(
+                update(InboundEvent)
+                .where(target)
+                .values(
+                    status="processing",
+                    locked_until=lease,
+                    lease_owner=self.owner,
+                    lease_token=InboundEvent.lease_token + 1,
+                    attempts=InboundEvent.attempts + 1,
+                )
+                .returning(InboundEvent.id)
+                .execution_options(synchronize_session=False)
+            ).all()
+            rows = session.scalars(
+                select(InboundEvent)
+                .where(InboundEvent.id.in_([r.id for r in claimed]))
+                .order_by(InboundEvent.id)
+            ).all()
+            return [_delivery(row) for row in rows]
+
+    # --- settling -------------------------------------------------------------------------------
+
+    def _fenced(self, delivery: Delivery) -> ColumnElement[bool]:
+        return and_(
+            InboundEvent.id == delivery.id,
+            InboundEvent.status == "processing",
+            InboundEvent.lease_owner == self.owner,
+            InboundEvent.lease_token == delivery.token,
+        )
+
+    async def settle(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]:
+        return self.settle_now(outcomes)
+
+    def settle_now(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]:
+        """Record every outcome of a batch in one transaction (fenced, each in a savepoint)."""
+        if not outcomes:
+            return []
+        results: list[Settled] = []
+        with locked_transaction(self._bus.sessions) as session:
+            for delivery, outcome in outcomes:
+                results.append(self._settle_one(session, delivery, outcome))
+        for item in results:
+            SETTLED.labels(topic=item.delivery.topic, result=item.result).inc()
+            fields = {
+                "event_id": item.delivery.id,
+                "topic": item.delivery.topic,
+                "shop": item.delivery.shop_domain,
+                "attempts": item.delivery.attempts,
+            }
+            if item.result == "lost":
+                log.warning("bus.lease_lost", **fields)
+            elif item.result == "dead":
+                log.error("bus.event_dead", **fields)
+            elif item.result == "retry":
+                log.warning("bus.event_retry", retry_in=round(item.delay or 0.0, 3), **fields)
+        return results
+
+    def _settle_one(self, session: Session, delivery: Delivery, outcome: Outcome) -> Settled:
+        now = self._bus.clock()
+        if isinstance(outcome, Ack):
+            try:
+                with session.begin_nested():
+                    if not self._update(session, delivery, _done(now)):
+                        return Settled(delivery, "lost")
+                    if outcome.apply is not None:
+                        outcome.apply(session)
+                        session.flush()
+                return Settled(delivery, "done")
+            except Exception as exc:  # the handler's write failed: it is a retry like any other
+                outcome = Retry(f"{type(exc).__name__}: {exc}")
+        with session.begin_nested():
+            history = session.scalar(
+                select(InboundEvent.history).where(InboundEvent.id == delivery.id)
+            )
+            entries = orjson.loads(history) if history else []
+            reason = outcome.reason
+            entries.append({"attempt": delivery.attempts, "at": now.isoformat(), "error": reason})
+            common: dict[str, Any] = {
+                "last_error": reason[:2000],
+                "history": orjson.dumps(entries[-50:]).decode(),
+                "locked_until": None,
+                "lease_owner": None,
+            }
+            if isinstance(outcome, DeadLetter) or self._bus.policy.exhausted(delivery.attempts):
+                if not self._update(
+                    session, delivery, {**common, "status": "dead", "processed_at": now}
+                ):
+                    return Settled(delivery, "lost")
+                return Settled(delivery, "dead")
+            delay = backoff_delay(
+                max(delivery.attempts, 1),
+                policy=self._bus.policy,
+                jitter=min(self._bus.jitter(), 0.999999),
+                retry_after=outcome.after,
+            )
+            values = {
+                **common,
+                "status": "pending",
+                "next_attempt_at": now + timedelta(seconds=delay),
+            }
+            if not self._update(session, delivery, values):
+                return Settled(delivery, "lost")
+            return Settled(delivery, "retry", delay)
+
+    def _update(self, session: Session, delivery: Delivery, values: dict[str, Any]) -> bool:
+        result = session.execute(
+            update(InboundEvent)
+            .where(self._fenced(delivery))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return cast(CursorResult[Any], result).rowcount == 1
+
+    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+        """Extend the leases still ours (a long handler keeps its claim)."""
+        if not deliveries:
+            return
+        until = self._bus.clock() + timedelta(seconds=self._bus.lease_seconds)
+        with locked_transaction(self._bus.sessions) as session:
+            for delivery in deliveries:
+                self._update(session, delivery, {"locked_until": until})
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Hand claims back unprocessed (shutdown): due again at once, the attempt uncounted."""
+        if not deliveries:
+            return
+        with locked_transaction(self._bus.sessions) as session:
+            for delivery in deliveries:
+                self._update(
+                    session,
+                    delivery,
+                    {
+                        "status": "pending",
+                        "locked_until": None,
+                        "lease_owner": None,
+                        "attempts": InboundEvent.attempts - 1,
+                    },
+                )
+
+    async def close(self) -> None:
+        return None
+
+
+def _done(now: datetime) -> dict[str, Any]:
+    return {
+        "status": "done",
+        "processed_at": now,
+        "locked_until": None,
+        "lease_owner": None,
+        "next_attempt_at": None,
+        "last_error": None,
+    }
+
+
+def _delivery(row: InboundEvent) -> Delivery:
+    return Delivery(
+        id=row.id,
+        source=row.source,
+        topic=row.topic,
+        shop_domain=row.shop_domain,
+        partition_key=row.partition_key or f"{row.shop_domain}/shop",
+        delivery_id=row.delivery_id,
+        payload=row.payload,
+        attempts=row.attempts,
+        token=row.lease_token,
+        received_at=_aware(row.received_at),
+        event_id=row.event_id,
+        triggered_at=row.triggered_at,
+        api_version=row.api_version,
+    )
