@@ -42,8 +42,8 @@ from syncapp.config import Settings
 from syncapp.onboarding.background import start_onboarding_thread
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.shops import privacy, scopes, uninstall
-from syncapp.store.locking import locked_transaction
 from syncapp.shops.runtime import ShopsRuntime
+from syncapp.store.locking import locked_transaction
 from syncapp.store.models import InboundEvent
 
 log = structlog.get_logger("syncapp.worker")

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
@@ -90,7 +91,7 @@ class Consumer:
                     timeout = min(timeout, max(0.0, deadline - loop.time()))
                     if timeout == 0.0:
                         break
-                waiting: set[asyncio.Future[object]] = set(pending)
+                waiting: set[asyncio.Future[Any]] = set(pending)
                 if not stop.is_set():
                     waiting.add(stopping)
                 done, _ = await asyncio.wait(

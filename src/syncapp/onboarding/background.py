@@ -10,8 +10,8 @@ import threading
 import structlog
 from sqlalchemy import Engine
 
-from syncapp.config import Settings
 from syncapp.bus.retry import RetryPolicy
+from syncapp.config import Settings
 from syncapp.onboarding.runner import run_due_onboarding
 from syncapp.onboarding.runtime import DEFAULT_LEASE_SECONDS, OnboardingRuntime, open_onboarding
 

@@ -17,10 +17,10 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncapp.bus.retry import RetryPolicy
 from syncapp.config import Settings
 from syncapp.connectors.ctrwow import CtrwowClient
 from syncapp.connectors.emanage import EmanageClient
-from syncapp.bus.retry import RetryPolicy
 from syncapp.onboarding.plan import SIGNUP_RETRY
 from syncapp.store.db import make_session_factory
 from syncapp.store.vault import Vault

@@ -28,8 +28,8 @@ from syncapp.config import Settings
 from syncapp.connectors.ctrwow import CtrwowClient, CtrwowError
 from syncapp.onboarding.models import CtrwowAccount, CtrwowAuthorization
 from syncapp.onboarding.runner import set_connection
-from syncapp.store.locking import call_after_commit
 from syncapp.shops.uninstall import UninstallHook
+from syncapp.store.locking import call_after_commit
 from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import Vault, get_secret
 

@@ -34,7 +34,6 @@ from sqlalchemy.orm import Session
 
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopInfo, fetch_shop_info
 from syncapp.shops.errors import ShopError
-from syncapp.store.locking import Lease, lease_owner, lock_row, locked_transaction
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.tokens import (
     ACTIVE,
@@ -44,6 +43,7 @@ from syncapp.shops.tokens import (
     read_pair,
     store_pair,
 )
+from syncapp.store.locking import Lease, lease_owner, lock_row, locked_transaction
 from syncapp.store.models import Connection, OnboardingJob, Shop
 
 log = structlog.get_logger("syncapp.shops.install")

@@ -35,8 +35,8 @@ import structlog
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from syncapp.store.locking import lock_row
 from syncapp.shops.runtime import ShopsRuntime, utc
+from syncapp.store.locking import lock_row
 from syncapp.store.models import (
     Connection,
     Credential,

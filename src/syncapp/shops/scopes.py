@@ -15,10 +15,10 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from syncapp.store.locking import lock_row
 from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.shops.tokens import PROVIDER
 from syncapp.shops.uninstall import STALE_TOLERANCE, event_time
+from syncapp.store.locking import lock_row
 from syncapp.store.models import Connection, InboundEvent, Shop
 
 log = structlog.get_logger("syncapp.shops.scopes")

@@ -35,8 +35,8 @@ from syncapp.shops.errors import (
     ShopifyTokenUnavailable,
     ShopNotInstalled,
 )
-from syncapp.store.locking import Lease, lease_owner, lock_row, locked_transaction
 from syncapp.shops.runtime import ShopsRuntime, shop_name, utc
+from syncapp.store.locking import Lease, lease_owner, lock_row, locked_transaction
 from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import Vault, put_secret
 

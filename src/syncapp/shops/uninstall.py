@@ -28,9 +28,9 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from syncapp.store.locking import lock_row
 from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.shops.tokens import PROVIDER, UNINSTALLED, delete_shopify_credentials
+from syncapp.store.locking import lock_row
 from syncapp.store.models import Connection, InboundEvent, OnboardingJob, Shop
 
 log = structlog.get_logger("syncapp.shops.uninstall")

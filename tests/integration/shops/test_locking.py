@@ -10,8 +10,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.testing import capture_logs
 
-from syncapp.store.locking import call_after_commit, locked_transaction
 from syncapp.store.db import make_engine, make_session_factory
+from syncapp.store.locking import call_after_commit, locked_transaction
 from syncapp.store.migrate import upgrade
 from syncapp.store.models import Shop
 from tests.probes import write_without_waiting
