@@ -230,7 +230,7 @@ class EmbeddedConsumer:
                 .where(InboundEvent.id.in_([r.id for r in claimed]))
                 .order_by(InboundEvent.id)
             ).all()
-            return [_delivery(row) for row in rows]
+            return [delivery_of(row) for row in rows]
 
     # --- settling -------------------------------------------------------------------------------
 
@@ -366,7 +366,7 @@ def _done(now: datetime) -> dict[str, Any]:
     }
 
 
-def _delivery(row: InboundEvent) -> Delivery:
+def delivery_of(row: InboundEvent) -> Delivery:
     return Delivery(
         id=row.id,
         source=row.source,

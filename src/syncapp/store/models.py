@@ -168,6 +168,20 @@ class InboundEvent(Base):
     relayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class BusReceipt(Base):
+    """An event a broker consumer group has settled (``syncapp.bus.rabbitmq``): written in the
+    transaction of the handler's write, so a redelivered event (a broker delivers at least
+    once) is acknowledged without applying its effect twice. Pruned with the events."""
+
+    __tablename__ = "bus_receipts"
+
+    consumer_group: Mapped[str] = mapped_column(String(128), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    settled_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+
+
 class Connection(Base):
     """The state of a shop's link to one provider (shopify | emanage | ctrwow).
 

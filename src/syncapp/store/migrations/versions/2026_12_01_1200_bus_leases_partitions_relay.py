@@ -2,7 +2,8 @@
 
 Adds the partition key (shop and object; existing rows get the whole shop), the lease's owner
 and fencing token, the attempt history of dead letters, and ``relayed_at`` for the relay to a
-broker, with the indexes fair claims and the relay walk.
+broker, with the indexes fair claims and the relay walk; and ``bus_receipts``, the events a
+broker consumer group has settled (redeliveries change nothing).
 
 Revision ID: 1200
 Revises: 0700
@@ -39,9 +40,19 @@ def upgrade() -> None:
             sqlite_where=sa.text("relayed_at IS NULL AND status = 'pending'"),
             postgresql_where=sa.text("relayed_at IS NULL AND status = 'pending'"),
         )
+    op.create_table(
+        "bus_receipts",
+        sa.Column("consumer_group", sa.String(128), nullable=False),
+        sa.Column("event_id", sa.String(255), nullable=False),
+        sa.Column("settled_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("consumer_group", "event_id", name=op.f("pk_bus_receipts")),
+    )
+    op.create_index(op.f("ix_bus_receipts_settled_at"), "bus_receipts", ["settled_at"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_bus_receipts_settled_at"), table_name="bus_receipts")
+    op.drop_table("bus_receipts")
     with op.batch_alter_table("inbound_events") as batch:
         batch.drop_index("ix_inbound_events_unrelayed")
         batch.drop_index("ix_inbound_events_partition_key_id")

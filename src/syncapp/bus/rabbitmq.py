@@ -1,0 +1,646 @@
+"""The RabbitMQ back-end (``SYNCAPP_BUS_URL=amqp://…``), with aio-pika (docs/adr/0013).
+
+Topology, all durable, declared by whoever connects first (idempotent):
+
+* ``<ns>.events`` — a topic exchange. An event's routing key is ``p<n>.<source>.<topic>``, where
+  ``n`` is its partition key hashed onto ``partitions`` partitions;
+* per consumer group and partition, a quorum queue ``<ns>.<group>.p<n>`` bound to the group's
+  topics, with *single active consumer*: one consumer at a time takes a partition, in order —
+  so one partition key is never processed by two consumers at once, across processes (the way
+  Azure Service Bus sessions lock a session id). ``x-delivery-limit`` makes the broker count
+  redeliveries (a consumer that dies mid-event) and dead-letter a poison message to ``<ns>.dlx``;
+* ``<ns>.<group>.dead`` — the group's dead letters (reason and history in the headers);
+* ``<ns>.<group>.delay.<ms>`` — retry tiers: a message waits out its TTL there and is
+  dead-lettered through ``<ns>.retry`` back to its partition queue. A delay is rounded up to
+  the next tier (:meth:`Topology.tier`).
+
+Publishing uses publisher confirms: the relay marks an outbox row relayed only once the broker
+has confirmed it. Effects are exactly once on top of at-least-once delivery: a settled event's
+id is written to ``bus_receipts`` in the transaction of the handler's write, so a redelivery is
+acknowledged without being applied again. A consumer whose channel closed (its "lease": the
+broker has handed its unacknowledged messages to another consumer) settles nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import aio_pika
+import orjson
+import structlog
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from syncapp.bus.interface import (
+    APP,
+    Ack,
+    BrokerUnavailable,
+    DeadLetter,
+    Delivery,
+    Outcome,
+    Retry,
+    Settled,
+)
+from syncapp.bus.metrics import RELAYED, SETTLED
+from syncapp.bus.retry import RetryPolicy, backoff_delay
+from syncapp.store.db import make_session_factory
+from syncapp.store.locking import lease_owner, locked_transaction
+from syncapp.store.models import BusReceipt, InboundEvent
+
+log = structlog.get_logger("syncapp.bus.rabbitmq")
+
+H_ROW, H_SOURCE, H_TOPIC, H_SHOP = "syncapp-row", "syncapp-source", "syncapp-topic", "syncapp-shop"
+H_DELIVERY, H_KEY, H_ATTEMPTS = "syncapp-delivery-id", "syncapp-key", "syncapp-attempts"
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Names and shape of the broker objects (one ``namespace`` per deployment or test)."""
+
+    namespace: str = "syncapp"
+    partitions: int = 4
+    delivery_limit: int = 20
+    delay_tiers: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 900.0)
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dlx(self) -> str:
+        return f"{self.namespace}.dlx"
+
+    @property
+    def retry_exchange(self) -> str:
+        return f"{self.namespace}.retry"
+
+    def partition(self, key: str) -> int:
+        return zlib.crc32(key.encode()) % self.partitions
+
+    def routing_key(self, source: str, topic: str, key: str) -> str:
+        return f"p{self.partition(key)}.{source}.{topic.replace('/', '.')}"
+
+    def queue(self, group: str, n: int) -> str:
+        return f"{self.namespace}.{group}.p{n}"
+
+    def dead_queue(self, group: str) -> str:
+        return f"{self.namespace}.{group}.dead"
+
+    def tier(self, delay: float) -> float:
+        """The shortest delay tier at least ``delay`` long (else the longest)."""
+        return next((t for t in sorted(self.delay_tiers) if t >= delay), max(self.delay_tiers))
+
+    def delay_queue(self, group: str, n: int, tier: float) -> str:
+        return f"{self.queue(group, n)}.delay.{round(tier * 1000)}"
+
+
+def message_for(row: InboundEvent) -> tuple[bytes, dict[str, Any], str]:
+    """The CloudEvent body, headers and message id of a stored event."""
+    from syncapp.bus.embedded import delivery_of
+
+    delivery = delivery_of(row)
+    envelope = delivery.envelope()
+    headers: dict[str, Any] = {
+        H_ROW: row.id,
+        H_SOURCE: row.source,
+        H_TOPIC: row.topic,
+        H_SHOP: row.shop_domain,
+        H_DELIVERY: row.delivery_id,
+        H_KEY: delivery.partition_key,
+        H_ATTEMPTS: 0,
+    }
+    return envelope.to_json(), headers, envelope.id
+
+
+class RabbitBus:
+    """A connection to the broker shared by a process's relay and consumers."""
+
+    def __init__(
+        self,
+        url: str,
+        engine: Engine,
+        *,
+        topology: Topology | None = None,
+        policy: RetryPolicy | None = None,
+        prefetch: int = 64,
+        jitter: Any = None,
+    ) -> None:
+        import random
+
+        self.url = url
+        self.engine = engine
+        self.sessions = make_session_factory(engine)
+        self.topology = topology or Topology()
+        self.policy = policy or RetryPolicy()
+        self.prefetch = prefetch
+        self.jitter = jitter or random.random
+        self._connection: AbstractRobustConnection | None = None
+
+    async def connection(self) -> AbstractRobustConnection:
+        if self._connection is None or self._connection.is_closed:
+            try:
+                self._connection = await aio_pika.connect_robust(self.url, timeout=10)
+            except (OSError, aio_pika.exceptions.AMQPError) as exc:
+                raise BrokerUnavailable(f"cannot reach the broker at {self.url}: {exc}") from exc
+        return self._connection
+
+    async def declare(self, channel: AbstractChannel) -> AbstractExchange:
+        t = self.topology
+        exchange = await channel.declare_exchange(
+            t.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        await channel.declare_exchange(t.dlx, aio_pika.ExchangeType.DIRECT, durable=True)
+        await channel.declare_exchange(t.retry_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+        return exchange
+
+    async def declare_group(
+        self, channel: AbstractChannel, group: str, topics: Sequence[tuple[str, str]]
+    ) -> list[AbstractQueue]:
+        """The group's partition queues bound to its topics, its dead-letter and delay queues."""
+        t = self.topology
+        await self.declare(channel)
+        dead = await channel.declare_queue(
+            t.dead_queue(group), durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await dead.bind(t.dlx, routing_key=group)
+        queues = []
+        for n in range(t.partitions):
+            name = t.queue(group, n)
+            queue = await channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    "x-single-active-consumer": True,
+                    "x-delivery-limit": t.delivery_limit,
+                    "x-dead-letter-exchange": t.dlx,
+                    "x-dead-letter-routing-key": group,
+                },
+            )
+            for source, topic in topics:
+                await queue.bind(t.exchange, routing_key=f"p{n}.{source}.{topic.replace('/', '.')}")
+            await queue.bind(t.retry_exchange, routing_key=name)
+            queues.append(queue)
+            for tier in t.delay_tiers:
+                await channel.declare_queue(
+                    t.delay_queue(group, n, tier),
+                    durable=True,
+                    arguments={
+                        "x-message-ttl": round(tier * 1000),
+                        "x-dead-letter-exchange": t.retry_exchange,
+                        "x-dead-letter-routing-key": name,
+                    },
+                )
+        return queues
+
+    def consumer(
+        self,
+        topics: Sequence[tuple[str, str]],
+        *,
+        group: str = "worker",
+        owner: str | None = None,
+        wait_seconds: float = 0.2,
+    ) -> RabbitConsumer:
+        return RabbitConsumer(
+            self, topics, group=group, owner=owner or lease_owner(), wait=wait_seconds
+        )
+
+    def relay(self, *, batch: int = 500) -> Relay:
+        return Relay(self, batch=batch)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+
+class Relay:
+    """Publishes stored events not relayed yet, with confirms, then marks them ``relayed``.
+
+    Three moves, no lock across the publish: read a batch, publish it (each confirmed), mark
+    the published rows in a short transaction ``WHERE relayed_at IS NULL``. A relay that dies
+    after publishing and before marking publishes those events again; consumers' receipts make
+    that harmless. Events stay in the database while the broker is away.
+    """
+
+    def __init__(self, bus: RabbitBus, *, batch: int, lease_seconds: float = 60.0) -> None:
+        self._bus = bus
+        self._batch = batch
+        self._lease = lease_seconds
+        self._owner = lease_owner()
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+
+    async def _open(self) -> AbstractExchange:
+        if self._channel is None or self._channel.is_closed or self._exchange is None:
+            connection = await self._bus.connection()
+            self._channel = await connection.channel(publisher_confirms=True)
+            self._exchange = await self._bus.declare(self._channel)
+        return self._exchange
+
+    def _claim(self) -> list[InboundEvent]:
+        """Lease a batch of unrelayed events to this relay (status ``relaying``), so two relays
+        never publish one event; a dead relay's lease runs out and the events go again."""
+        now = datetime.now(UTC)
+        due = or_(
+            and_(InboundEvent.status == "pending", InboundEvent.relayed_at.is_(None)),
+            and_(InboundEvent.status == "relaying", InboundEvent.locked_until < now),
+        )
+        with self._bus.sessions() as session:
+            ids = list(
+                session.scalars(
+                    select(InboundEvent.id).where(due).order_by(InboundEvent.id).limit(self._batch)
+                )
+            )
+        if not ids:
+            return []
+        with locked_transaction(self._bus.sessions) as session:
+            session.execute(
+                update(InboundEvent)
+                .where(InboundEvent.id.in_(ids), due)
+                .values(
+                    status="relaying",
+                    lease_owner=self._owner,
+                    locked_until=now + timedelta(seconds=self._lease),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return list(
+                session.scalars(
+                    select(InboundEvent)
+                    .where(InboundEvent.id.in_(ids), InboundEvent.lease_owner == self._owner)
+                    .order_by(InboundEvent.id)
+                )
+            )
+
+    async def run_once(self) -> int:
+        """Relay one batch; returns how many events the broker confirmed."""
+        rows = self._claim()
+        if not rows:
+            return 0
+        exchange = await self._open()
+        topology = self._bus.topology
+        published: list[int] = []
+
+        async def send(row: InboundEvent) -> None:
+            body, headers, message_id = message_for(row)
+            await exchange.publish(
+                aio_pika.Message(
+                    body,
+                    headers=headers,
+                    message_id=message_id,
+                    content_type="application/cloudevents+json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=topology.routing_key(row.source, row.topic, headers[H_KEY]),
+            )
+            published.append(row.id)
+
+        try:
+            await asyncio.gather(*(send(row) for row in rows))
+        finally:
+            with locked_transaction(self._bus.sessions) as session:
+                if published:
+                    session.execute(
+                        update(InboundEvent)
+                        .where(
+                            InboundEvent.id.in_(published),
+                            InboundEvent.lease_owner == self._owner,
+                        )
+                        .values(
+                            status="relayed",
+                            relayed_at=datetime.now(UTC),
+                            lease_owner=None,
+                            locked_until=None,
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
+                unsent = [r.id for r in rows if r.id not in set(published)]
+                if unsent:  # the broker refused or went away: back to the outbox at once
+                    session.execute(
+                        update(InboundEvent)
+                        .where(InboundEvent.id.in_(unsent), InboundEvent.lease_owner == self._owner)
+                        .values(status="pending", lease_owner=None, locked_until=None)
+                        .execution_options(synchronize_session=False)
+                    )
+            RELAYED.inc(len(published))
+        return len(published)
+
+    async def run(self, stop: asyncio.Event, *, poll_seconds: float = 0.2) -> None:
+        while not stop.is_set():
+            try:
+                relayed = await self.run_once()
+            except Exception as exc:  # the broker is away: the events wait in the outbox
+                log.warning("bus.relay_failed", error=f"{type(exc).__name__}: {exc}")
+                self._channel = self._exchange = None
+                relayed = 0
+            if relayed == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+
+
+class RabbitConsumer:
+    """Consumes a group's partition queues; a batch holds at most one event per key."""
+
+    def __init__(
+        self,
+        bus: RabbitBus,
+        topics: Sequence[tuple[str, str]],
+        *,
+        group: str,
+        owner: str,
+        wait: float,
+    ) -> None:
+        self._bus = bus
+        self.topics = sorted(set(topics))
+        self.group = group
+        self.owner = owner
+        self._wait = wait
+        self._channel: AbstractChannel | None = None
+        self._buffer: list[AbstractIncomingMessage] = []
+        self._arrived = asyncio.Event()
+
+    async def start(self) -> AbstractChannel:
+        """Declare the group's queues and start consuming (idempotent)."""
+        if self._channel is None:
+            connection = await self._bus.connection()
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.set_qos(prefetch_count=self._bus.prefetch)
+            for queue in await self._bus.declare_group(channel, self.group, self.topics):
+                await queue.consume(self._received)
+            self._channel = channel
+        return self._channel
+
+    async def _received(self, message: AbstractIncomingMessage) -> None:
+        self._buffer.append(message)
+        self._arrived.set()
+
+    async def lose_lease(self) -> None:
+        """Close the channel as the broker would for a stalled consumer (tests, shutdown)."""
+        if self._channel is not None:
+            await self._channel.close()
+
+    async def claim(self, limit: int) -> list[Delivery]:
+        await self.start()
+        while True:
+            fresh = await self._claim_buffered(limit)
+            if fresh or not self._buffer:
+                return fresh
+
+    async def _claim_buffered(self, limit: int) -> list[Delivery]:
+        if not self._buffer:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout=self._wait)
+        taken: list[AbstractIncomingMessage] = []
+        keys: set[str] = set()
+        rest: list[AbstractIncomingMessage] = []
+        for message in self._buffer:
+            if _closed(message):
+                continue  # the broker gives it to another consumer
+            key = str((message.headers or {}).get(H_KEY, ""))
+            if len(taken) < limit and key not in keys:
+                taken.append(message)
+            else:
+                rest.append(message)
+            keys.add(key)  # a later event of a key waits for the earlier one
+        self._buffer = rest
+        deliveries = [_delivery(m) for m in taken]
+        seen = self._receipts([receipt_id(d) for d in deliveries])
+        fresh = []
+        for delivery in deliveries:
+            if receipt_id(delivery) in seen:  # settled before: a redelivery of a done event
+                with contextlib.suppress(Exception):
+                    await delivery.handle.ack()
+            else:
+                fresh.append(delivery)
+        return fresh
+
+    def _receipts(self, ids: list[str]) -> set[str]:
+        if not ids:
+            return set()
+        with self._bus.sessions() as session:
+            return set(
+                session.scalars(
+                    select(BusReceipt.event_id).where(
+                        BusReceipt.consumer_group == self.group, BusReceipt.event_id.in_(ids)
+                    )
+                )
+            )
+
+    async def settle(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]:
+        results: dict[int, Settled] = {}
+        acks: list[Delivery] = []
+        live = [(d, o) for d, o in outcomes if not _closed(d.handle)]
+        for delivery, _ in outcomes:
+            if _closed(delivery.handle):
+                results[id(delivery)] = Settled(delivery, "lost")
+        done = [(d, o) for d, o in live if isinstance(o, Ack)]
+        failed: list[tuple[Delivery, Retry | DeadLetter]] = [
+            (d, o) for d, o in live if isinstance(o, Retry | DeadLetter)
+        ]
+        if done:
+            with locked_transaction(self._bus.sessions) as session:
+                for delivery, ack in done:
+                    assert isinstance(ack, Ack)
+                    try:
+                        with session.begin_nested():
+                            session.add(
+                                BusReceipt(consumer_group=self.group, event_id=receipt_id(delivery))
+                            )
+                            session.flush()
+                            if ack.apply is not None:
+                                ack.apply(session)
+                                session.flush()
+                    except IntegrityError:  # another consumer settled it first
+                        results[id(delivery)] = Settled(delivery, "lost")
+                        acks.append(delivery)
+                    except Exception as exc:  # the handler's write failed: retry it
+                        failed.append((delivery, Retry(f"{type(exc).__name__}: {exc}")))
+                    else:
+                        results[id(delivery)] = Settled(delivery, "done")
+                        acks.append(delivery)
+        # After the commit, with no lock held: republishing talks to the broker.
+        for delivery, outcome in failed:
+            results[id(delivery)] = await self._retry(delivery, outcome)
+        for delivery in acks:
+            try:
+                await delivery.handle.ack()
+            except Exception:  # the channel closed: the broker redelivers, the receipt holds
+                if results[id(delivery)].result == "done":
+                    log.warning("bus.ack_failed", event_id=delivery.delivery_id)
+        ordered = [results[id(d)] for d, _ in outcomes]
+        for item in ordered:
+            SETTLED.labels(topic=item.delivery.topic, result=item.result).inc()
+        return ordered
+
+    async def _retry(self, delivery: Delivery, outcome: Retry | DeadLetter) -> Settled:
+        """Republish to a delay tier (or to the dead letters), confirmed, then ack."""
+        channel = await self.start()
+        t = self._bus.topology
+        message = cast(AbstractIncomingMessage, delivery.handle)
+        headers = dict(message.headers or {})
+        history = orjson.loads(str(headers.get("syncapp-history", "[]")))
+        history.append(
+            {
+                "attempt": delivery.attempts,
+                "at": datetime.now(UTC).isoformat(),
+                "error": outcome.reason,
+            }
+        )
+        headers["syncapp-history"] = orjson.dumps(history[-50:]).decode()
+        headers["syncapp-last-error"] = outcome.reason[:2000]
+        headers[H_ATTEMPTS] = delivery.attempts
+        headers.pop("x-delivery-count", None)
+        headers.pop("x-death", None)
+        dead = isinstance(outcome, DeadLetter) or self._bus.policy.exhausted(delivery.attempts)
+        delay = None
+        if dead:
+            exchange, routing_key = t.dlx, self.group
+        else:
+            assert isinstance(outcome, Retry)
+            delay = backoff_delay(
+                max(delivery.attempts, 1),
+                policy=self._bus.policy,
+                jitter=min(self._bus.jitter(), 0.999999),
+                retry_after=outcome.after,
+            )
+            # The tier's queue dead-letters it back to its partition queue when the TTL is up.
+            partition = t.partition(delivery.partition_key)
+            exchange, routing_key = "", t.delay_queue(self.group, partition, t.tier(delay))
+        target = (
+            channel.default_exchange if exchange == "" else await channel.get_exchange(exchange)
+        )
+        await target.publish(
+            aio_pika.Message(
+                message.body,
+                headers=headers,
+                message_id=message.message_id,
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=routing_key,
+        )
+        try:
+            await message.ack()
+        except Exception:
+            return Settled(delivery, "lost")
+        return Settled(delivery, "dead" if dead else "retry", delay)
+
+    async def renew(self, deliveries: Sequence[Delivery]) -> None:
+        return None  # the broker keeps unacknowledged messages for a live channel
+
+    async def release(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            with contextlib.suppress(Exception):
+                await delivery.handle.nack(requeue=True)
+
+    async def close(self) -> None:
+        for message in self._buffer:
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+        self._buffer = []
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+        self._channel = None
+
+
+def _closed(message: AbstractIncomingMessage) -> bool:
+    """Whether the message's channel is gone (its unacknowledged delivery went back)."""
+    try:
+        return bool(message.channel.is_closed)
+    except aio_pika.exceptions.ChannelInvalidStateError:
+        return True
+
+
+def receipt_id(delivery: Delivery) -> str:
+    return f"{delivery.source}:{delivery.delivery_id}"
+
+
+def _delivery(message: AbstractIncomingMessage) -> Delivery:
+    headers = message.headers or {}
+    envelope = orjson.loads(message.body)
+    source = str(headers.get(H_SOURCE, ""))
+    payload = (
+        message.body.decode() if source == APP else orjson.dumps(envelope.get("data")).decode()
+    )
+    redelivered = int(cast(int, headers.get("x-delivery-count", 0) or 0))
+    time = datetime.fromisoformat(str(envelope["time"]).replace("Z", "+00:00"))
+    return Delivery(
+        id=int(cast(int, headers.get(H_ROW, 0) or 0)),
+        source=source,
+        topic=str(headers.get(H_TOPIC, "")),
+        shop_domain=str(headers.get(H_SHOP, "")),
+        partition_key=str(headers.get(H_KEY, "")),
+        delivery_id=str(headers.get(H_DELIVERY, message.message_id or "")),
+        payload=payload,
+        attempts=int(cast(int, headers.get(H_ATTEMPTS, 0) or 0)) + redelivered + 1,
+        token=int(message.delivery_tag or 0),
+        received_at=time,
+        api_version=envelope.get("shopifyapiversion"),
+        handle=message,
+    )
+
+
+async def dead_letters(bus: RabbitBus, *, group: str) -> list[AbstractIncomingMessage]:
+    """Every message of ``group``'s dead-letter queue, peeked: they stay in the queue."""
+    connection = await bus.connection()
+    channel = await connection.channel()
+    try:
+        queue = await channel.get_queue(bus.topology.dead_queue(group))
+        found = []
+        while (message := await queue.get(no_ack=False, fail=False, timeout=5)) is not None:
+            found.append(message)
+        return found
+    finally:
+        await channel.close()  # nothing acknowledged: every message is back in the queue
+
+
+async def replay_dead(bus: RabbitBus, *, group: str, ids: Sequence[int] | None = None) -> int:
+    """Send ``group``'s dead letters (those of the stored events ``ids``, or all) back to their
+    partition queues with a fresh retry budget; returns how many. Idempotent: a replayed
+    message has left the dead-letter queue."""
+    connection = await bus.connection()
+    channel = await connection.channel(publisher_confirms=True)
+    t = bus.topology
+    wanted = None if ids is None else set(ids)
+    replayed = 0
+    try:
+        queue = await channel.get_queue(t.dead_queue(group))
+        retry = await channel.get_exchange(t.retry_exchange)
+        while (message := await queue.get(no_ack=False, fail=False, timeout=5)) is not None:
+            headers = dict(message.headers or {})
+            if wanted is not None and int(cast(int, headers.get(H_ROW, 0))) not in wanted:
+                continue  # left unacknowledged: back in the queue when the channel closes
+            headers[H_ATTEMPTS] = 0
+            for name in ("x-delivery-count", "x-death", "x-first-death-exchange"):
+                headers.pop(name, None)
+            partition = t.partition(str(headers.get(H_KEY, "")))
+            await retry.publish(
+                aio_pika.Message(
+                    message.body,
+                    headers=headers,
+                    message_id=message.message_id,
+                    content_type=message.content_type,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=t.queue(group, partition),
+            )
+            await message.ack()
+            replayed += 1
+    finally:
+        await channel.close()
+    return replayed
