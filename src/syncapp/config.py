@@ -196,6 +196,19 @@ class Settings(BaseSettings):
         yield "database_url", self.masked_database_url
 
 
+def subscribed_topics(app_toml: Path) -> frozenset[str]:
+    """Every webhook topic ``shopify.app.toml`` subscribes to (compliance topics included)."""
+    try:
+        data = tomllib.loads(app_toml.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"SYNCAPP_SHOPIFY_APP_TOML: cannot read {app_toml}: {exc}") from None
+    topics: set[str] = set()
+    for entry in data.get("webhooks", {}).get("subscriptions", []):
+        topics.update(entry.get("topics", ()))
+        topics.update(entry.get("compliance_topics", ()))
+    return frozenset(topics)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment (and ``overrides``); errors name the variable."""
     try:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncapp.config import Settings, ensure_embedded_secrets, load_settings
+from syncapp.config import Settings, ensure_embedded_secrets, load_settings, subscribed_topics
 from syncapp.logging import configure_logging
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.db import make_engine, ping
@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> Starlette:
         app_config=app_config,
         recorder=recorder,
         max_bytes=settings.webhook_max_bytes,
+        topics=subscribed_topics(settings.shopify_app_toml),
     )
 
     async def healthz(request: Request) -> Response:

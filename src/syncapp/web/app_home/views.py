@@ -331,7 +331,10 @@ class AppHome:
                 "method": request.method,
                 "headers": dict(request.headers),
                 "url": str(request.url),
-                "body": body.decode("utf-8", errors="replace"),
+                # The session token is in the header or query, never in the body; the library
+                # would only parse the unverified body (standard json) to redact its log,
+                # which a deeply nested or huge-number body turns into a 500.
+                "body": "",
             },
             self._config,
             app_home_patch_id_token_path=PATCH_ID_TOKEN_PATH,
