@@ -105,6 +105,8 @@ def serve() -> None:
     """Run the web service (migrations must be applied)."""
     import uvicorn
 
+    from syncapp.serving import uvicorn_options
+
     settings = _settings()
     if settings.web_workers > 1:
         # Each worker process keeps its own counters; prometheus_client sums them from files
@@ -119,10 +121,8 @@ def serve() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.web_workers,
-        access_log=False,
-        log_config=None,
         loop="uvloop",
-        http="httptools",
+        **uvicorn_options(),
     )
 
 
