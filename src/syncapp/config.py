@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Two processes: measured best for webhook ingest on 2 cores (docs/PERFORMANCE.md).
     web_workers: int = Field(default=2, ge=1, le=64)
 
+    # Bearer token /metrics requires; without one, /metrics is refused in production.
+    metrics_token: SecretStr | None = None
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 

@@ -77,7 +77,16 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route(
+                "/metrics",
+                metrics_endpoint(
+                    token=settings.metrics_token.get_secret_value()
+                    if settings.metrics_token
+                    else None,
+                    required=settings.env == "production",
+                ),
+                methods=["GET"],
+            ),
             *home.routes(),
         ],
         middleware=[
