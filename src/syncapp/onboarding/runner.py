@@ -326,6 +326,7 @@ async def _attempt(rt: OnboardingRuntime, inputs: _Inputs) -> None:
         result = await _send(rt, inputs)
     except (EmanageError, CtrwowError) as exc:
         result = plan.classify(exc, step=inputs.step)
+        bound = bound.bind(cause=str(exc))  # the server's own words, for the operator
     with rt.sessions.begin() as session:
         _fence(session, rt, inputs.job_id)
         row = _step_rows(session, inputs.job_id)[inputs.step]

@@ -60,7 +60,11 @@ from syncapp.billing.service import PlanState, refresh_from_shopify
 from syncapp.config import Settings
 from syncapp.connectors.ctrwow import CtrwowClient
 from syncapp.connectors.emanage import EmanageClient
-from syncapp.connectors.emanage.errors import EmanageError, EmanageTransientError
+from syncapp.connectors.emanage.errors import (
+    EmanageError,
+    EmanageTransientError,
+    merchant_message,
+)
 from syncapp.connectors.emanage.models import PaymentProvider
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopifyTransientError
 from syncapp.onboarding import JobStatus, SignupView, StepStatus, restart_signup, signup_status
@@ -400,14 +404,9 @@ class AppHome:
             return Providers(error="eManageCRM is not configured for this app.")
         try:
             found = await client.list_payment_providers(account_id=signup.emanage_account_id)
-        except EmanageTransientError as exc:
-            log.warning("app_home.providers_unavailable", error=str(exc))
-            return Providers(
-                error="eManageCRM is not answering right now; reload this page in a minute."
-            )
         except EmanageError as exc:
             log.warning("app_home.providers_failed", error=str(exc))
-            return Providers(error=f"eManageCRM refused to list payment processors: {exc}")
+            return Providers(error=merchant_message(exc, doing="read your payment processors"))
         return Providers(items=tuple(ProviderView.of(p) for p in found))
 
     async def _render_home(
@@ -536,11 +535,11 @@ class AppHome:
             )
         except EmanageTransientError as exc:
             log.warning("app_home.sso_unavailable", error=str(exc))
-            return _unavailable("eManageCRM is not answering right now; try again in a minute")
+            return _unavailable(merchant_message(exc, doing="open eManageCRM"))
         except EmanageError as exc:
             log.warning("app_home.sso_failed", error=str(exc))
             return JSONResponse(
-                {"error": f"eManageCRM refused the sign-in link: {exc}"}, status_code=502
+                {"error": merchant_message(exc, doing="open eManageCRM")}, status_code=502
             )
         log.info("app_home.sso_link_issued")
         return JSONResponse(
