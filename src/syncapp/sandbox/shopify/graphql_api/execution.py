@@ -29,7 +29,7 @@ from graphql import (
 
 from syncapp.sandbox.shopify.graphql_api import billing, bulk, mutations
 from syncapp.sandbox.shopify.graphql_api.context import Context
-from syncapp.sandbox.shopify.graphql_api.errors import field_not_implemented
+from syncapp.sandbox.shopify.graphql_api.errors import NOT_IMPLEMENTED_CODE, field_not_implemented
 from syncapp.sandbox.shopify.graphql_api.resolvers import FIELDS, Resolver
 from syncapp.sandbox.shopify.shops import Shop, get_shop
 from syncapp.sandbox.shopify.state import SandboxState
@@ -130,30 +130,65 @@ def run_prepared(
     *,
     bulk_mode: bool = False,
 ) -> dict[str, Any]:
-    """Execute in one transaction; returns ``{"data":…, "errors":[…]?, "extensions":…?}``."""
-    with state.db.transaction() as conn:
-        shop: Shop | None = get_shop(conn, shop_domain)
-        if shop is None:
-            raise LookupError(f"shop {shop_domain} does not exist in the sandbox")
-        ctx = Context(state=state, conn=conn, shop=shop, bulk=bulk_mode)
-        result = execute_sync(
-            schema,
-            document,
-            variable_values=dict(variables) if variables else None,
-            operation_name=operation_name,
-            context_value=ctx,
-            field_resolver=field_resolver,
-            type_resolver=type_resolver,
-        )
+    """Execute in one transaction; returns ``{"data":…, "errors":[…]?, "extensions":…?}``.
+
+    A mutation that touched anything the sandbox does not implement is rolled back whole (its
+    writes and its webhooks) and answers ``data: null``: committing it and answering a null
+    payload would make a retrying client repeat a change that did happen.
+    """
+    rolled_back = False
+    try:
+        with state.db.transaction() as conn:
+            shop: Shop | None = get_shop(conn, shop_domain)
+            if shop is None:
+                raise LookupError(f"shop {shop_domain} does not exist in the sandbox")
+            ctx = Context(state=state, conn=conn, shop=shop, bulk=bulk_mode)
+            result = execute_sync(
+                schema,
+                document,
+                variable_values=dict(variables) if variables else None,
+                operation_name=operation_name,
+                context_value=ctx,
+                field_resolver=field_resolver,
+                type_resolver=type_resolver,
+            )
+            if is_mutation(document, operation_name) and _not_implemented(result.errors):
+                raise _RollBack
+    except _RollBack:
+        rolled_back = True
+    body: dict[str, Any] = {}
+    if rolled_back:
+        body["errors"] = [
+            _rolled_back_error(e) for e in result.errors or () if _is_not_implemented(e)
+        ]
+        body["data"] = None
+        return body
     for callback in ctx.after_commit:
         callback()
-    body: dict[str, Any] = {}
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
     body["data"] = result.data
     if ctx.search_warnings:
         body["extensions"] = {"search": ctx.search_warnings}
     return body
+
+
+class _RollBack(Exception):
+    """Raised inside the transaction to undo a mutation that hit an unimplemented element."""
+
+
+def _is_not_implemented(error: GraphQLError) -> bool:
+    return (error.extensions or {}).get("code") == NOT_IMPLEMENTED_CODE
+
+
+def _not_implemented(errors: list[GraphQLError] | None) -> bool:
+    return any(_is_not_implemented(e) for e in errors or ())
+
+
+def _rolled_back_error(error: GraphQLError) -> dict[str, Any]:
+    formatted = format_error(error)
+    formatted["message"] += "; the mutation was rolled back: nothing changed, no webhook fired"
+    return formatted
 
 
 def run_source(

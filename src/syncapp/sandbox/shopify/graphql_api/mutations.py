@@ -278,7 +278,7 @@ def variant_columns(
         columns["sku"] = values["sku"]
     item = values.get("inventoryItem")
     if item:
-        reject_unsupported(item, {"sku", "tracked", "requiresShipping"}, "InventoryItemInput")
+        columns[ITEM_KEY] = inventory_item_columns(item, errors, [*path, "inventoryItem"])
         if "sku" in item:
             columns["sku"] = item["sku"]
     if "barcode" in values:
@@ -299,6 +299,44 @@ def variant_columns(
                 total += int(q["availableQuantity"])
         columns["inventory_quantity"] = total
     return columns
+
+
+# Inventory-item columns ride in a variant's planned columns under this key (store ignores it).
+ITEM_KEY = "_inventory_item"
+
+
+def inventory_item_columns(
+    item: dict[str, Any], errors: Errors, path: Sequence[str]
+) -> dict[str, Any]:
+    """Validated ``sb_inventory_items`` columns of an ``InventoryItemInput``."""
+    reject_unsupported(
+        item, {"sku", "tracked", "requiresShipping", "measurement"}, "InventoryItemInput"
+    )
+    columns: dict[str, Any] = {}
+    if item.get("tracked") is not None:
+        columns["tracked"] = 1 if item["tracked"] else 0
+    if item.get("requiresShipping") is not None:
+        columns["requires_shipping"] = 1 if item["requiresShipping"] else 0
+    measurement = item.get("measurement")
+    if measurement:
+        reject_unsupported(measurement, {"weight"}, "InventoryItemMeasurementInput")
+        weight = measurement.get("weight")
+        if weight:
+            if weight["value"] < 0:
+                errors.add(
+                    [*path, "measurement", "weight", "value"],
+                    "Weight must be greater than or equal to 0",
+                    "INVALID_INPUT",
+                )
+            else:
+                columns["weight_value"] = float(weight["value"])
+                columns["weight_unit"] = weight["unit"]
+    return columns
+
+
+def write_inventory_item(ctx: Context, variant_id: int, cols: dict[str, Any]) -> None:
+    if cols.get(ITEM_KEY):
+        store.update_inventory_item(ctx.conn, variant_id, cols[ITEM_KEY])
 
 
 def _label(key: str) -> str:
@@ -547,7 +585,7 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         elif existing is None:
             _create_default_variant(ctx, product_id)
         write_metafields(ctx, "PRODUCT", product_id, metafields)
-        ctx.forget("product", "variants", "options")
+        ctx.forget("product", "variants", "options", "item")
         fire_product(ctx, "products/create" if existing is None else "products/update", product_id)
     return _set_payload(load_product(ctx, product_id), errors)
 
@@ -576,6 +614,7 @@ def _apply_variant_set(
             variant_id = store.insert_variant(ctx.conn, ctx.shop.domain, product_id, cols)
         else:
             store.update_variant(ctx.conn, variant_id, cols)
+        write_inventory_item(ctx, variant_id, cols)
         write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
 
 
@@ -657,7 +696,7 @@ def product_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
             _create_default_variant(ctx, product_id)
         write_metafields(ctx, "PRODUCT", product_id, metafields)
         fire_product(ctx, "products/create", product_id)
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return {
         "__typename": "ProductCreatePayload",
         "product": load_product(ctx, product_id),
@@ -698,7 +737,7 @@ def product_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
         store.update_product(ctx.conn, existing["id"], columns)
         write_metafields(ctx, "PRODUCT", existing["id"], metafields)
         fire_product(ctx, "products/update", existing["id"])
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return {
         "__typename": "ProductUpdatePayload",
         "product": load_product(ctx, existing["id"]),
@@ -729,7 +768,7 @@ def product_delete(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
             topic="products/delete",
             payload=payloads.product_delete_payload(existing["id"]),
         )
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return {
         "__typename": "ProductDeletePayload",
         "deletedProductId": f"gid://shopify/Product/{existing['id']}",
@@ -840,12 +879,13 @@ def variants_bulk_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
     with savepoint(ctx.conn):
         for variant_id, cols, mfs in plans:
             store.update_variant(ctx.conn, variant_id, cols)
+            write_inventory_item(ctx, variant_id, cols)
             write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
         if plans:
             _sync_option_values_with_variants(ctx, product_id, specs)
             store.update_product(ctx.conn, product_id, {})
             fire_product(ctx, "products/update", product_id)
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return _bulk_payload(typename, product_id, [p[0] for p in plans], ctx, errors)
 
 
@@ -973,11 +1013,12 @@ def variants_bulk_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
                 "title": store.variant_title(combo),
             }
             variant_id = store.insert_variant(ctx.conn, ctx.shop.domain, product_id, cols)
+            write_inventory_item(ctx, variant_id, cols)
             write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
             created.append(variant_id)
         store.update_product(ctx.conn, product_id, {})
         fire_product(ctx, "products/update", product_id)
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return _bulk_payload(typename, product_id, created, ctx, errors)
 
 
