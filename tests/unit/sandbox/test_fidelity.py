@@ -80,3 +80,102 @@ def test_mutation_selecting_an_unimplemented_field_commits_nothing(sandbox: Sand
         assert "rolled back" in error["message"]
     assert product_count(sandbox) == 0
     assert sandbox.outbox() == []
+
+
+# ---- 1. productSet replaces metafields wholesale ------------------------------------------
+
+METAFIELDS = """
+query M($id: ID!) {
+  product(id: $id) {
+    metafields(first: 20) { nodes { namespace key value } }
+    variants(first: 5) { nodes { id metafields(first: 20) { nodes { namespace key value } } } }
+  }
+}
+"""
+
+
+def _keys(connection: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(m["namespace"], m["key"]) for m in connection["nodes"]}
+
+
+def test_product_set_deletes_metafields_it_does_not_list(sandbox: Sandbox) -> None:
+    """productSet listing only the app's metafield deletes the merchant's others.
+
+    Source: admin-graphql 2026-07 mutations/productSet (ProductSetUserError page): list fields
+    "delete existing entries that aren't included", metafields among them (pitfalls §10); a
+    variant input without ``metafields`` leaves that variant's metafields alone.
+    """
+    merchant = {"namespace": "custom", "key": "care", "type": "single_line_text_field"}
+    variants = shirt_input()["variants"]
+    variants[0]["metafields"] = [{**merchant, "value": "wash cold"}]
+    variants[1]["metafields"] = [{**merchant, "value": "dry clean"}]
+    product = create_shirt(sandbox, metafields=[{**merchant, "value": "cotton"}], variants=variants)
+    ids = [v["id"] for v in product["variants"]["nodes"]]
+    mine = {"namespace": "sync", "key": "crm_id", "type": "single_line_text_field", "value": "7"}
+    second_input = shirt_input()["variants"]
+    second_input[0] = {**second_input[0], "id": ids[0], "metafields": [mine]}
+    second_input[1] = {**second_input[1], "id": ids[1]}  # no metafields field: unchanged
+    sandbox.run(
+        PRODUCT_SET,
+        {
+            "identifier": {"id": product["id"]},
+            "input": {
+                "metafields": [mine],
+                "productOptions": shirt_input()["productOptions"],
+                "variants": second_input,
+            },
+        },
+    )
+    data = sandbox.run(METAFIELDS, {"id": product["id"]})["product"]
+    assert _keys(data["metafields"]) == {("sync", "crm_id")}
+    first, second = data["variants"]["nodes"]
+    assert _keys(first["metafields"]) == {("sync", "crm_id")}
+    assert _keys(second["metafields"]) == {("custom", "care")}
+
+
+def test_product_set_without_metafields_keeps_them(sandbox: Sandbox) -> None:
+    """Fields left out of productSet are left unchanged (same productSet reference page)."""
+    merchant = {"namespace": "custom", "key": "care", "type": "single_line_text_field"}
+    product = create_shirt(sandbox, metafields=[{**merchant, "value": "cotton"}])
+    sandbox.run(PRODUCT_SET, {"identifier": {"id": product["id"]}, "input": {"title": "New"}})
+    data = sandbox.run(METAFIELDS, {"id": product["id"]})["product"]
+    assert _keys(data["metafields"]) == {("custom", "care")}
+
+
+# ---- 2. variants and productOptions travel together ----------------------------------------
+
+
+def test_product_set_variants_without_options_on_an_existing_product_is_refused(
+    sandbox: Sandbox,
+) -> None:
+    """On updates too, variants without productOptions is a userError and changes nothing.
+
+    Source: shopify.dev/changelog/changes-to-variants-and-productoptions-fields-in-productsetinput
+    (2024-07: "both present or both absent"; pitfalls §11).
+    """
+    product = create_shirt(sandbox)
+    before = len(sandbox.outbox())
+    variants = [
+        {**v, "id": node["id"], "price": "1.00"}
+        for v, node in zip(shirt_input()["variants"], product["variants"]["nodes"], strict=True)
+    ]
+    data = sandbox.run(
+        PRODUCT_SET, {"identifier": {"id": product["id"]}, "input": {"variants": variants}}
+    )
+    assert data["productSet"]["product"] is None
+    assert data["productSet"]["userErrors"] == [
+        {
+            "field": ["input", "productOptions"],
+            "message": "Product options input is required when variants are given.",
+            "code": "PRODUCT_OPTIONS_INPUT_MISSING",
+        }
+    ]
+    assert len(sandbox.outbox()) == before
+    data = sandbox.run(
+        PRODUCT_SET,
+        {
+            "identifier": {"id": product["id"]},
+            "input": {"productOptions": shirt_input()["productOptions"]},
+        },
+    )
+    assert data["productSet"]["userErrors"][0]["code"] == "VARIANTS_INPUT_MISSING"

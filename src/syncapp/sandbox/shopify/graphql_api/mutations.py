@@ -203,8 +203,23 @@ def validate_metafields(
 
 
 def write_metafields(
-    ctx: Context, owner_type: str, owner_id: int, metafields: list[tuple[str, str, str, str]]
+    ctx: Context,
+    owner_type: str,
+    owner_id: int,
+    metafields: list[tuple[str, str, str, str]] | None,
+    *,
+    replace: bool = False,
 ) -> None:
+    """Upsert ``metafields``; with ``replace`` the owner's others are deleted (productSet).
+
+    ``None`` means the input had no ``metafields`` field: nothing is touched.
+    """
+    if metafields is None:
+        return
+    if replace:
+        store.delete_metafields_except(
+            ctx.conn, owner_type, owner_id, {(ns, key) for ns, key, _, _ in metafields}
+        )
     for namespace, key, type_, value in metafields:
         store.upsert_metafield(
             ctx.conn,
@@ -519,22 +534,20 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             "Variants input is required when options are given.",
             "VARIANTS_INPUT_MISSING",
         )
+    # 2024-07+: variants and productOptions travel together, on creates and updates alike.
     if raw_variants is not None and raw_options is None:
-        if existing is None:
-            errors.add(
-                ["input", "productOptions"],
-                "Product options input is required when variants are given.",
-                "PRODUCT_OPTIONS_INPUT_MISSING",
-            )
-        else:
-            specs = [OptionSpec(o.name, tuple(v.name for v in o.values)) for o in old_options]
+        errors.add(
+            ["input", "productOptions"],
+            "Product options input is required when variants are given.",
+            "PRODUCT_OPTIONS_INPUT_MISSING",
+        )
     if raw_variants is not None and len(raw_variants) > MAX_VARIANTS:
         errors.add(
             ["input", "variants"],
             f"Can only specify a maximum of {MAX_VARIANTS} variants",
             "VARIANTS_OVER_LIMIT",
         )
-    planned: list[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any]]] = []
+    planned: list[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any] | None]] = []
     # Variants are checked against the options, so only once the options themselves are valid.
     if raw_variants is not None and len(errors.items) == errors_before_options:
         old_ids = {v["id"] for v in old_variants}
@@ -558,7 +571,11 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             cols = variant_columns(variant, errors, path, "INVALID_VARIANT")
             if variant_id is None and "price" not in cols:
                 cols["price"] = "0.00"
-            mfs = validate_metafields(ctx, variant.get("metafields"), errors, path)
+            mfs = (
+                validate_metafields(ctx, variant["metafields"], errors, path)
+                if variant.get("metafields") is not None
+                else None
+            )
             if chosen is None:
                 continue
             if chosen in combos:
@@ -584,7 +601,14 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             _apply_variant_set(ctx, product_id, specs, planned, old_variants)
         elif existing is None:
             _create_default_variant(ctx, product_id)
-        write_metafields(ctx, "PRODUCT", product_id, metafields)
+        # productSet replaces list fields wholesale: metafields it does not list are deleted.
+        write_metafields(
+            ctx,
+            "PRODUCT",
+            product_id,
+            metafields if values.get("metafields") is not None else None,
+            replace=True,
+        )
         ctx.forget("product", "variants", "options", "item")
         fire_product(ctx, "products/create" if existing is None else "products/update", product_id)
     return _set_payload(load_product(ctx, product_id), errors)
@@ -594,7 +618,7 @@ def _apply_variant_set(
     ctx: Context,
     product_id: int,
     specs: Sequence[OptionSpec],
-    planned: Sequence[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any]]],
+    planned: Sequence[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any] | None]],
     old_variants: Sequence[dict[str, Any]],
 ) -> None:
     keep = {variant_id for variant_id, *_ in planned if variant_id is not None}
@@ -615,7 +639,7 @@ def _apply_variant_set(
         else:
             store.update_variant(ctx.conn, variant_id, cols)
         write_inventory_item(ctx, variant_id, cols)
-        write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
+        write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs, replace=True)
 
 
 def _create_default_variant(ctx: Context, product_id: int) -> None:

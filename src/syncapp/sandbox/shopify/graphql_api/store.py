@@ -467,6 +467,15 @@ def update_inventory_item(
     )
 
 
+def delete_metafields_except(
+    conn: sqlite3.Connection, owner_type: str, owner_id: int, keep: set[tuple[str, str]]
+) -> None:
+    """Delete the owner's metafields whose (namespace, key) is not in ``keep``."""
+    for row in metafields_of(conn, owner_type, owner_id):
+        if (row["namespace"], row["key"]) not in keep:
+            conn.execute("DELETE FROM sb_metafields WHERE id = ?", (row["id"],))
+
+
 def tags_list(raw: str) -> list[str]:
     loaded = json.loads(raw)
     return [str(tag) for tag in loaded]
