@@ -179,3 +179,66 @@ def test_product_set_variants_without_options_on_an_existing_product_is_refused(
         },
     )
     assert data["productSet"]["userErrors"][0]["code"] == "VARIANTS_INPUT_MISSING"
+
+
+# ---- 3. input-array limits and dynamic cost of the variant bulk mutations -----------------
+
+BULK_UPDATE = """
+mutation U($p: ID!, $v: [ProductVariantsBulkInput!]!) {
+  productVariantsBulkUpdate(productId: $p, variants: $v) {
+    productVariants { id } userErrors { field message code }
+  }
+}"""
+
+
+def test_variant_bulk_update_refuses_more_than_250_inputs(sandbox: Sandbox) -> None:
+    """251 inputs (even copies of one variant) are refused and nothing changes.
+
+    Source: shopify.dev/docs/api/usage/limits ("Input arguments that accept an array have a
+    maximum size of 250 for all APIs"); changelog graphql-input-objects-limited-to-250-items.
+    """
+    product = create_shirt(sandbox)
+    variant = product["variants"]["nodes"][0]
+    before = len(sandbox.outbox())
+    body = sandbox.gql(
+        BULK_UPDATE, {"p": product["id"], "v": [{"id": variant["id"], "price": "1.00"}] * 251}
+    )
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "MAX_INPUT_SIZE_EXCEEDED"
+    assert error["message"] == (
+        "The input array size of 251 is greater than the maximum allowed of 250."
+    )
+    assert error["path"] == ["productVariantsBulkUpdate", "variants"]
+    assert "data" not in body
+    assert len(sandbox.outbox()) == before
+    ok = sandbox.gql(
+        BULK_UPDATE, {"p": product["id"], "v": [{"id": variant["id"], "price": "1.00"}] * 250}
+    )
+    assert "errors" not in ok
+
+
+def test_variant_bulk_mutations_cost_by_dynamic_complexity(sandbox: Sandbox) -> None:
+    """10 + 0.2 per variant + 0.4 per variant metafield, rounded up.
+
+    Source: shopify.dev/changelog/dynamic-complexity-for-productvariantsbulkcreate-and-
+    productvariantsbulkupdate-mutations (2025-10-01). Rounding is not published: the sandbox
+    rounds up (documented in cost.py).
+    """
+    product = create_shirt(sandbox)
+    variant = product["variants"]["nodes"][0]
+    metafield = {"namespace": "custom", "key": "k1", "type": "single_line_text_field", "value": "x"}
+    inputs = [{"id": variant["id"], "price": "2.00", "metafields": [metafield]}] * 200
+    body = sandbox.gql(BULK_UPDATE, {"p": product["id"], "v": inputs})
+    # 10 + 200 * 0.2 + 200 * 0.4 = 130
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 130
+    assert body["extensions"]["cost"]["actualQueryCost"] == 130
+    body = sandbox.gql(BULK_UPDATE, {"p": product["id"], "v": [{"id": variant["id"]}] * 3})
+    # 10 + 0.6 → 11
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 11
+    create = """
+    mutation C($p: ID!, $v: [ProductVariantsBulkInput!]!) {
+      productVariantsBulkCreate(productId: $p, variants: $v) { userErrors { field message } }
+    }"""
+    inputs = [{"optionValues": [{"optionName": "Size", "name": f"X{i}"}]} for i in range(50)]
+    body = sandbox.gql(create, {"p": product["id"], "v": inputs})
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 20

@@ -16,6 +16,7 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLAbstractType,
     GraphQLError,
     GraphQLResolveInfo,
@@ -26,6 +27,7 @@ from graphql import (
     parse,
     validate,
 )
+from graphql.execution import get_argument_values, get_variable_values
 
 from syncapp.sandbox.shopify.graphql_api import billing, bulk, mutations
 from syncapp.sandbox.shopify.graphql_api.context import Context
@@ -173,6 +175,70 @@ def run_prepared(
     return body
 
 
+MAX_INPUT_ARRAY = 250
+# Arrays Shopify documents with a larger limit: productSet takes a product's 2,048 variants.
+_INPUT_ARRAY_LIMITS: dict[tuple[str, ...], int] = {("productSet", "input", "variants"): 2048}
+
+
+def input_size_errors(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+) -> list[dict[str, Any]]:
+    """Errors for input arrays of more than 250 items in the root fields' arguments.
+
+    Shopify: "Input arguments that accept an array have a maximum size of 250 for all APIs.
+    Requests return an error if an input array exceeds 250 items" (shopify.dev/docs/api/usage/
+    limits; changelog graphql-input-objects-limited-to-250-items). The request then runs
+    nothing. Only root fields are walked: they are where the sandbox takes input arrays.
+    """
+    operation = operation_of(document, operation_name)
+    if operation is None:
+        return []
+    root_type = schema.get_root_type(operation.operation)
+    coerced = get_variable_values(
+        schema, operation.variable_definitions or (), dict(variables or {})
+    )
+    if root_type is None or isinstance(coerced, list):
+        return []
+    errors: list[dict[str, Any]] = []
+    for selection in operation.selection_set.selections:
+        if not isinstance(selection, FieldNode):
+            continue
+        field_def = root_type.fields.get(selection.name.value)
+        if field_def is None:
+            continue
+        args = get_argument_values(field_def, selection, coerced)
+        location = selection.loc.source.get_location(selection.loc.start) if selection.loc else None
+        for name, value in args.items():
+            _walk_input([selection.name.value, name], value, errors, location)
+    return errors
+
+
+def _walk_input(path: list[str], value: Any, errors: list[dict[str, Any]], location: Any) -> None:
+    if isinstance(value, list):
+        limit = _INPUT_ARRAY_LIMITS.get(tuple(p for p in path if not p.isdigit()), MAX_INPUT_ARRAY)
+        if len(value) > limit:
+            error: dict[str, Any] = {
+                "message": (
+                    f"The input array size of {len(value)} is greater than the maximum allowed"
+                    f" of {limit}."
+                ),
+                "path": path,
+                "extensions": {"code": "MAX_INPUT_SIZE_EXCEEDED"},
+            }
+            if location is not None:
+                error["locations"] = [{"line": location.line, "column": location.column}]
+            errors.append(error)
+            return
+        for index, item in enumerate(value):
+            _walk_input([*path, str(index)], item, errors, location)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _walk_input([*path, key], item, errors, location)
+
+
 class _RollBack(Exception):
     """Raised inside the transaction to undo a mutation that hit an unimplemented element."""
 
@@ -203,4 +269,7 @@ def run_source(
     prepared = prepare(schema, source)
     if not prepared.ok or prepared.document is None:
         return {"errors": prepared.errors}
+    too_large = input_size_errors(schema, prepared.document, variables, operation_name)
+    if too_large:
+        return {"errors": too_large}
     return run_prepared(state, schema, shop_domain, prepared.document, variables, operation_name)
