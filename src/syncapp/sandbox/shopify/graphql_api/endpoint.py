@@ -26,6 +26,7 @@ from syncapp.sandbox.shopify import cost, throttle
 from syncapp.sandbox.shopify.graphql_api import bulk
 from syncapp.sandbox.shopify.graphql_api.execution import (
     format_error,
+    input_size_errors,
     operation_of,
     prepare,
     run_prepared,
@@ -153,6 +154,9 @@ class GraphQLEndpoint:
         if variable_errors:
             return 200, {"errors": variable_errors}
 
+        too_large = input_size_errors(schema, document, request.variables, request.operation_name)
+        if too_large:
+            return 200, {"errors": too_large}
         requested = cost.requested_cost(schema, document, request.variables, request.operation_name)
         capacity, rate = PLAN_LIMITS.get(shop.plan_name, PLAN_LIMITS["Standard"])
         now = time.monotonic()

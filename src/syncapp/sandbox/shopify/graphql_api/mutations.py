@@ -203,8 +203,23 @@ def validate_metafields(
 
 
 def write_metafields(
-    ctx: Context, owner_type: str, owner_id: int, metafields: list[tuple[str, str, str, str]]
+    ctx: Context,
+    owner_type: str,
+    owner_id: int,
+    metafields: list[tuple[str, str, str, str]] | None,
+    *,
+    replace: bool = False,
 ) -> None:
+    """Upsert ``metafields``; with ``replace`` the owner's others are deleted (productSet).
+
+    ``None`` means the input had no ``metafields`` field: nothing is touched.
+    """
+    if metafields is None:
+        return
+    if replace:
+        store.delete_metafields_except(
+            ctx.conn, owner_type, owner_id, {(ns, key) for ns, key, _, _ in metafields}
+        )
     for namespace, key, type_, value in metafields:
         store.upsert_metafield(
             ctx.conn,
@@ -278,7 +293,7 @@ def variant_columns(
         columns["sku"] = values["sku"]
     item = values.get("inventoryItem")
     if item:
-        reject_unsupported(item, {"sku", "tracked", "requiresShipping"}, "InventoryItemInput")
+        columns[ITEM_KEY] = inventory_item_columns(item, errors, [*path, "inventoryItem"])
         if "sku" in item:
             columns["sku"] = item["sku"]
     if "barcode" in values:
@@ -299,6 +314,44 @@ def variant_columns(
                 total += int(q["availableQuantity"])
         columns["inventory_quantity"] = total
     return columns
+
+
+# Inventory-item columns ride in a variant's planned columns under this key (store ignores it).
+ITEM_KEY = "_inventory_item"
+
+
+def inventory_item_columns(
+    item: dict[str, Any], errors: Errors, path: Sequence[str]
+) -> dict[str, Any]:
+    """Validated ``sb_inventory_items`` columns of an ``InventoryItemInput``."""
+    reject_unsupported(
+        item, {"sku", "tracked", "requiresShipping", "measurement"}, "InventoryItemInput"
+    )
+    columns: dict[str, Any] = {}
+    if item.get("tracked") is not None:
+        columns["tracked"] = 1 if item["tracked"] else 0
+    if item.get("requiresShipping") is not None:
+        columns["requires_shipping"] = 1 if item["requiresShipping"] else 0
+    measurement = item.get("measurement")
+    if measurement:
+        reject_unsupported(measurement, {"weight"}, "InventoryItemMeasurementInput")
+        weight = measurement.get("weight")
+        if weight:
+            if weight["value"] < 0:
+                errors.add(
+                    [*path, "measurement", "weight", "value"],
+                    "Weight must be greater than or equal to 0",
+                    "INVALID_INPUT",
+                )
+            else:
+                columns["weight_value"] = float(weight["value"])
+                columns["weight_unit"] = weight["unit"]
+    return columns
+
+
+def write_inventory_item(ctx: Context, variant_id: int, cols: dict[str, Any]) -> None:
+    if cols.get(ITEM_KEY):
+        store.update_inventory_item(ctx.conn, variant_id, cols[ITEM_KEY])
 
 
 def _label(key: str) -> str:
@@ -481,22 +534,20 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             "Variants input is required when options are given.",
             "VARIANTS_INPUT_MISSING",
         )
+    # 2024-07+: variants and productOptions travel together, on creates and updates alike.
     if raw_variants is not None and raw_options is None:
-        if existing is None:
-            errors.add(
-                ["input", "productOptions"],
-                "Product options input is required when variants are given.",
-                "PRODUCT_OPTIONS_INPUT_MISSING",
-            )
-        else:
-            specs = [OptionSpec(o.name, tuple(v.name for v in o.values)) for o in old_options]
+        errors.add(
+            ["input", "productOptions"],
+            "Product options input is required when variants are given.",
+            "PRODUCT_OPTIONS_INPUT_MISSING",
+        )
     if raw_variants is not None and len(raw_variants) > MAX_VARIANTS:
         errors.add(
             ["input", "variants"],
             f"Can only specify a maximum of {MAX_VARIANTS} variants",
             "VARIANTS_OVER_LIMIT",
         )
-    planned: list[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any]]] = []
+    planned: list[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any] | None]] = []
     # Variants are checked against the options, so only once the options themselves are valid.
     if raw_variants is not None and len(errors.items) == errors_before_options:
         old_ids = {v["id"] for v in old_variants}
@@ -520,7 +571,11 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             cols = variant_columns(variant, errors, path, "INVALID_VARIANT")
             if variant_id is None and "price" not in cols:
                 cols["price"] = "0.00"
-            mfs = validate_metafields(ctx, variant.get("metafields"), errors, path)
+            mfs = (
+                validate_metafields(ctx, variant["metafields"], errors, path)
+                if variant.get("metafields") is not None
+                else None
+            )
             if chosen is None:
                 continue
             if chosen in combos:
@@ -546,8 +601,15 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             _apply_variant_set(ctx, product_id, specs, planned, old_variants)
         elif existing is None:
             _create_default_variant(ctx, product_id)
-        write_metafields(ctx, "PRODUCT", product_id, metafields)
-        ctx.forget("product", "variants", "options")
+        # productSet replaces list fields wholesale: metafields it does not list are deleted.
+        write_metafields(
+            ctx,
+            "PRODUCT",
+            product_id,
+            metafields if values.get("metafields") is not None else None,
+            replace=True,
+        )
+        ctx.forget("product", "variants", "options", "item")
         fire_product(ctx, "products/create" if existing is None else "products/update", product_id)
     return _set_payload(load_product(ctx, product_id), errors)
 
@@ -556,7 +618,7 @@ def _apply_variant_set(
     ctx: Context,
     product_id: int,
     specs: Sequence[OptionSpec],
-    planned: Sequence[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any]]],
+    planned: Sequence[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any] | None]],
     old_variants: Sequence[dict[str, Any]],
 ) -> None:
     keep = {variant_id for variant_id, *_ in planned if variant_id is not None}
@@ -576,7 +638,8 @@ def _apply_variant_set(
             variant_id = store.insert_variant(ctx.conn, ctx.shop.domain, product_id, cols)
         else:
             store.update_variant(ctx.conn, variant_id, cols)
-        write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
+        write_inventory_item(ctx, variant_id, cols)
+        write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs, replace=True)
 
 
 def _create_default_variant(ctx: Context, product_id: int) -> None:
@@ -657,7 +720,7 @@ def product_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
             _create_default_variant(ctx, product_id)
         write_metafields(ctx, "PRODUCT", product_id, metafields)
         fire_product(ctx, "products/create", product_id)
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return {
         "__typename": "ProductCreatePayload",
         "product": load_product(ctx, product_id),
@@ -698,7 +761,7 @@ def product_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
         store.update_product(ctx.conn, existing["id"], columns)
         write_metafields(ctx, "PRODUCT", existing["id"], metafields)
         fire_product(ctx, "products/update", existing["id"])
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return {
         "__typename": "ProductUpdatePayload",
         "product": load_product(ctx, existing["id"]),
@@ -729,7 +792,7 @@ def product_delete(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
             topic="products/delete",
             payload=payloads.product_delete_payload(existing["id"]),
         )
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return {
         "__typename": "ProductDeletePayload",
         "deletedProductId": f"gid://shopify/Product/{existing['id']}",
@@ -840,12 +903,13 @@ def variants_bulk_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
     with savepoint(ctx.conn):
         for variant_id, cols, mfs in plans:
             store.update_variant(ctx.conn, variant_id, cols)
+            write_inventory_item(ctx, variant_id, cols)
             write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
         if plans:
             _sync_option_values_with_variants(ctx, product_id, specs)
             store.update_product(ctx.conn, product_id, {})
             fire_product(ctx, "products/update", product_id)
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return _bulk_payload(typename, product_id, [p[0] for p in plans], ctx, errors)
 
 
@@ -973,11 +1037,12 @@ def variants_bulk_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
                 "title": store.variant_title(combo),
             }
             variant_id = store.insert_variant(ctx.conn, ctx.shop.domain, product_id, cols)
+            write_inventory_item(ctx, variant_id, cols)
             write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
             created.append(variant_id)
         store.update_product(ctx.conn, product_id, {})
         fire_product(ctx, "products/update", product_id)
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return _bulk_payload(typename, product_id, created, ctx, errors)
 
 

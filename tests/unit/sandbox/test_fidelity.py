@@ -1,0 +1,244 @@
+"""Where the sandbox must behave like Shopify for a sync engine not to be fooled (issue 9).
+
+Each test names the Shopify document, changelog entry or reference line it follows; the
+reference lines are in ../shared/reference/sync-pitfalls.md (cited as "pitfalls §N").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.unit.sandbox.conftest import PRODUCT_SET, Sandbox, shirt_input
+
+
+def create_shirt(sandbox: Sandbox, **overrides: Any) -> dict[str, Any]:
+    data = sandbox.run(PRODUCT_SET, {"input": shirt_input(**overrides)})
+    assert data["productSet"]["userErrors"] == []
+    product: dict[str, Any] = data["productSet"]["product"]
+    return product
+
+
+def product_count(sandbox: Sandbox) -> int:
+    with sandbox.state.db.transaction() as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM sb_products").fetchone()[0])
+
+
+# ---- 6. silent drops and partial commits ---------------------------------------------------
+
+ITEM_QUERY = """
+query Item($id: ID!) {
+  productVariant(id: $id) { inventoryItem { tracked requiresShipping } }
+}
+"""
+
+
+def test_tracked_false_and_requires_shipping_false_are_stored(sandbox: Sandbox) -> None:
+    """InventoryItemInput.tracked / requiresShipping are read back as written.
+
+    Source: admin-graphql 2026-10 input-objects/InventoryItemInput (``tracked``: "Whether the
+    inventory item is tracked", ``requiresShipping``) and objects/InventoryItem.
+    """
+    variants = shirt_input()["variants"]
+    variants[0]["inventoryItem"] = {"tracked": False, "requiresShipping": False}
+    product = create_shirt(sandbox, variants=variants)
+    first, second = product["variants"]["nodes"]
+    item = sandbox.run(ITEM_QUERY, {"id": first["id"]})["productVariant"]["inventoryItem"]
+    assert item == {"tracked": False, "requiresShipping": False}
+    other = sandbox.run(ITEM_QUERY, {"id": second["id"]})["productVariant"]["inventoryItem"]
+    assert other == {"tracked": True, "requiresShipping": True}
+    update = """
+    mutation U($p: ID!, $v: [ProductVariantsBulkInput!]!) {
+      productVariantsBulkUpdate(productId: $p, variants: $v) { userErrors { field message } }
+    }"""
+    sandbox.run(
+        update,
+        {"p": product["id"], "v": [{"id": second["id"], "inventoryItem": {"tracked": False}}]},
+    )
+    other = sandbox.run(ITEM_QUERY, {"id": second["id"]})["productVariant"]["inventoryItem"]
+    assert other == {"tracked": False, "requiresShipping": True}
+
+
+def test_mutation_selecting_an_unimplemented_field_commits_nothing(sandbox: Sandbox) -> None:
+    """A mutation whose answer would carry NOT_IMPLEMENTED_IN_SANDBOX is rolled back whole.
+
+    Source: the sandbox's contract (docs/sandbox-fidelity.md, "refused loudly"): Shopify would
+    have answered the field, so a committed change with ``product: null`` would make a client
+    that retries on a null payload create the product twice (pitfalls §3, duplicates).
+    """
+    document = """
+    mutation Set($input: ProductSetInput!) {
+      productSet(input: $input, synchronous: true) {
+        product { id variants(first: 5) { nodes { inventoryItem { harmonizedSystemCode } } } }
+        userErrors { field message }
+      }
+    }"""
+    body = sandbox.gql(document, {"input": shirt_input()})
+    assert body["data"] is None
+    assert body["errors"]
+    for error in body["errors"]:
+        assert error["extensions"]["code"] == "NOT_IMPLEMENTED_IN_SANDBOX"
+        assert "rolled back" in error["message"]
+    assert product_count(sandbox) == 0
+    assert sandbox.outbox() == []
+
+
+# ---- 1. productSet replaces metafields wholesale ------------------------------------------
+
+METAFIELDS = """
+query M($id: ID!) {
+  product(id: $id) {
+    metafields(first: 20) { nodes { namespace key value } }
+    variants(first: 5) { nodes { id metafields(first: 20) { nodes { namespace key value } } } }
+  }
+}
+"""
+
+
+def _keys(connection: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(m["namespace"], m["key"]) for m in connection["nodes"]}
+
+
+def test_product_set_deletes_metafields_it_does_not_list(sandbox: Sandbox) -> None:
+    """productSet listing only the app's metafield deletes the merchant's others.
+
+    Source: admin-graphql 2026-07 mutations/productSet (ProductSetUserError page): list fields
+    "delete existing entries that aren't included", metafields among them (pitfalls §10); a
+    variant input without ``metafields`` leaves that variant's metafields alone.
+    """
+    merchant = {"namespace": "custom", "key": "care", "type": "single_line_text_field"}
+    variants = shirt_input()["variants"]
+    variants[0]["metafields"] = [{**merchant, "value": "wash cold"}]
+    variants[1]["metafields"] = [{**merchant, "value": "dry clean"}]
+    product = create_shirt(sandbox, metafields=[{**merchant, "value": "cotton"}], variants=variants)
+    ids = [v["id"] for v in product["variants"]["nodes"]]
+    mine = {"namespace": "sync", "key": "crm_id", "type": "single_line_text_field", "value": "7"}
+    second_input = shirt_input()["variants"]
+    second_input[0] = {**second_input[0], "id": ids[0], "metafields": [mine]}
+    second_input[1] = {**second_input[1], "id": ids[1]}  # no metafields field: unchanged
+    sandbox.run(
+        PRODUCT_SET,
+        {
+            "identifier": {"id": product["id"]},
+            "input": {
+                "metafields": [mine],
+                "productOptions": shirt_input()["productOptions"],
+                "variants": second_input,
+            },
+        },
+    )
+    data = sandbox.run(METAFIELDS, {"id": product["id"]})["product"]
+    assert _keys(data["metafields"]) == {("sync", "crm_id")}
+    first, second = data["variants"]["nodes"]
+    assert _keys(first["metafields"]) == {("sync", "crm_id")}
+    assert _keys(second["metafields"]) == {("custom", "care")}
+
+
+def test_product_set_without_metafields_keeps_them(sandbox: Sandbox) -> None:
+    """Fields left out of productSet are left unchanged (same productSet reference page)."""
+    merchant = {"namespace": "custom", "key": "care", "type": "single_line_text_field"}
+    product = create_shirt(sandbox, metafields=[{**merchant, "value": "cotton"}])
+    sandbox.run(PRODUCT_SET, {"identifier": {"id": product["id"]}, "input": {"title": "New"}})
+    data = sandbox.run(METAFIELDS, {"id": product["id"]})["product"]
+    assert _keys(data["metafields"]) == {("custom", "care")}
+
+
+# ---- 2. variants and productOptions travel together ----------------------------------------
+
+
+def test_product_set_variants_without_options_on_an_existing_product_is_refused(
+    sandbox: Sandbox,
+) -> None:
+    """On updates too, variants without productOptions is a userError and changes nothing.
+
+    Source: shopify.dev/changelog/changes-to-variants-and-productoptions-fields-in-productsetinput
+    (2024-07: "both present or both absent"; pitfalls §11).
+    """
+    product = create_shirt(sandbox)
+    before = len(sandbox.outbox())
+    variants = [
+        {**v, "id": node["id"], "price": "1.00"}
+        for v, node in zip(shirt_input()["variants"], product["variants"]["nodes"], strict=True)
+    ]
+    data = sandbox.run(
+        PRODUCT_SET, {"identifier": {"id": product["id"]}, "input": {"variants": variants}}
+    )
+    assert data["productSet"]["product"] is None
+    assert data["productSet"]["userErrors"] == [
+        {
+            "field": ["input", "productOptions"],
+            "message": "Product options input is required when variants are given.",
+            "code": "PRODUCT_OPTIONS_INPUT_MISSING",
+        }
+    ]
+    assert len(sandbox.outbox()) == before
+    data = sandbox.run(
+        PRODUCT_SET,
+        {
+            "identifier": {"id": product["id"]},
+            "input": {"productOptions": shirt_input()["productOptions"]},
+        },
+    )
+    assert data["productSet"]["userErrors"][0]["code"] == "VARIANTS_INPUT_MISSING"
+
+
+# ---- 3. input-array limits and dynamic cost of the variant bulk mutations -----------------
+
+BULK_UPDATE = """
+mutation U($p: ID!, $v: [ProductVariantsBulkInput!]!) {
+  productVariantsBulkUpdate(productId: $p, variants: $v) {
+    productVariants { id } userErrors { field message code }
+  }
+}"""
+
+
+def test_variant_bulk_update_refuses_more_than_250_inputs(sandbox: Sandbox) -> None:
+    """251 inputs (even copies of one variant) are refused and nothing changes.
+
+    Source: shopify.dev/docs/api/usage/limits ("Input arguments that accept an array have a
+    maximum size of 250 for all APIs"); changelog graphql-input-objects-limited-to-250-items.
+    """
+    product = create_shirt(sandbox)
+    variant = product["variants"]["nodes"][0]
+    before = len(sandbox.outbox())
+    body = sandbox.gql(
+        BULK_UPDATE, {"p": product["id"], "v": [{"id": variant["id"], "price": "1.00"}] * 251}
+    )
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "MAX_INPUT_SIZE_EXCEEDED"
+    assert error["message"] == (
+        "The input array size of 251 is greater than the maximum allowed of 250."
+    )
+    assert error["path"] == ["productVariantsBulkUpdate", "variants"]
+    assert "data" not in body
+    assert len(sandbox.outbox()) == before
+    ok = sandbox.gql(
+        BULK_UPDATE, {"p": product["id"], "v": [{"id": variant["id"], "price": "1.00"}] * 250}
+    )
+    assert "errors" not in ok
+
+
+def test_variant_bulk_mutations_cost_by_dynamic_complexity(sandbox: Sandbox) -> None:
+    """10 + 0.2 per variant + 0.4 per variant metafield, rounded up.
+
+    Source: shopify.dev/changelog/dynamic-complexity-for-productvariantsbulkcreate-and-
+    productvariantsbulkupdate-mutations (2025-10-01). Rounding is not published: the sandbox
+    rounds up (documented in cost.py).
+    """
+    product = create_shirt(sandbox)
+    variant = product["variants"]["nodes"][0]
+    metafield = {"namespace": "custom", "key": "k1", "type": "single_line_text_field", "value": "x"}
+    inputs = [{"id": variant["id"], "price": "2.00", "metafields": [metafield]}] * 200
+    body = sandbox.gql(BULK_UPDATE, {"p": product["id"], "v": inputs})
+    # 10 + 200 * 0.2 + 200 * 0.4 = 130
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 130
+    assert body["extensions"]["cost"]["actualQueryCost"] == 130
+    body = sandbox.gql(BULK_UPDATE, {"p": product["id"], "v": [{"id": variant["id"]}] * 3})
+    # 10 + 0.6 → 11
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 11
+    create = """
+    mutation C($p: ID!, $v: [ProductVariantsBulkInput!]!) {
+      productVariantsBulkCreate(productId: $p, variants: $v) { userErrors { field message } }
+    }"""
+    inputs = [{"optionValues": [{"optionName": "Size", "name": f"X{i}"}]} for i in range(50)]
+    body = sandbox.gql(create, {"p": product["id"], "v": inputs})
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 20
