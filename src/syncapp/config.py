@@ -229,7 +229,9 @@ def _read_or_create(path: Path, make: Any) -> str:
     """Read a generated secret from ``path``, creating it (mode 0600) on first use."""
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from syncapp.store.files import private_dirs
+
+    private_dirs(path.parent)
     value = str(make())
     fd = path.open("x", encoding="utf-8")
     with fd:

@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> Starlette:
         recorder=recorder,
         max_bytes=settings.webhook_max_bytes,
         topics=subscribed_topics(settings.shopify_app_toml),
+        vault=shops.vault,
     )
 
     async def healthz(request: Request) -> Response:

@@ -22,7 +22,8 @@ secret): nothing parses an unsigned body, so a forged one costs one HMAC and get
 whatever it contains. Then ``shopifyapp.verify_webhook_req`` (Shopify's own library) verifies
 it again as before — it parses the body with the standard ``json`` to redact its log, so a
 signed but pathological body is refused with 400 before it gets there. The recorded row is the
-durable hand-off to the workers; topics the app does not subscribe to are acknowledged, so
+durable hand-off to the workers, its payload encrypted when the topic carries customer data
+(:mod:`syncapp.store.sealed`); topics the app does not subscribe to are acknowledged, so
 Shopify stops retrying, and dropped.
 """
 
@@ -42,6 +43,8 @@ from shopify_app import AppConfig
 from shopify_app.verify.webhook import verify_webhook_req
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from syncapp.store.sealed import seal
+from syncapp.store.vault import Vault
 from syncapp.web.ingest import EventRecorder, NewEvent, RecorderClosed
 
 log = structlog.get_logger("syncapp.web.webhooks")
@@ -117,11 +120,13 @@ class ShopifyWebhookEndpoint:
         recorder: EventRecorder,
         max_bytes: int,
         topics: Collection[str],
+        vault: Vault,
     ) -> None:
         self._config = app_config
         self._recorder = recorder
         self._max_bytes = max_bytes
         self._topics = frozenset(topics)
+        self._vault = vault
         old = app_config.get("old_client_secret")
         self._secrets = tuple(s.encode("utf-8") for s in (app_config["client_secret"], old) if s)
 
@@ -195,7 +200,8 @@ class ShopifyWebhookEndpoint:
             event_id=event_id,
             api_version=headers.get("x-shopify-api-version"),
             triggered_at=headers.get("x-shopify-triggered-at"),
-            payload=body,
+            # Orders, customers and compliance payloads are encrypted at rest.
+            payload=seal(self._vault, topic, body),
         )
         try:
             stored = await self._recorder.record(event)
