@@ -84,6 +84,15 @@ from syncapp.shops.install import ensure_installed, refresh_shop_info
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.status import ShopStatus, shop_status
 from syncapp.store.models import Shop
+from syncapp.web.app_home.guard import (
+    API_PREFIX,
+    api_request_refusal,
+    claims_refusal,
+    json_body_refusal,
+    origin_of,
+    patch_params_refusal,
+    public_request_url,
+)
 
 log = structlog.get_logger("syncapp.web.app_home")
 
@@ -146,6 +155,9 @@ class HomeOptions:
     ctrwow_client_id: str = ""
     ctrwow_client_secret: str | None = None
     ctrwow_redirect_uri: str = ""
+    # Where the app is reached (SYNCAPP_PUBLIC_URL): its origin is the only one allowed to
+    # post to the JSON routes, and redirects are built on it, never on the Host header.
+    public_url: str = "http://127.0.0.1:8000"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HomeOptions:
@@ -164,7 +176,17 @@ class HomeOptions:
             ctrwow_client_id=settings.ctrwow_client_id,
             ctrwow_client_secret=ctrwow_secret.get_secret_value() if ctrwow_secret else None,
             ctrwow_redirect_uri=settings.ctrwow_redirect_uri,
+            public_url=settings.public_url,
         )
+
+    @property
+    def own_origin(self) -> str:
+        return origin_of(self.public_url)
+
+    def secrets(self, config: AppConfig) -> tuple[str, ...]:
+        """The client secrets an ID token may be signed with: current, then previous."""
+        old = config.get("old_client_secret")
+        return (config["client_secret"], *((old,) if old else ()))
 
     @property
     def admin_origin(self) -> str:
@@ -334,7 +356,9 @@ class AppHome:
             {
                 "method": request.method,
                 "headers": dict(request.headers),
-                "url": str(request.url),
+                "url": public_request_url(
+                    self._options.public_url, request.url.path, request.url.query
+                ),
                 # The session token is in the header or query, never in the body; the library
                 # would only parse the unverified body (standard json) to redact its log,
                 # which a deeply nested or huge-number body turns into a 500.
@@ -346,6 +370,17 @@ class AppHome:
         if not result.ok or result.shop is None or result.id_token is None:
             log.info("app_home.refused", code=result.log.code, status=result.response.status)
             return self._library_response(result.response)
+        refused = claims_refusal(
+            result.id_token.token,
+            secrets=self._options.secrets(self._config),
+            client_id=self._options.client_id,
+        )
+        if refused is not None:
+            # Signed by us but not a complete Shopify session token: a fresh one from App
+            # Bridge will be (the patch page for a document load, a retried fetch otherwise).
+            log.info("app_home.refused", code="incomplete_id_token", detail=refused)
+            assert result.invalid_token_response is not None
+            return self._library_response(result.invalid_token_response)
         if not _SHOP.match(result.shop):
             # Signed with our secret, so not forged; but not a shop domain we can serve.
             log.warning("app_home.bad_dest", code="invalid_dest")
@@ -372,9 +407,20 @@ class AppHome:
         self, handler: Callable[[Request, Verified], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            api = request.url.path.startswith(API_PREFIX)
+            if api:
+                refusal = api_request_refusal(
+                    request.method, request.headers, own_origin=self._options.own_origin
+                )
+                if refusal is not None:
+                    log.info("app_home.api_refused", status=refusal.status, reason=refusal.error)
+                    return JSONResponse({"error": refusal.error}, status_code=refusal.status)
             verified = await self._verify(request)
             if isinstance(verified, Response):
-                return verified
+                return _as_json_error(verified) if api else verified
+            refusal = json_body_refusal(request.method, request.headers) if api else None
+            if refusal is not None:
+                return JSONResponse({"error": refusal.error}, status_code=refusal.status)
             with structlog.contextvars.bound_contextvars(shop=verified.shop):
                 return await handler(request, verified)
 
@@ -483,11 +529,18 @@ class AppHome:
         return await self._render_home(verified, notice=notice, notice_tone=tone)
 
     async def patch_id_token(self, request: Request) -> Response:
+        params = request.query_params
+        refused = patch_params_refusal(params.get("shop"), params.get("shopify-reload"))
+        if refused is not None:
+            log.info("app_home.patch_id_token_refused", reason=refused)
+            return Response(f"Bad Request: {refused}", status_code=400, media_type="text/plain")
         result = app_home_patch_id_token(
             {
                 "method": request.method,
                 "headers": dict(request.headers),
-                "url": str(request.url),
+                "url": public_request_url(
+                    self._options.public_url, request.url.path, request.url.query
+                ),
                 "body": "",
             },
             self._config,
@@ -741,6 +794,25 @@ def _callback_page(title: str, message: str, status: int = 400) -> Response:
         status_code=status,
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
+
+
+# Headers of the library's refusals that App Bridge acts on; kept when the body becomes JSON.
+_APP_BRIDGE_HEADERS = (
+    "x-shopify-retry-invalid-session-request",
+    "x-shopify-api-request-failure-reauthorize-url",
+    "retry-after",
+)
+
+
+def _as_json_error(response: Response) -> Response:
+    """A refusal of an ``/app/api/*`` request as JSON (``{"error": …}``), App Bridge headers
+    kept: the JSON routes answer JSON, whatever shopifyapp's response body is."""
+    if response.media_type == "application/json":
+        return response
+    raw = bytes(response.body).decode("utf-8", errors="replace").strip()
+    message = raw or ("Unauthorized" if response.status_code == 401 else "refused")
+    headers = {k: v for k, v in response.headers.items() if k.lower() in _APP_BRIDGE_HEADERS}
+    return JSONResponse({"error": message}, status_code=response.status_code, headers=headers)
 
 
 def _unavailable(message: str) -> Response:
