@@ -60,7 +60,8 @@ def test_make_run_prints_whole_lines_and_the_readme_curl_that_works(tmp_path: Pa
         output = log_path.read_text()
         [line] = [x for x in output.splitlines() if "Admin GraphQL" in x]
         command = line.split("Admin GraphQL", 1)[1].strip()
-        assert command.startswith("curl ") and command.endswith("/graphql.json"), output
+        assert command.startswith("curl "), output
+        assert command.endswith("/graphql.json"), output
         assert '"X-Shopify-Access-Token: $(make -s token)"' in command
         assert f"http://127.0.0.1:{ports['shopify']}/admin/api/" in command
         assert "$(make token)" not in output
