@@ -38,7 +38,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -76,6 +76,7 @@ from syncapp.onboarding.connect import (
     finish_ctrwow_connect,
     start_ctrwow_connect,
 )
+from syncapp.onboarding.connections import ConnectionView, connection_views
 from syncapp.onboarding.plan import STEP_TITLES
 from syncapp.onboarding.service import OnboardingError
 from syncapp.onboarding.switch import LinkRefused, LinkUnavailable, link_dedicated_account
@@ -437,6 +438,12 @@ class AppHome:
             plan = plan_state(session, shop_id=shop_id, catalog=self._options.catalog)
         return status, signup, plan
 
+    def _connections(self, shop: str) -> dict[str, ConnectionView]:
+        with self._runtime.sessions() as session:
+            shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
+            assert shop_id is not None  # the request installed it
+            return connection_views(session, shop_id=shop_id, now=datetime.now(UTC))
+
     def _ctrwow_connect_needed(self, shop: str) -> bool:
         with self._runtime.sessions() as session:
             shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
@@ -465,6 +472,7 @@ class AppHome:
         ctrwow_connect = await anyio.to_thread.run_sync(
             lambda: self._ctrwow_connect_needed(verified.shop)
         )
+        connections = await anyio.to_thread.run_sync(lambda: self._connections(verified.shop))
         steps = []
         if signup is not None:
             for step in signup.steps:
@@ -499,6 +507,7 @@ class AppHome:
             notice=notice,
             notice_tone=notice_tone,
             ctrwow_connect=ctrwow_connect,
+            connections=connections,
         )
         return HTMLResponse(html, headers=verified.headers)
 
