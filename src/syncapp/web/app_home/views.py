@@ -72,6 +72,7 @@ from syncapp.onboarding.connect import (
     BadState,
     ConnectNotNeeded,
     CtrwowConnectError,
+    abandon_ctrwow_connect,
     connect_needed,
     finish_ctrwow_connect,
     start_ctrwow_connect,
@@ -128,6 +129,22 @@ _templates = jinja2.Environment(
     autoescape=jinja2.select_autoescape(default=True),
     undefined=jinja2.StrictUndefined,
 )
+
+
+# What the App Home says when the merchant comes back from elsewhere: fixed texts chosen by
+# a query parameter (never the parameter's own text: it is not authenticated).
+_RETURN_NOTICES = {
+    ("ctrwow", "cancelled"): (
+        "You cancelled the CTRwow sign-in, so CTRwow is not connected yet. Choose “Connect "
+        "your CTRwow account” when you are ready.",
+        "warning",
+    ),
+    ("ctrwow", "failed"): (
+        "CTRwow did not connect your account. Try “Connect your CTRwow account” again; if it "
+        "keeps failing, contact the app's support.",
+        "critical",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,6 +531,9 @@ class AppHome:
     # --- handlers ---------------------------------------------------------------------------
 
     async def home(self, request: Request, verified: Verified) -> Response:
+        notice = _RETURN_NOTICES.get(("ctrwow", request.query_params.get("ctrwow", "")))
+        if notice is not None:
+            return await self._render_home(verified, notice=notice[0], notice_tone=notice[1])
         return await self._render_home(verified)
 
     async def billing_return(self, request: Request, verified: Verified) -> Response:
@@ -554,6 +574,18 @@ class AppHome:
             },
             self._config,
         )
+        if result.response.status == 400:
+            # Opened outside the admin (the app's URL typed or bookmarked): no shop to patch
+            # a token for. Say where the app lives instead of the library's bare 400.
+            log.info("app_home.opened_outside_admin", code=result.log.code)
+            return _message_page(
+                "Open the Sync App from your Shopify admin",
+                "The Sync App runs inside your Shopify admin: open Apps, then Sync App. "
+                "This address works only when Shopify opens it.",
+                back_url=self._options.admin_url,
+                back_label="Go to your Shopify admin",
+                tone="info",
+            )
         return self._library_response(result.response)
 
     async def shop_json(self, request: Request, verified: Verified) -> Response:
@@ -725,27 +757,51 @@ class AppHome:
     async def ctrwow_callback(self, request: Request) -> Response:
         """CTRwow's redirect: a top-level page outside the admin, authenticated by ``state``."""
         params = request.query_params
-        error = params.get("error")
+        state, code, error = params.get("state"), params.get("code"), params.get("error")
+        admin = self._options.admin_url
         if error is not None:
-            description = params.get("error_description") or ""
-            # The state stays unused; a new click in the app starts a new authorization.
+            # The merchant cancelled (access_denied) or CTRwow refused: back into the admin,
+            # where the page says so. The state is spent; a new click starts a new one.
             log.info("app_home.ctrwow_callback_error", error=error)
-            return _callback_page(
-                "CTRwow did not connect your account",
-                f"CTRwow answered: {error}"
-                + (f" — {description}" if description else "")
-                + ". Go back to the app in your Shopify admin and try again.",
+            shop = None
+            if state:
+                shop = await anyio.to_thread.run_sync(
+                    lambda: abandon_ctrwow_connect(self._runtime.sessions, state=state)
+                )
+            if shop is not None:
+                outcome = "cancelled" if error == "access_denied" else "failed"
+                return RedirectResponse(
+                    f"{self._options.app_url(shop)}?ctrwow={outcome}",
+                    status_code=303,
+                    headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+                )
+            return _message_page(
+                "CTRwow is not connected",
+                "You left the CTRwow sign-in before it finished, so nothing changed. Open the "
+                "Sync App in your Shopify admin and choose “Connect your CTRwow account” "
+                "when you are ready.",
+                back_url=admin,
+                back_label="Go to your Shopify admin",
+                tone="warning",
             )
-        state, code = params.get("state"), params.get("code")
         if not state or not code:
-            return _callback_page(
+            return _message_page(
                 "This link is incomplete",
-                "CTRwow's answer lacks its code or state. Start again with “Connect your "
-                "CTRwow account” in the app.",
+                "CTRwow's answer lacks its code or state, so nothing changed. Start again with "
+                "“Connect your CTRwow account” in the app.",
+                back_url=admin,
+                back_label="Go to your Shopify admin",
             )
         client = self._ctrwow_client()
         if client is None:
-            return _callback_page("CTRwow is not configured", "Contact the app's support.", 503)
+            return _message_page(
+                "CTRwow is not configured",
+                "This installation of the Sync App has no CTRwow connection set up. Contact "
+                "the app's support.",
+                status=503,
+                back_url=admin,
+                back_label="Go to your Shopify admin",
+            )
         try:
             done = await finish_ctrwow_connect(
                 self._runtime.sessions,
@@ -758,10 +814,20 @@ class AppHome:
             )
         except BadState as exc:
             log.info("app_home.ctrwow_callback_bad_state")
-            return _callback_page("This link cannot be used", str(exc))
+            return _message_page(
+                "This link cannot be used",
+                str(exc),
+                back_url=admin,
+                back_label="Go to your Shopify admin",
+            )
         except CtrwowConnectError as exc:
             log.warning("app_home.ctrwow_callback_failed", error=str(exc))
-            return _callback_page("CTRwow could not be connected", str(exc))
+            return _message_page(
+                "CTRwow could not be connected",
+                str(exc),
+                back_url=admin,
+                back_label="Go to your Shopify admin",
+            )
         log.info("app_home.ctrwow_connected", shop=done.shop, account_id=done.account_id)
         return RedirectResponse(
             self._options.app_url(done.shop),
@@ -788,20 +854,44 @@ class AppHome:
         ]
 
 
-_CALLBACK_PAGE = _templates.from_string(
-    """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title></head>
-<body><main><h1>{{ title }}</h1><p id="message">{{ message }}</p></main></body></html>
-"""
-)
+_TONES = {
+    "critical": ("#fee9e8", "#8e0b21", "#fd8282"),
+    "warning": ("#fff1e3", "#5e4200", "#ffb800"),
+    "info": ("#eaf4ff", "#00527c", "#91d0ff"),
+}
 
 
-def _callback_page(title: str, message: str, status: int = 400) -> Response:
-    """The callback's refusal, for a merchant who is outside the admin (a plain page)."""
+def _message_page(
+    title: str,
+    message: str,
+    *,
+    status: int = 400,
+    back_url: str | None = None,
+    back_label: str = "",
+    tone: str = "critical",
+) -> Response:
+    """A page for a merchant outside the admin (no App Bridge): styled like the admin, saying
+    what happened, with a way back into the Shopify admin."""
+    bg, fg, edge = _TONES[tone]
+    html = _templates.get_template("message.html").render(
+        title=title,
+        message=message,
+        back_url=back_url,
+        back_label=back_label,
+        tone=tone,
+        tone_bg=bg,
+        tone_fg=fg,
+        tone_edge=edge,
+    )
     return HTMLResponse(
-        _CALLBACK_PAGE.render(title=title, message=message),
+        html,
         status_code=status,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        headers={
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            "img-src 'self'; frame-ancestors 'none'",
+        },
     )
 
 
