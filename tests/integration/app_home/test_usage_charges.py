@@ -8,8 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from syncapp.billing import BillingError, load_catalog
-from syncapp.billing.service import record_usage
+from syncapp.billing import BillingError, load_catalog, record_usage
 from syncapp.connectors.shopify.admin import run_document
 from syncapp.shops.tokens import get_admin_token
 from tests.integration.app_home.conftest import Home
