@@ -242,3 +242,36 @@ def test_variant_bulk_mutations_cost_by_dynamic_complexity(sandbox: Sandbox) -> 
     inputs = [{"optionValues": [{"optionName": "Size", "name": f"X{i}"}]} for i in range(50)]
     body = sandbox.gql(create, {"p": product["id"], "v": inputs})
     assert body["extensions"]["cost"]["requestedQueryCost"] == 20
+
+
+# ---- 9. prices finer than the currency ------------------------------------------------------
+
+
+def test_price_with_more_decimals_than_the_currency_is_refused_loudly(sandbox: Sandbox) -> None:
+    """ "19.999" for a USD shop is refused (NOT_IMPLEMENTED_IN_SANDBOX), not rounded to "20.00".
+
+    Source: shopify.dev/docs/api/admin-graphql/latest/scalars/Money and Decimal ("arbitrary
+    precision", example "29.999") document no rounding of a variant price to the currency's
+    minor unit, and none was found in the changelog (issue 9, item 9: "if it cannot be found,
+    refuse loudly"); ISO 4217 gives USD two decimal places.
+    """
+    variants = shirt_input()["variants"]
+    variants[0]["price"] = "19.999"
+    body = sandbox.gql(PRODUCT_SET, {"input": shirt_input(variants=variants)})
+    assert body["data"] is None
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "NOT_IMPLEMENTED_IN_SANDBOX"
+    assert "'19.999'" in error["message"]
+    assert product_count(sandbox) == 0
+    variants[0]["price"] = "19.990"  # trailing zeros are not extra precision
+    product = create_shirt(sandbox, variants=variants)
+    assert product["variants"]["nodes"][0]["price"] == "19.99"
+    body = sandbox.gql(
+        BULK_UPDATE,
+        {
+            "p": product["id"],
+            "v": [{"id": product["variants"]["nodes"][1]["id"], "compareAtPrice": "5.001"}],
+        },
+    )
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "NOT_IMPLEMENTED_IN_SANDBOX"
