@@ -275,3 +275,59 @@ def test_price_with_more_decimals_than_the_currency_is_refused_loudly(sandbox: S
     )
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "NOT_IMPLEMENTED_IN_SANDBOX"
+
+
+# ---- 7. throttling by HTTP 429 --------------------------------------------------------------
+
+FAULTS = "http://sandbox.test/_sandbox/graphql/faults"
+
+
+def test_throttling_can_answer_429_with_retry_after_in_seconds(sandbox: Sandbox) -> None:
+    """With the switch on, a throttled request gets HTTP 429 and ``Retry-After`` (seconds).
+
+    Source: pitfalls §26-27 (Shopify/cli PR #8317 says 200; a community reply says 429, so
+    handle both; Shopify/shopify-app-js#3364: Retry-After is seconds); shopify.dev/docs/api/
+    usage/limits (REST answers 429 with Retry-After).
+    """
+    assert sandbox.client.post(FAULTS, json={"throttle_status": 429}).status_code == 200
+    # 300 aliases of a 3-point shop selection: requested = actual = 900 (nothing refunded).
+    selection = "shop { plan { displayName } primaryDomain { host } }"
+    query = "query { " + " ".join(f"s{i}: {selection}" for i in range(300)) + " }"
+    statuses = []
+    for _ in range(4):  # the Standard bucket (2000 points, 100/s) is short on the third
+        response = sandbox.client.post(
+            "/admin/api/2026-10/graphql.json",
+            json={"query": query},
+            headers={"X-Shopify-Access-Token": "shpat_demo_token_0123456789"},
+        )
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            break
+    assert statuses[-1] == 429, statuses
+    assert response.json()["errors"][0]["extensions"]["code"] == "THROTTLED"
+    wait = int(response.headers["Retry-After"])
+    cost = response.json()["extensions"]["cost"]
+    assert cost["requestedQueryCost"] == 900
+    status = cost["throttleStatus"]
+    assert wait >= (900 - status["currentlyAvailable"]) / status["restoreRate"]
+    # Forced throttling of the next request, whatever the bucket holds.
+    sandbox.client.post(FAULTS, json={"throttle_status": 429, "throttle_next": 1})
+    cheap = sandbox.client.post(
+        "/admin/api/2026-10/graphql.json",
+        json={"query": "query { shop { name } }"},
+        headers={"X-Shopify-Access-Token": "shpat_demo_token_0123456789"},
+    )
+    assert cheap.status_code == 429
+    assert cheap.headers["Retry-After"] == "1"
+    assert sandbox.client.get(FAULTS).json()["throttle_next"] == 0
+    sandbox.client.delete(FAULTS)
+    assert "errors" not in sandbox.gql("query { shop { name } }")
+
+
+def test_graphql_faults_refuse_bad_values_and_shop_hosts(sandbox: Sandbox) -> None:
+    """The control route is the sandbox's own: 404 on a shop host, 400 on a bad value."""
+    assert sandbox.client.post(FAULTS, json={"throttle_status": 503}).status_code == 400
+    assert sandbox.client.post(FAULTS, json={"nope": 1}).status_code == 400
+    on_shop = sandbox.client.post("/_sandbox/graphql/faults", json={"throttle_status": 429})
+    assert on_shop.status_code == 404
+    assert sandbox.client.get(FAULTS).json()["throttle_status"] == 200
