@@ -6,6 +6,8 @@ reference lines are in ../shared/reference/sync-pitfalls.md (cited as "pitfalls 
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from tests.unit.sandbox.conftest import PRODUCT_SET, Sandbox, shirt_input
@@ -331,3 +333,139 @@ def test_graphql_faults_refuse_bad_values_and_shop_hosts(sandbox: Sandbox) -> No
     on_shop = sandbox.client.post("/_sandbox/graphql/faults", json={"throttle_status": 429})
     assert on_shop.status_code == 404
     assert sandbox.client.get(FAULTS).json()["throttle_status"] == 200
+
+
+# ---- 5. bulk operations ----------------------------------------------------------------------
+
+BULK_RUN = """
+mutation($q: String!, $g: Boolean!) { bulkOperationRunQuery(query: $q, groupObjects: $g) {
+  bulkOperation { id status } userErrors { field message code } } }
+"""
+BULK_QUERY = "{ products { edges { node { id variants { edges { node { id sku } } } } } } }"
+BULK_NODE = """
+query($id: ID!) { node(id: $id) { ... on BulkOperation {
+  id status errorCode objectCount url partialDataUrl } } }
+"""
+
+
+def start_bulk(sandbox: Sandbox, *, grouped: bool = False) -> str:
+    started = sandbox.gql(BULK_RUN, {"q": BULK_QUERY, "g": grouped})["data"]
+    assert started["bulkOperationRunQuery"]["userErrors"] == []
+    op_id: str = started["bulkOperationRunQuery"]["bulkOperation"]["id"]
+    return op_id
+
+
+def bulk_state(sandbox: Sandbox, op_id: str) -> dict[str, Any]:
+    node: dict[str, Any] = sandbox.run(BULK_NODE, {"id": op_id})["node"]
+    return node
+
+
+def wait_bulk(sandbox: Sandbox, op_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        op = bulk_state(sandbox, op_id)
+        if op["status"] not in ("CREATED", "RUNNING", "CANCELING"):
+            return op
+        time.sleep(0.02)
+    raise AssertionError(f"bulk operation {op_id} did not finish within {timeout} s")
+
+
+def bulk_lines(sandbox: Sandbox, url: str) -> list[dict[str, Any]]:
+    response = sandbox.client.get(url.removeprefix("http://sandbox.test"))
+    assert response.status_code == 200, response.text
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def seed_shirts(sandbox: Sandbox, count: int) -> None:
+    for index in range(count):
+        variants = [{**v, "sku": f"{v['sku']}-{index}"} for v in shirt_input()["variants"]]
+        create_shirt(sandbox, title=f"Shirt {index}", variants=variants)
+
+
+def test_bulk_output_is_ungrouped_by_default_and_grouped_on_request(sandbox: Sandbox) -> None:
+    """groupObjects false (the 2026-01+ default): lines interleave and a child may precede its
+    parent; groupObjects true keeps each product's variants after it.
+
+    Source: shopify.dev/changelog/bulk-operations-group-objects-default-changed-to-false;
+    admin-graphql 2026-10 mutations/bulkOperationRunQuery (argument groupObjects, default false).
+    """
+    seed_shirts(sandbox, 3)
+    ungrouped = bulk_lines(sandbox, wait_bulk(sandbox, start_bulk(sandbox))["url"])
+    position = {line["id"]: index for index, line in enumerate(ungrouped)}
+    assert any(
+        position[line["__parentId"]] > index
+        for index, line in enumerate(ungrouped)
+        if "__parentId" in line
+    )
+    parents_in_order = [line["__parentId"] for line in ungrouped if "__parentId" in line]
+    assert parents_in_order[0] != parents_in_order[1]  # interleaved across products
+    grouped = bulk_lines(sandbox, wait_bulk(sandbox, start_bulk(sandbox, grouped=True))["url"])
+    assert sorted(map(json.dumps, grouped)) == sorted(map(json.dumps, ungrouped))
+    for index, line in enumerate(grouped):
+        if "__parentId" in line:
+            assert position_of(grouped, line["__parentId"]) < index
+
+
+def position_of(lines: list[dict[str, Any]], gid: str) -> int:
+    return next(index for index, line in enumerate(lines) if line["id"] == gid)
+
+
+def test_bulk_fault_failed_timeout_leaves_partial_data(sandbox: Sandbox) -> None:
+    """FAILED with errorCode TIMEOUT (or ACCESS_DENIED), url null, partialDataUrl readable.
+
+    Source: admin-graphql 2026-10 objects/BulkOperation (partialDataUrl), enums/
+    BulkOperationErrorCode (TIMEOUT: "partial or incomplete data"); pitfalls §24.
+    """
+    seed_shirts(sandbox, 4)
+    for code in ("TIMEOUT", "ACCESS_DENIED"):
+        sandbox.client.post(FAULTS, json={"bulk_outcome": f"FAILED_{code}"})
+        op = wait_bulk(sandbox, start_bulk(sandbox))
+        assert (op["status"], op["errorCode"], op["url"]) == ("FAILED", code, None)
+        partial = bulk_lines(sandbox, op["partialDataUrl"])
+        assert 0 < len(partial) < 12
+    finishes = sandbox.outbox("bulk_operations/finish")
+    assert [f["payload"]["status"] for f in finishes] == ["failed", "failed"]
+    assert [f["payload"]["error_code"] for f in finishes] == ["timeout", "access_denied"]
+
+
+def test_bulk_fault_canceled_and_slow_running(sandbox: Sandbox) -> None:
+    """A slow operation is seen RUNNING and can be canceled; the CANCELED fault ends so alone.
+
+    Source: admin-graphql 2026-10 enums/BulkOperationStatus (RUNNING, CANCELING, CANCELED);
+    pitfalls §24 ("jobs can run for very long", airbytehq/airbyte#39499).
+    """
+    seed_shirts(sandbox, 1)
+    sandbox.client.post(FAULTS, json={"bulk_running_ms": 60_000})
+    op_id = start_bulk(sandbox)
+    deadline = time.monotonic() + 10
+    while bulk_state(sandbox, op_id)["status"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    cancel = "mutation($id: ID!) { bulkOperationCancel(id: $id) { userErrors { message } } }"
+    assert sandbox.run(cancel, {"id": op_id})["bulkOperationCancel"]["userErrors"] == []
+    assert wait_bulk(sandbox, op_id)["status"] == "CANCELED"
+    sandbox.client.post(FAULTS, json={"bulk_outcome": "CANCELED"})
+    op = wait_bulk(sandbox, start_bulk(sandbox))
+    assert (op["status"], op["url"]) == ("CANCELED", None)
+
+
+def test_bulk_result_url_expires(sandbox: Sandbox) -> None:
+    """Past its lifetime the URL stops working and the operation reads EXPIRED.
+
+    Source: bulkOperationRunQuery ("Results remain available for seven days after
+    completion"); enums/BulkOperationStatus EXPIRED ("The bulk operation URL has expired").
+    """
+    seed_shirts(sandbox, 1)
+    sandbox.client.post(FAULTS, json={"bulk_url_ttl_s": 0.3})
+    op_id = start_bulk(sandbox)
+    op = wait_bulk(sandbox, op_id)
+    url = op["url"] or ""
+    deadline = time.monotonic() + 10
+    while op["status"] != "EXPIRED":
+        assert op["status"] == "COMPLETED"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+        op = bulk_state(sandbox, op_id)
+    expired = sandbox.client.get(url.removeprefix("http://sandbox.test"))
+    assert expired.status_code == 400
+    assert "ExpiredToken" in expired.text

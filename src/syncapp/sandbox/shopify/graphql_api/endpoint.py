@@ -25,7 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 
 from syncapp.sandbox.shopify import cost, throttle
 from syncapp.sandbox.shopify.faults import ApiFaults, parse_faults
-from syncapp.sandbox.shopify.graphql_api import bulk
+from syncapp.sandbox.shopify.graphql_api import bulk, bulk_store
 from syncapp.sandbox.shopify.graphql_api.execution import (
     format_error,
     input_size_errors,
@@ -33,6 +33,7 @@ from syncapp.sandbox.shopify.graphql_api.execution import (
     prepare,
     run_prepared,
 )
+from syncapp.sandbox.shopify.graphql_api.nodes import bulk_operation_status
 from syncapp.sandbox.shopify.graphql_api.schema import admin_schema, has_schema
 from syncapp.sandbox.shopify.oauth import not_on_shop_host
 from syncapp.sandbox.shopify.shops import PLAN_LIMITS, get_shop, shop_domain_from_host
@@ -258,6 +259,17 @@ def make_handlers(state: SandboxState) -> tuple[Any, Any]:
         path = directory / name
         if not _safe_name(name) or not path.is_file():
             return PlainTextResponse("Not Found", status_code=404)
+        with state.db.transaction() as conn:
+            row = bulk_store.by_file_name(conn, name)
+        if row is not None and bulk_operation_status(row) == "EXPIRED":
+            # Shopify's result URLs are signed storage URLs valid for seven days; past that the
+            # storage answers 400 ExpiredToken (as Google Cloud Storage does; inferred).
+            return Response(
+                "<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
+                "<Message>The provided token has expired.</Message></Error>",
+                status_code=400,
+                media_type="application/xml",
+            )
         return FileResponse(path, media_type="application/jsonl")
 
     return graphql, bulk_file
