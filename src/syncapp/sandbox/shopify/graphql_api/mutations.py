@@ -85,8 +85,55 @@ def parse_money(raw: Any) -> Decimal | None:
     return value if value.is_finite() else None
 
 
-def money_str(value: Decimal) -> str:
-    return str(value.quantize(Decimal("0.01")))
+# ISO 4217 minor units of the currencies that do not have two (every other currency has two).
+_MINOR_UNITS = {
+    **dict.fromkeys(
+        (
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ),
+        0,
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+
+
+def minor_units(currency: str) -> int:
+    return _MINOR_UNITS.get(currency, 2)
+
+
+def check_money_precision(amount: Decimal, raw: Any, currency: str, field_name: str) -> None:
+    """Refuse a price finer than the currency's smallest unit, loudly.
+
+    What Shopify does with ``"19.999"`` for a USD price (round, truncate or refuse) is not in
+    its documentation (the Money scalar only says "a monetary value string"), so the sandbox
+    neither rounds nor truncates it: an engine relying on either would be fooled.
+    """
+    exponent = amount.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > minor_units(currency):
+        raise NotImplementedInSandbox(
+            f"A price finer than {currency} allows ({field_name} {str(raw)!r}, more than"
+            f" {minor_units(currency)} decimal places; Shopify documents no rounding rule)"
+        )
+
+
+def money_str(value: Decimal, currency: str = "USD") -> str:
+    places = max(2, minor_units(currency))
+    return str(value.quantize(Decimal(1).scaleb(-places)))
 
 
 def fire_product(ctx: Context, topic: str, product_id: int) -> None:
@@ -263,7 +310,12 @@ _VARIANT_BULK_KEYS = {
 
 
 def variant_columns(
-    values: dict[str, Any], errors: Errors, path: Sequence[str], code_invalid: str
+    values: dict[str, Any],
+    errors: Errors,
+    path: Sequence[str],
+    code_invalid: str,
+    *,
+    currency: str,
 ) -> dict[str, Any]:
     """Validated scalar columns of a variant input (prices, sku, barcode, inventory)."""
     columns: dict[str, Any] = {}
@@ -288,7 +340,8 @@ def variant_columns(
                 [*path, key], f"{_label(key)} must be less than 1000000000000000000", code_invalid
             )
         else:
-            columns[column] = money_str(amount)
+            check_money_precision(amount, raw, currency, f"{type_prefix(path)}.{key}")
+            columns[column] = money_str(amount, currency)
     if "sku" in values:
         columns["sku"] = values["sku"]
     item = values.get("inventoryItem")
@@ -352,6 +405,10 @@ def inventory_item_columns(
 def write_inventory_item(ctx: Context, variant_id: int, cols: dict[str, Any]) -> None:
     if cols.get(ITEM_KEY):
         store.update_inventory_item(ctx.conn, variant_id, cols[ITEM_KEY])
+
+
+def type_prefix(path: Sequence[str]) -> str:
+    return ".".join(p for p in path if not p.isdigit())
 
 
 def _label(key: str) -> str:
@@ -568,7 +625,9 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             chosen = resolve_option_values(
                 variant.get("optionValues") or [], specs, old_options, errors, path, _SET_CODES
             )
-            cols = variant_columns(variant, errors, path, "INVALID_VARIANT")
+            cols = variant_columns(
+                variant, errors, path, "INVALID_VARIANT", currency=ctx.shop.currency_code
+            )
             if variant_id is None and "price" not in cols:
                 cols["price"] = "0.00"
             mfs = (
@@ -867,6 +926,7 @@ def variants_bulk_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
             errors,
             path,
             "INVALID_INPUT",
+            currency=ctx.shop.currency_code,
         )
         for key in ("price", "compare_at_price"):
             if key in cols and cols[key] is None and key == "price":
@@ -1001,7 +1061,9 @@ def variants_bulk_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
         chosen = resolve_option_values(
             variant.get("optionValues") or [], specs, options, errors, path, _BULK_CREATE_CODES
         )
-        cols = variant_columns(variant, errors, path, "INVALID_INPUT")
+        cols = variant_columns(
+            variant, errors, path, "INVALID_INPUT", currency=ctx.shop.currency_code
+        )
         mfs = validate_metafields(ctx, variant.get("metafields"), errors, path)
         if chosen is None:
             continue
