@@ -11,6 +11,8 @@ syncapp sandbox emanage serve        the local eManageCRM
 syncapp sandbox ctrwow serve         the local CTRwow
 syncapp onboarding run               the sign-up runner alone (the worker also runs it)
 syncapp onboarding ctrwow-token SHOP a valid CTRwow access token of SHOP (refreshed if due)
+syncapp bus status [--per-shop]      the bus: pending, in flight, dead, oldest age per topic
+syncapp dlq list|show|replay|drop    dead letters by id, --topic, --shop, --since/--until
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import typer
 from cryptography.fernet import Fernet
 from rich.console import Console
 
+from syncapp.bus.commands import bus_app, dlq_app
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings
 from syncapp.errors import SyncAppError
 
@@ -42,6 +45,8 @@ onboarding_app = typer.Typer(no_args_is_help=True, help="The automatic eManageCR
 sandbox_app.add_typer(emanage_sandbox_app, name="emanage")
 sandbox_app.add_typer(ctrwow_sandbox_app, name="ctrwow")
 app.add_typer(onboarding_app, name="onboarding")
+app.add_typer(bus_app, name="bus")
+app.add_typer(dlq_app, name="dlq")
 
 err = Console(stderr=True)
 

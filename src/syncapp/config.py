@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     worker_backoff_cap_seconds: float = Field(default=900.0, ge=0)
     # A claimed event whose worker has not finished it within this time is claimed again.
     worker_lease_seconds: float = Field(default=300.0, gt=0)
+    # The bus's back-end: empty for the embedded one (the app's database), or an amqp:// URL
+    # of RabbitMQ (then the worker also relays the outbox to it). docs/adr/0013.
+    bus_url: str = Field(default="", repr=False)
     # Processed inbound events (payloads carry customer data) are deleted this long after
     # processing. At least two days: the rows are also what recognises Shopify's redeliveries.
     inbound_retention_hours: float = Field(default=168.0, ge=48)

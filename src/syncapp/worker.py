@@ -1,22 +1,15 @@
-"""``syncapp worker``: processes stored inbound events of the topics it handles.
+"""``syncapp worker``: the bus consumers of every domain, composed.
 
-The web tier only records verified webhooks (``inbound_events``, status ``pending``). The
-worker claims the pending events *of the topics in its handler table* in id order, a batch at
-a time — PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so any number of workers share the table;
-SQLite: a claim ``UPDATE`` inside ``BEGIN IMMEDIATE``. A claim is a lease: the row becomes
-``processing`` with ``locked_until``, and a worker that dies mid-event leaves it to be claimed
-again when the lease runs out. ``attempts`` counts claims.
-
-Each event is handled in one transaction together with marking it ``done``, so its effects
-and its completion commit (or roll back) together. A failure puts it back to ``pending``
-with ``next_attempt_at`` = now + exponential backoff with jitter (:func:`retry_delay`), or,
-after ``max_attempts``, to ``dead`` with the reason in ``last_error``, for operators. A handler
-that refuses the event (:class:`~syncapp.errors.RefusedEvent`: not the topic's payload, another
-shop's body replayed under this shop's header, a redaction too early) sends it to ``dead`` at
-once with the reason: its transaction rolls back, so nothing is changed, and no retry can help.
+Each domain exports its topic table — ``shops`` (installation, grants, privacy), ``billing``
+(subscriptions) — and the worker subscribes a :class:`~syncapp.bus.consumer.Consumer` to all of
+them on the configured back-end: the embedded bus in the app's database by default, RabbitMQ
+when ``SYNCAPP_BUS_URL`` is an ``amqp://`` URL (then the worker also runs the outbox relay).
+Claims, leases, fencing, fairness, retries and dead letters are the bus's (``syncapp.bus``);
+a handler that refuses its event (:class:`~syncapp.errors.RefusedEvent`) dead-letters it at
+once with the reason and changes nothing.
 
 Topics without a handler here (products, orders, bulk operations, …) are never claimed: they
-stay ``pending`` for the sync engine of later issues, which claims its own topics the same way.
+stay ``pending`` for the sync engine of later issues.
 
 Processed events are deleted ``SYNCAPP_INBOUND_RETENTION_HOURS`` (7 days) after processing,
 dead letters the same time after they arrived (:meth:`Worker.prune`, every ten minutes): their
@@ -26,59 +19,44 @@ recognise Shopify's redeliveries.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import partial
-from types import FrameType
-from typing import Any, cast
 
 import structlog
-from sqlalchemy import ColumnElement, CursorResult, and_, delete, or_, select, update
-from sqlalchemy.orm import Session
 
-from syncapp.billing.service import handle_subscription_update
+from syncapp.billing import topics as billing_topics
+from syncapp.bus.consumer import Consumer
+from syncapp.bus.embedded import EmbeddedBus
+from syncapp.bus.interface import ConsumerBackend, TopicTable, subscriptions
+from syncapp.bus.operators import prune
+from syncapp.bus.retry import RetryPolicy
 from syncapp.config import Settings
-from syncapp.errors import RefusedEvent
 from syncapp.onboarding.background import start_onboarding_thread
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
-from syncapp.shops import privacy, scopes, uninstall
+from syncapp.shops import topics as shops_topics
+from syncapp.shops import uninstall
 from syncapp.shops.runtime import ShopsRuntime
-from syncapp.store.locking import locked_transaction
-from syncapp.store.models import InboundEvent
+from syncapp.shops.topics import TransactionalHandler, in_one_write
 
 log = structlog.get_logger("syncapp.worker")
 
-Handler = Callable[[Session, ShopsRuntime, InboundEvent], str]
+Handler = TransactionalHandler
 
 
 def default_handlers(
     *, uninstall_hooks: Sequence[uninstall.UninstallHook] = ()
 ) -> dict[str, Handler]:
-    """The topics this worker handles and how."""
+    """The Shopify topics this worker handles and how (every domain's table)."""
     return {
-        "app/uninstalled": partial(uninstall.handle_app_uninstalled, hooks=uninstall_hooks),
-        "app/scopes_update": scopes.handle_scopes_update,
-        "shop/redact": privacy.handle_shop_redact,
-        "customers/redact": privacy.handle_customers_redact,
-        "customers/data_request": privacy.handle_customers_data_request,
-        "app_subscriptions/update": handle_subscription_update,
+        **shops_topics.shopify_handlers(uninstall_hooks=uninstall_hooks),
+        **billing_topics.HANDLERS,
     }
-
-
-def retry_delay(attempt: int, *, base: float, cap: float, jitter: float) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: exponential, capped, "equal jitter".
-
-    ``jitter`` is a number in [0, 1); the delay lies in [d/2, d] for d = min(cap,
-    base * 2**(attempt-1)), so retries of many events spread out but never come sooner than
-    half the nominal delay.
-    """
-    nominal = min(cap, base * 2.0 ** min(max(attempt, 1) - 1, 64))
-    return nominal / 2 + nominal / 2 * min(max(jitter, 0.0), 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +85,17 @@ class WorkerOptions:
             retention_hours=settings.inbound_retention_hours,
         )
 
+    @property
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            base_seconds=self.backoff_base_seconds,
+            cap_seconds=max(self.backoff_cap_seconds, self.backoff_base_seconds),
+        )
+
 
 class Worker:
-    """Claims and processes inbound events; state lives in the rows, not here."""
+    """The worker's consumer on the embedded bus; state lives in the rows, not here."""
 
     def __init__(
         self,
@@ -118,182 +104,51 @@ class Worker:
         options: WorkerOptions,
         handlers: Mapping[str, Handler] | None = None,
         jitter: Callable[[], float] = random.random,
+        backend: ConsumerBackend | None = None,
     ) -> None:
         self._runtime = runtime
         self._options = options
-        self._handlers = dict(handlers if handlers is not None else default_handlers())
-        self._jitter = jitter
+        table: TopicTable = {
+            ("shopify", topic): in_one_write(handler, runtime)
+            for topic, handler in (handlers if handlers is not None else default_handlers()).items()
+        }
+        self._bus = EmbeddedBus(
+            runtime.engine,
+            policy=options.policy,
+            lease_seconds=options.lease_seconds,
+            jitter=jitter,
+        )
+        self._embedded = self._bus.consumer(sorted(table))
+        self.consumer = Consumer(
+            backend or self._embedded,
+            subscriptions(table),
+            batch_size=options.batch_size,
+            poll_seconds=options.poll_seconds,
+            renew_every=options.lease_seconds / 3,
+        )
 
     @property
     def topics(self) -> frozenset[str]:
-        return frozenset(self._handlers)
-
-    def _due(self, now: datetime) -> ColumnElement[bool]:
-        """Pending events of our topics whose retry time has come."""
-        return and_(
-            InboundEvent.status == "pending",
-            InboundEvent.topic.in_(sorted(self._handlers)),
-            InboundEvent.source == "shopify",
-            or_(InboundEvent.next_attempt_at.is_(None), InboundEvent.next_attempt_at <= now),
-        )
-
-    def _abandoned(self, now: datetime) -> ColumnElement[bool]:
-        """Events of our topics claimed by a worker whose lease ran out (it died)."""
-        return and_(
-            InboundEvent.status == "processing",
-            InboundEvent.topic.in_(sorted(self._handlers)),
-            InboundEvent.source == "shopify",
-            InboundEvent.locked_until < now,
-        )
+        return frozenset(topic for _, topic in self.consumer.topics)
 
     def claim(self) -> list[int]:
-        """Lease up to ``batch_size`` due events of the handled topics; their ids in order."""
-        now = datetime.now(UTC)
-        lease = now + timedelta(seconds=self._options.lease_seconds)
-        claim = {
-            "status": "processing",
-            "locked_until": lease,
-            "attempts": InboundEvent.attempts + 1,
-        }
-        limit = self._options.batch_size
-        due = (
-            select(InboundEvent.id)
-            .where(or_(self._due(now), self._abandoned(now)))
-            .order_by(InboundEvent.id)
-            .limit(limit)
-        )
-        with locked_transaction(self._runtime.sessions) as session:
-            if session.get_bind().dialect.name == "postgresql":
-                ids = session.scalars(
-                    update(InboundEvent)
-                    .where(
-                        InboundEvent.id.in_(due.with_for_update(skip_locked=True).scalar_subquery())
-                    )
-                    .values(**claim)
-                    .returning(InboundEvent.id)
-                    .execution_options(synchronize_session=False)
-                ).all()
-            else:
-                # One indexed query per state (status, topic, id): SQLite does not use the index
-                # for the OR of both, and would walk every pending event of other topics.
-                found: list[int] = []
-                for condition in (self._due(now), self._abandoned(now)):
-                    found += session.scalars(
-                        select(InboundEvent.id)
-                        .where(condition)
-                        .order_by(InboundEvent.id)
-                        .limit(limit)
-                    )
-                ids = sorted(found)[:limit]
-                if ids:
-                    session.execute(
-                        update(InboundEvent)
-                        .where(InboundEvent.id.in_(ids))
-                        .values(**claim)
-                        .execution_options(synchronize_session=False)
-                    )
-        return sorted(ids)
-
-    def process(self, event_id: int) -> str:
-        """Handle one claimed event; returns ``done``, ``retry``, ``dead`` or ``gone``."""
-        try:
-            with locked_transaction(self._runtime.sessions) as session:
-                event = session.get(InboundEvent, event_id)
-                if event is None or event.status != "processing":
-                    return "gone"
-                topic, shop = event.topic, event.shop_domain
-                with structlog.contextvars.bound_contextvars(
-                    shop=shop, event_id=event_id, topic=topic
-                ):
-                    outcome = self._handlers[topic](session, self._runtime, event)
-                session.execute(
-                    update(InboundEvent)
-                    .where(InboundEvent.id == event_id, InboundEvent.status == "processing")
-                    .values(
-                        status="done",
-                        processed_at=datetime.now(UTC),
-                        locked_until=None,
-                        next_attempt_at=None,
-                        last_error=None,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-        except RefusedEvent as exc:
-            return self._failed(event_id, f"refused: {exc}", refused=True)
-        except Exception as exc:
-            return self._failed(event_id, f"{type(exc).__name__}: {exc}")
-        log.info("worker.event_done", event_id=event_id, topic=topic, shop=shop, outcome=outcome)
-        return "done"
-
-    def _failed(self, event_id: int, reason: str, *, refused: bool = False) -> str:
-        with locked_transaction(self._runtime.sessions) as session:
-            event = session.get(InboundEvent, event_id)
-            if event is None:
-                return "gone"
-            fields = {"event_id": event_id, "topic": event.topic, "shop": event.shop_domain}
-            event.last_error = reason[:2000]
-            event.locked_until = None
-            if refused or event.attempts >= self._options.max_attempts:
-                event.status = "dead"
-                event.processed_at = datetime.now(UTC)
-                log.error("worker.event_dead", attempts=event.attempts, reason=reason, **fields)
-                return "dead"
-            delay = retry_delay(
-                event.attempts,
-                base=self._options.backoff_base_seconds,
-                cap=self._options.backoff_cap_seconds,
-                jitter=self._jitter(),
-            )
-            event.status = "pending"
-            event.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
-            log.warning(
-                "worker.event_retry",
-                attempts=event.attempts,
-                retry_in=round(delay, 3),
-                reason=reason,
-                **fields,
-            )
-            return "retry"
+        """Lease up to ``batch_size`` due events (one per partition key, fair across shops)."""
+        return [d.id for d in self._embedded.claim_now(self._options.batch_size)]
 
     def run_once(self) -> int:
-        """Claim one batch and process it; returns how many events were claimed."""
-        ids = self.claim()
-        for event_id in ids:
-            self.process(event_id)
-        return len(ids)
+        """Claim one batch, handle and settle it; returns how many events were claimed."""
+        return len(asyncio.run(self.consumer.run_once()))
 
     def prune(self) -> int:
         """Delete events processed (``done``) more than the retention ago, and dead letters
-        that arrived more than the retention ago; returns how many.
-
-        A batch per short transaction, so other writers never wait long. Dead letters are kept
-        for operators that long and no longer (their payloads carry customer data);
-        ``pending`` ones (topics of later issues) stay for their workers.
-        """
-        cutoff = datetime.now(UTC) - timedelta(hours=self._options.retention_hours)
-        expired = (
-            select(InboundEvent.id)
-            .where(
-                or_(
-                    and_(InboundEvent.status == "done", InboundEvent.processed_at < cutoff),
-                    and_(InboundEvent.status == "dead", InboundEvent.received_at < cutoff),
-                )
-            )
-            .order_by(InboundEvent.id)
-            .limit(self._options.prune_batch)
+        that arrived more than the retention ago; returns how many (batches of short
+        transactions; ``pending`` events of later issues' topics stay)."""
+        total = prune(
+            self._runtime.sessions,
+            done_hours=self._options.retention_hours,
+            dead_hours=self._options.retention_hours,
+            batch=self._options.prune_batch,
         )
-        total = 0
-        while True:
-            with self._runtime.sessions.begin() as session:
-                deleted = session.execute(
-                    delete(InboundEvent)
-                    .where(InboundEvent.id.in_(expired.scalar_subquery()))
-                    .execution_options(synchronize_session=False)
-                )
-                count = int(cast(CursorResult[Any], deleted).rowcount or 0)
-            total += count
-            if count < self._options.prune_batch:
-                break
         if total:
             log.info(
                 "worker.events_pruned", count=total, retention_hours=self._options.retention_hours
@@ -301,9 +156,9 @@ class Worker:
         return total
 
     def run(self, stop: threading.Event) -> None:
-        """Process until ``stop`` is set, polling when there is nothing due; prune processed
-        events every ``prune_every_seconds``."""
-        log.info("worker.started", topics=sorted(self._handlers))
+        """Process until ``stop`` is set (synchronous callers); prune every
+        ``prune_every_seconds``."""
+        log.info("worker.started", topics=sorted(self.topics))
         next_prune = 0.0
         while not stop.is_set():
             try:
@@ -318,29 +173,76 @@ class Worker:
                 stop.wait(self._options.poll_seconds)
         log.info("worker.stopped")
 
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, pruning every ``prune_every_seconds``."""
+
+        async def pruning() -> None:
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(self.prune)
+                except Exception as exc:
+                    log.error("worker.prune_failed", error=f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._options.prune_every_seconds)
+
+        pruner = asyncio.create_task(pruning())
+        try:
+            await self.consumer.run(stop)
+        finally:
+            await pruner
+
+
+def worker_topics(settings: Settings, runtime: ShopsRuntime) -> TopicTable:
+    """Every domain's topic table, as ``syncapp worker`` subscribes to them."""
+    hooks = (revoke_ctrwow_on_uninstall(settings),)
+    return {
+        **shops_topics.topics(runtime, uninstall_hooks=hooks),
+        **billing_topics.topics(runtime),
+    }
+
+
+async def _serve(settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event) -> None:
+    options = WorkerOptions.from_settings(settings)
+    handlers = default_handlers(uninstall_hooks=(revoke_ctrwow_on_uninstall(settings),))
+    if not settings.bus_url.startswith(("amqp://", "amqps://")):
+        await Worker(runtime, options=options, handlers=handlers).serve(stop)
+        return
+    from syncapp.bus.rabbitmq import RabbitBus
+
+    rabbit = RabbitBus(settings.bus_url, runtime.engine, policy=options.policy)
+    table = worker_topics(settings, runtime)
+    backend = rabbit.consumer(sorted(table), group="worker")
+    worker = Worker(runtime, options=options, handlers=handlers, backend=backend)
+    relay = asyncio.create_task(rabbit.relay().run(stop))
+    try:
+        await worker.serve(stop)
+    finally:
+        await relay
+        await rabbit.close()
+
 
 def run_worker(settings: Settings) -> None:
-    """``syncapp worker``: run until SIGINT or SIGTERM."""
+    """``syncapp worker``: run until SIGINT or SIGTERM (finishing or handing back what it holds
+    within 10 s)."""
     from syncapp.store.db import make_engine
 
     engine = make_engine(settings.database_url)
     runtime = ShopsRuntime.from_settings(settings, engine)
-    stop = threading.Event()
+    halt = threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stop.set()
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await _serve(settings, runtime, stop)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    # The eManageCRM/CTRwow sign-up runs beside the event loop below, in a thread (asyncio).
-    onboarding = start_onboarding_thread(settings, engine, stop)
+    # The eManageCRM/CTRwow sign-up runs beside the consumer, in a thread (its own loop).
+    onboarding = start_onboarding_thread(settings, engine, halt)
     try:
-        Worker(
-            runtime,
-            options=WorkerOptions.from_settings(settings),
-            handlers=default_handlers(uninstall_hooks=(revoke_ctrwow_on_uninstall(settings),)),
-        ).run(stop)
+        asyncio.run(main())
     finally:
+        halt.set()
         if onboarding is not None:
-            onboarding.join(timeout=15)
+            onboarding.join(timeout=8)
         engine.dispose()

@@ -25,6 +25,7 @@ from syncapp.bus.interface import (
     Retry,
     Settled,
     Subscription,
+    outcome_of_error,
 )
 from syncapp.bus.metrics import HANDLER_SECONDS
 
@@ -68,7 +69,7 @@ class Consumer:
             try:
                 return await handler(delivery)
             except Exception as exc:
-                return Retry(f"{type(exc).__name__}: {exc}")
+                return outcome_of_error(exc)
             finally:
                 HANDLER_SECONDS.labels(topic=delivery.topic).observe(time.perf_counter() - started)
 

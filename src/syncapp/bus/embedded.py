@@ -25,6 +25,7 @@ in a savepoint together with its handler's write.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -51,8 +52,8 @@ from syncapp.bus.interface import (
     DeadLetter,
     Delivery,
     Outcome,
-    Retry,
     Settled,
+    outcome_of_error,
 )
 from syncapp.bus.metrics import SETTLED
 from syncapp.bus.retry import RetryPolicy, backoff_delay
@@ -188,8 +189,10 @@ class EmbeddedConsumer:
                     self._cursor = shop
         return found
 
+    # The database work runs in a thread: PostgreSQL round trips and SQLite's fsync stay off the
+    # event loop, and actions registered with call_after_commit (blocking I/O) may run there.
     async def claim(self, limit: int) -> list[Delivery]:
-        return self.claim_now(limit)
+        return await asyncio.to_thread(self.claim_now, limit)
 
     def claim_now(self, limit: int) -> list[Delivery]:
         now = self._bus.clock()
@@ -243,7 +246,7 @@ class EmbeddedConsumer:
         )
 
     async def settle(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]:
-        return self.settle_now(outcomes)
+        return await asyncio.to_thread(self.settle_now, outcomes)
 
     def settle_now(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]:
         """Record every outcome of a batch in one transaction (fenced, each in a savepoint)."""
@@ -264,9 +267,14 @@ class EmbeddedConsumer:
             if item.result == "lost":
                 log.warning("bus.lease_lost", **fields)
             elif item.result == "dead":
-                log.error("bus.event_dead", **fields)
+                log.error("bus.event_dead", reason=item.reason, **fields)
             elif item.result == "retry":
-                log.warning("bus.event_retry", retry_in=round(item.delay or 0.0, 3), **fields)
+                log.warning(
+                    "bus.event_retry",
+                    retry_in=round(item.delay or 0.0, 3),
+                    reason=item.reason,
+                    **fields,
+                )
         return results
 
     def _settle_one(self, session: Session, delivery: Delivery, outcome: Outcome) -> Settled:
@@ -280,8 +288,8 @@ class EmbeddedConsumer:
                         outcome.apply(session)
                         session.flush()
                 return Settled(delivery, "done")
-            except Exception as exc:  # the handler's write failed: it is a retry like any other
-                outcome = Retry(f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # the handler's write failed: retried, or refused for good
+                outcome = outcome_of_error(exc)
         with session.begin_nested():
             history = session.scalar(
                 select(InboundEvent.history).where(InboundEvent.id == delivery.id)
@@ -300,7 +308,7 @@ class EmbeddedConsumer:
                     session, delivery, {**common, "status": "dead", "processed_at": now}
                 ):
                     return Settled(delivery, "lost")
-                return Settled(delivery, "dead")
+                return Settled(delivery, "dead", reason=reason)
             delay = backoff_delay(
                 max(delivery.attempts, 1),
                 policy=self._bus.policy,
@@ -314,7 +322,7 @@ class EmbeddedConsumer:
             }
             if not self._update(session, delivery, values):
                 return Settled(delivery, "lost")
-            return Settled(delivery, "retry", delay)
+            return Settled(delivery, "retry", delay, reason=reason)
 
     def _update(self, session: Session, delivery: Delivery, values: dict[str, Any]) -> bool:
         result = session.execute(
@@ -327,8 +335,10 @@ class EmbeddedConsumer:
 
     async def renew(self, deliveries: Sequence[Delivery]) -> None:
         """Extend the leases still ours (a long handler keeps its claim)."""
-        if not deliveries:
-            return
+        if deliveries:
+            await asyncio.to_thread(self._renew, deliveries)
+
+    def _renew(self, deliveries: Sequence[Delivery]) -> None:
         until = self._bus.clock() + timedelta(seconds=self._bus.lease_seconds)
         with locked_transaction(self._bus.sessions) as session:
             for delivery in deliveries:
@@ -336,8 +346,10 @@ class EmbeddedConsumer:
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
         """Hand claims back unprocessed (shutdown): due again at once, the attempt uncounted."""
-        if not deliveries:
-            return
+        if deliveries:
+            await asyncio.to_thread(self._release, deliveries)
+
+    def _release(self, deliveries: Sequence[Delivery]) -> None:
         with locked_transaction(self._bus.sessions) as session:
             for delivery in deliveries:
                 self._update(

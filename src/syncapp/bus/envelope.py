@@ -141,6 +141,13 @@ def webhook_partition_key(shop_domain: str, topic: str, payload: bytes | str) ->
         body = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return partition_key(shop_domain)
+    return partition_key_of_body(shop_domain, topic, body)
+
+
+def partition_key_of_body(shop_domain: str, topic: str, body: Any) -> str:
+    """:func:`webhook_partition_key` of an already parsed body."""
+    if topic.startswith(_SHOP_WIDE):
+        return partition_key(shop_domain)
     if isinstance(body, dict):
         gid = body.get("admin_graphql_api_id")
         if isinstance(gid, str) and gid.startswith("gid://shopify/"):

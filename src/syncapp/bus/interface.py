@@ -27,6 +27,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from syncapp.bus.envelope import CloudEvent, webhook_source, webhook_type
+from syncapp.errors import RefusedEvent
 
 APP = "syncapp"
 """The ``source`` column of events the app publishes (the outbox)."""
@@ -116,6 +117,14 @@ Outcome = Ack | Retry | DeadLetter
 Handler = Callable[[Delivery], Awaitable[Outcome]]
 
 
+def outcome_of_error(exc: Exception) -> Retry | DeadLetter:
+    """What a handler's exception means: a refused event (its payload can never apply) is a
+    dead letter at once; anything else is retried under the policy."""
+    if isinstance(exc, RefusedEvent):
+        return DeadLetter(f"refused: {exc}")
+    return Retry(f"{type(exc).__name__}: {exc}")
+
+
 @dataclass(frozen=True, slots=True)
 class Subscription:
     """Events of ``source`` and ``topic`` go to ``handler`` (``topic`` is the webhook topic,
@@ -148,6 +157,7 @@ class Settled:
     delivery: Delivery
     result: str
     delay: float | None = None
+    reason: str | None = None
 
 
 class ConsumerBackend(Protocol):

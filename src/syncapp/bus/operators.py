@@ -7,7 +7,7 @@ command, so ``syncapp dlq list`` shows exactly what ``replay`` or ``drop`` would
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -66,6 +66,7 @@ def replay(
     *,
     ids: Sequence[int] = (),
     batch: int = 500,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
     """Put the selected dead letters back (due now, attempts from zero); returns how many.
 
@@ -97,6 +98,8 @@ def replay(
                     .execution_options(synchronize_session=False)
                 )
         total += len(chosen)
+        if progress is not None:
+            progress(len(chosen))
         if len(chosen) < batch:
             return total
 
@@ -187,8 +190,9 @@ def prune(
     batch: int = 500,
     now: datetime | None = None,
 ) -> int:
-    """Delete events done longer than ``done_hours`` ago and dead letters older than
-    ``dead_hours``, a batch per short transaction; returns how many."""
+    """Delete events done (or relayed to a broker) longer than ``done_hours`` ago and dead
+    letters that arrived more than ``dead_hours`` ago, a batch per short transaction; returns
+    how many."""
     now = now or datetime.now(UTC)
     expired = or_expired(now, done_hours, dead_hours)
     total = 0
@@ -209,13 +213,13 @@ def prune(
 def or_expired(now: datetime, done_hours: float, dead_hours: float) -> ColumnElement[bool]:
     from sqlalchemy import or_
 
+    done_cutoff = now - timedelta(hours=done_hours)
     return or_(
-        and_(
-            InboundEvent.status == "done",
-            InboundEvent.processed_at < now - timedelta(hours=done_hours),
-        ),
+        and_(InboundEvent.status == "done", InboundEvent.processed_at < done_cutoff),
+        and_(InboundEvent.status == "relayed", InboundEvent.relayed_at < done_cutoff),
+        # Dead letters count from their arrival: their payloads carry customer data.
         and_(
             InboundEvent.status == "dead",
-            InboundEvent.processed_at < now - timedelta(hours=dead_hours),
+            InboundEvent.received_at < now - timedelta(hours=dead_hours),
         ),
     )

@@ -53,6 +53,7 @@ from syncapp.bus.interface import (
     Outcome,
     Retry,
     Settled,
+    outcome_of_error,
 )
 from syncapp.bus.metrics import RELAYED, SETTLED
 from syncapp.bus.retry import RetryPolicy, backoff_delay
@@ -453,26 +454,8 @@ class RabbitConsumer:
             (d, o) for d, o in live if isinstance(o, Retry | DeadLetter)
         ]
         if done:
-            with locked_transaction(self._bus.sessions) as session:
-                for delivery, ack in done:
-                    assert isinstance(ack, Ack)
-                    try:
-                        with session.begin_nested():
-                            session.add(
-                                BusReceipt(consumer_group=self.group, event_id=receipt_id(delivery))
-                            )
-                            session.flush()
-                            if ack.apply is not None:
-                                ack.apply(session)
-                                session.flush()
-                    except IntegrityError:  # another consumer settled it first
-                        results[id(delivery)] = Settled(delivery, "lost")
-                        acks.append(delivery)
-                    except Exception as exc:  # the handler's write failed: retry it
-                        failed.append((delivery, Retry(f"{type(exc).__name__}: {exc}")))
-                    else:
-                        results[id(delivery)] = Settled(delivery, "done")
-                        acks.append(delivery)
+            # In a thread: the handlers' after-commit actions may block (see embedded).
+            await asyncio.to_thread(self._record, done, results, acks, failed)
         # After the commit, with no lock held: republishing talks to the broker.
         for delivery, outcome in failed:
             results[id(delivery)] = await self._retry(delivery, outcome)
@@ -486,6 +469,36 @@ class RabbitConsumer:
         for item in ordered:
             SETTLED.labels(topic=item.delivery.topic, result=item.result).inc()
         return ordered
+
+    def _record(
+        self,
+        done: Sequence[tuple[Delivery, Outcome]],
+        results: dict[int, Settled],
+        acks: list[Delivery],
+        failed: list[tuple[Delivery, Retry | DeadLetter]],
+    ) -> None:
+        """Receipts and the handlers' writes of a batch, in one transaction (each delivery in a
+        savepoint: a duplicate or a failing write spoils only itself)."""
+        with locked_transaction(self._bus.sessions) as session:
+            for delivery, ack in done:
+                assert isinstance(ack, Ack)
+                try:
+                    with session.begin_nested():
+                        session.add(
+                            BusReceipt(consumer_group=self.group, event_id=receipt_id(delivery))
+                        )
+                        session.flush()
+                        if ack.apply is not None:
+                            ack.apply(session)
+                            session.flush()
+                except IntegrityError:  # another consumer settled it first
+                    results[id(delivery)] = Settled(delivery, "lost")
+                    acks.append(delivery)
+                except Exception as exc:  # the handler's write failed: retry (or refuse)
+                    failed.append((delivery, outcome_of_error(exc)))
+                else:
+                    results[id(delivery)] = Settled(delivery, "done")
+                    acks.append(delivery)
 
     async def _retry(self, delivery: Delivery, outcome: Retry | DeadLetter) -> Settled:
         """Republish to a delay tier (or to the dead letters), confirmed, then ack."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import structlog
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from syncapp.bus.metrics import state_metrics
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings, subscribed_topics
 from syncapp.favicon import favicon_routes
 from syncapp.logging import configure_logging
@@ -86,6 +88,7 @@ def create_app(settings: Settings) -> Starlette:
                     if settings.metrics_token
                     else None,
                     required=settings.env == "production",
+                    extra=partial(state_metrics, shops.sessions),
                 ),
                 methods=["GET"],
             ),

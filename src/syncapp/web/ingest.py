@@ -64,6 +64,8 @@ class NewEvent:
     api_version: str | None
     triggered_at: str | None
     payload: str
+    # Shop and object (syncapp.bus.envelope.webhook_partition_key); None: the whole shop.
+    partition_key: str | None = None
 
 
 class RecorderClosed(RuntimeError):
@@ -230,6 +232,7 @@ class EventRecorder:
                 "triggered_at": e.triggered_at,
                 "received_at": now,
                 "payload": e.payload,
+                "partition_key": e.partition_key or f"{e.shop_domain}/shop",
                 "status": "pending",
                 "attempts": 0,
             }
@@ -255,8 +258,9 @@ class EventRecorder:
                 e.triggered_at,
                 now,
                 e.payload,
+                e.partition_key or f"{e.shop_domain}/shop",
             )
-        placeholders = ",".join(["(?,?,?,?,?,?,?,?,?,'pending',0)"] * len(events))
+        placeholders = ",".join(["(?,?,?,?,?,?,?,?,?,?,'pending',0)"] * len(events))
         raw = self._engine.raw_connection()
         cursor = raw.cursor()
         try:
@@ -307,6 +311,6 @@ def _first_of_kept(events: list[NewEvent], kept: set[tuple[str, str]]) -> list[b
 
 _SQLITE_INSERT = (
     "INSERT INTO inbound_events (source, shop_domain, topic, delivery_id, event_id, api_version,"
-    " triggered_at, received_at, payload, status, attempts)"
+    " triggered_at, received_at, payload, partition_key, status, attempts)"
     " VALUES "
 )

@@ -7,6 +7,7 @@ caller's, when it sends a sane one) bound into the structlog context of everythi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import re
@@ -80,7 +81,7 @@ def _metrics_text() -> bytes:
 
 
 def metrics_endpoint(
-    *, token: str | None, required: bool
+    *, token: str | None, required: bool, extra: Callable[[], bytes] | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
     """``/metrics`` behind ``Authorization: Bearer <token>`` when a token is configured.
 
@@ -100,6 +101,9 @@ def metrics_endpoint(
                     status_code=401,
                     headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
                 )
-        return Response(_metrics_text(), media_type=CONTENT_TYPE_LATEST)
+        text = _metrics_text()
+        if extra is not None:  # read from the database: off the event loop
+            text += await asyncio.to_thread(extra)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     return metrics

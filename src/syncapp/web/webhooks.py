@@ -43,6 +43,7 @@ from shopify_app import AppConfig
 from shopify_app.verify.webhook import verify_webhook_req
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from syncapp.bus.envelope import partition_key_of_body
 from syncapp.store.sealed import seal
 from syncapp.store.vault import Vault
 from syncapp.web.ingest import EventRecorder, NewEvent, RecorderClosed
@@ -202,6 +203,8 @@ class ShopifyWebhookEndpoint:
             triggered_at=headers.get("x-shopify-triggered-at"),
             # Orders, customers and compliance payloads are encrypted at rest.
             payload=seal(self._vault, topic, body),
+            # From the body as Shopify signed it (before sealing): shop and object.
+            partition_key=partition_key_of_body(shop, topic, parsed),
         )
         try:
             stored = await self._recorder.record(event)

@@ -30,6 +30,7 @@ from tests.integration.shops.conftest import handle_for
 # Tables that hold nothing of a shop, and why.
 SHOP_FREE = {
     "privacy_requests": "the record of each privacy request; names a shop only by a SHA-256",
+    "bus_receipts": "ids of events a broker consumer settled (source and delivery id) only",
 }
 DOMAIN_COLUMNS = frozenset({"shop_domain"})
 

@@ -229,9 +229,15 @@ def test_an_event_whose_lease_ran_out_is_claimed_again(
 def test_concurrent_workers_claim_each_event_once_in_id_order(
     system: System, request: pytest.FixtureRequest
 ) -> None:
-    """Four workers claiming at once split 40 events without overlap, each batch ascending."""
-    shop = handle_for(request) + ".myshopify.com"
-    ids = [deliver(system, "app/uninstalled", shop, {"n": n}) for n in range(40)]
+    """Four workers claiming at once split 40 shops' events without overlap, batches ascending.
+
+    (Events of one shop's ``app/*`` topics share its partition key, so they are claimed one at
+    a time; here each event is another shop's.)"""
+    prefix = handle_for(request)
+    ids = [
+        deliver(system, "app/uninstalled", f"{prefix}{n}.myshopify.com", {"n": n})
+        for n in range(40)
+    ]
     claims: list[list[int]] = []
     lock = threading.Lock()
 
@@ -250,6 +256,23 @@ def test_concurrent_workers_claim_each_event_once_in_id_order(
     assert sorted(flat) == ids
     assert len(flat) == len(set(flat))
     assert all(batch == sorted(batch) for batch in claims)
+
+
+def test_events_of_one_shop_are_claimed_one_at_a_time_in_order(
+    system: System, request: pytest.FixtureRequest
+) -> None:
+    """A shop's app events share a partition key: the next is claimed once the first is done."""
+    shop = handle_for(request) + ".myshopify.com"
+    first, second = (deliver(system, "app/uninstalled", shop, {"n": n}) for n in range(2))
+    worker = system.worker(lease_seconds=300)
+    assert worker.claim() == [first]
+    assert system.worker().claim() == []
+    with system.runtime.sessions.begin() as session:  # the first one's lease ran out
+        session.execute(
+            update(InboundEvent).values(locked_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert system.worker().run_once() == 1
+    assert system.worker().claim() == [second]
 
 
 def test_the_worker_logs_dead_letters_with_the_event_and_shop(

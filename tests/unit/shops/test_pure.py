@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from syncapp.shops.privacy import mentions_customer, redacted_payload, shop_hash
 from syncapp.shops.uninstall import parse_triggered_at
-from syncapp.worker import retry_delay
 
 CUSTOMER_ID = "7301"
 EMAIL = "ada@example.com"
@@ -82,32 +81,6 @@ def test_the_shop_hash_does_not_contain_the_domain() -> None:
     digest = shop_hash("demo.myshopify.com")
     assert len(digest) == 64
     assert "demo" not in digest
-
-
-@given(
-    st.integers(1, 200),
-    st.floats(0.001, 100),
-    st.floats(0.001, 10_000),
-    st.floats(0, 1, exclude_max=True),
-)
-def test_the_retry_delay_lies_between_half_and_all_of_the_capped_exponential(
-    attempt: int, base: float, cap: float, jitter: float
-) -> None:
-    """Equal jitter: the delay is within [d/2, d] for d = min(cap, base * 2**(attempt-1))."""
-    nominal = min(cap, base * 2.0 ** min(attempt - 1, 64))
-    delay = retry_delay(attempt, base=base, cap=cap, jitter=jitter)
-    assert nominal / 2 - 1e-9 <= delay <= nominal + 1e-9
-
-
-@given(st.integers(1, 30), st.floats(0.001, 10), st.floats(0, 1, exclude_max=True))
-def test_the_retry_delay_bounds_grow_with_the_attempt(
-    attempt: int, base: float, jitter: float
-) -> None:
-    """Without a cap in the way, the next attempt's shortest wait is at least this one's."""
-    cap = 1e12
-    assert retry_delay(attempt + 1, base=base, cap=cap, jitter=0.0) >= retry_delay(
-        attempt, base=base, cap=cap, jitter=0.0
-    )
 
 
 def test_shopifys_nanosecond_trigger_time_is_parsed() -> None:
