@@ -561,8 +561,10 @@ class AppHome:
         params = request.query_params
         refused = patch_params_refusal(params.get("shop"), params.get("shopify-reload"))
         if refused is not None:
+            # No shop, or not a shop's domain: most likely the app's address opened outside
+            # the admin. Nothing of the query is echoed; the page says where the app lives.
             log.info("app_home.patch_id_token_refused", reason=refused)
-            return Response(f"Bad Request: {refused}", status_code=400, media_type="text/plain")
+            return self._outside_admin_page()
         result = app_home_patch_id_token(
             {
                 "method": request.method,
@@ -578,15 +580,18 @@ class AppHome:
             # Opened outside the admin (the app's URL typed or bookmarked): no shop to patch
             # a token for. Say where the app lives instead of the library's bare 400.
             log.info("app_home.opened_outside_admin", code=result.log.code)
-            return _message_page(
-                "Open the Sync App from your Shopify admin",
-                "The Sync App runs inside your Shopify admin: open Apps, then Sync App. "
-                "This address works only when Shopify opens it.",
-                back_url=self._options.admin_url,
-                back_label="Go to your Shopify admin",
-                tone="info",
-            )
+            return self._outside_admin_page()
         return self._library_response(result.response)
+
+    def _outside_admin_page(self) -> Response:
+        return _message_page(
+            "Open the Sync App from your Shopify admin",
+            "The Sync App runs inside your Shopify admin: open Apps, then Sync App. "
+            "This address works only when Shopify opens it.",
+            back_url=self._options.admin_url,
+            back_label="Go to your Shopify admin",
+            tone="info",
+        )
 
     async def shop_json(self, request: Request, verified: Verified) -> Response:
         status = await anyio.to_thread.run_sync(
