@@ -131,6 +131,22 @@ def test_vault_rotate_reencrypts_sealed_payloads(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, secret_key=old_key)
     with _app(settings) as client:
         _deliver_customer_data(client)
+    # One stored in plaintext, as before payloads were sealed.
+    legacy = json.dumps(order_payload(42, email="legacy@example.com"))
+    engine = make_engine(settings.database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            InboundEvent.__table__.insert().values(
+                source="shopify",
+                shop_domain=SHOP,
+                topic="orders/updated",
+                delivery_id="legacy-1",
+                payload=legacy,
+                status="pending",
+                attempts=0,
+            )
+        )
+    engine.dispose()
     new_key = Fernet.generate_key().decode()
     env = {
         **os.environ,
@@ -147,13 +163,15 @@ def test_vault_rotate_reencrypts_sealed_payloads(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "2 webhook payload(s)" in done.stderr
+    assert "3 webhook payload(s)" in done.stderr
     engine = make_engine(settings.database_url)
     with engine.connect() as conn:
         stored = dict(conn.execute(select(InboundEvent.topic, InboundEvent.payload)).all())
     engine.dispose()
     only_new = Vault(new_key)
     assert json.loads(unseal(only_new, stored["orders/create"]))["email"] == EMAIL
+    assert stored["orders/updated"].startswith(SEALED_PREFIX)
+    assert unseal(only_new, stored["orders/updated"]) == legacy
 
 
 def _mode(path: Path) -> int:
