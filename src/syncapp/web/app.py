@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings, subscribed_topics
+from syncapp.favicon import favicon_routes
 from syncapp.logging import configure_logging
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.db import make_engine, ping
@@ -88,12 +89,15 @@ def create_app(settings: Settings) -> Starlette:
                 ),
                 methods=["GET"],
             ),
+            *favicon_routes("S", "#008060"),
             *home.routes(),
         ],
         middleware=[
             Middleware(
                 RequestContextMiddleware,
-                known_routes=frozenset({"/healthz", "/metrics", "/webhooks/shopify"})
+                known_routes=frozenset(
+                    {"/healthz", "/metrics", "/webhooks/shopify", "/favicon.ico", "/favicon.svg"}
+                )
                 | APP_HOME_PATHS,
             ),
             Middleware(WebhookRoute, path="/webhooks/shopify", endpoint=webhooks),
