@@ -21,6 +21,7 @@ from syncapp.sandbox.emanage.contract import load_contract
 from syncapp.sandbox.emanage.db import EmanageDB
 from syncapp.sandbox.emanage.faults import FaultsMiddleware
 from syncapp.sandbox.emanage.state import EmanageState
+from syncapp.sandbox.guard import SandboxGuard
 
 
 def create_app(config: EmanageSandboxConfig) -> Starlette:
@@ -59,7 +60,10 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(FaultsMiddleware, state=state)],
+        middleware=[
+            Middleware(SandboxGuard, public_url=config.public_url, page_prefixes=("/crm/",)),
+            Middleware(FaultsMiddleware, state=state),
+        ],
     )
     app.state.sandbox = state
     return app
