@@ -1,6 +1,7 @@
-"""Schemathesis against the eManageCRM and CTRwow sandboxes (served over HTTP) from their
-contracts in ``docs/contracts/``: no server error, no answer outside the contract, and no
-request the contract allows that the sandbox refuses (400/422 on schema-valid data).
+"""Schemathesis against the eManageCRM and CTRwow sandboxes and the app's own App Home JSON
+routes (each served over HTTP) from their contracts in ``docs/contracts/``: no server error,
+no answer outside the contract, and no request the contract allows that the server refuses
+(400/422 on schema-valid data).
 
 Each case is sent with the credentials its operation needs (Basic client credentials on token
 endpoints, a system or account token, a partner token, a live ``X_CID``), and path ids are
@@ -36,6 +37,7 @@ from tests.integration.ctrwow.conftest import APP_ID, APP_SECRET, REDIRECT_URI
 from tests.integration.ctrwow.conftest import make_config as ctrwow_config
 from tests.integration.emanage.conftest import CLIENT_ID, CLIENT_SECRET, serve
 from tests.integration.emanage.conftest import sandbox_config as emanage_config
+from tests.integration.shops.conftest import System, running_system
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "docs" / "contracts"
 MAX_EXAMPLES = 20
@@ -226,3 +228,37 @@ def test_emanage_sandbox_keeps_its_contract(case: Case, emanage: Target) -> None
 @FUZZ
 def test_ctrwow_sandbox_keeps_its_contract(case: Case, ctrwow: Target) -> None:
     ctrwow.call(case)
+
+
+# --- the app's own JSON routes --------------------------------------------------------------
+
+app_contract = schemathesis.openapi.from_path(CONTRACTS / "app-home.openapi.yaml")
+
+
+@dataclass
+class AppTarget:
+    """The served app with the Shopify sandbox: each case gets a fresh ID token of a shop."""
+
+    system: System
+    shop: str
+
+    def call(self, case: Case) -> None:
+        headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+        if case.path != "/healthz":
+            headers["Authorization"] = f"Bearer {self.system.id_token(self.shop)}"
+        case.call_and_validate(base_url=self.system.app_url, headers=headers, checks=CHECKS)
+
+
+@pytest.fixture(scope="module")
+def app_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppTarget]:
+    path = tmp_path_factory.mktemp("app-fuzz")
+    with running_system(path, f"sqlite:///{path / 'app.db'}") as system:
+        shop = system.create_shop("fuzz", name="Fuzz Store")
+        system.install(shop)
+        yield AppTarget(system, shop)
+
+
+@app_contract.parametrize()
+@FUZZ
+def test_app_home_json_routes_keep_their_contract(case: Case, app_home: AppTarget) -> None:
+    app_home.call(case)
