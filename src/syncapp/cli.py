@@ -124,8 +124,9 @@ def vault_new_key() -> None:
 
 @vault_app.command("rotate")
 def vault_rotate() -> None:
-    """Re-encrypt every stored credential under the newest vault key."""
+    """Re-encrypt credentials and sealed payloads under the newest key."""
     from syncapp.store.db import make_engine, make_session_factory
+    from syncapp.store.sealed import rotate_sealed_payloads
     from syncapp.store.vault import Vault, rotate_all
 
     settings = _settings()
@@ -134,14 +135,20 @@ def vault_rotate() -> None:
     engine = make_engine(settings.database_url)
     with make_session_factory(engine).begin() as session:
         changed = rotate_all(session, vault)
+        payloads = rotate_sealed_payloads(session, vault)
     engine.dispose()
-    err.print(f"re-encrypted {changed} credential(s) under the newest key")
+    err.print(
+        f"re-encrypted {changed} credential(s) and {payloads} webhook payload(s)"
+        " under the newest key"
+    )
 
 
 @app.command("serve")
 def serve() -> None:
     """Run the web service alone (apply migrations first)."""
     import uvicorn
+
+    from syncapp.serving import uvicorn_options
 
     settings = _settings()
     if settings.web_workers > 1:
@@ -157,10 +164,8 @@ def serve() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.web_workers,
-        access_log=False,
-        log_config=None,
         loop="uvloop",
-        http="httptools",
+        **uvicorn_options(),
     )
 
 

@@ -11,7 +11,6 @@ eManageCRM tenant opening signed in). Each screen is saved to
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -24,6 +23,8 @@ from pathlib import Path
 import httpx
 import playwright.sync_api as pw
 import pytest
+
+from tests.subprocesses import child_env
 
 pytestmark = pytest.mark.e2e
 
@@ -51,16 +52,18 @@ class Running:
 def running(tmp_path: Path) -> Iterator[Running]:
     """``syncapp run`` on free ports with its own data directory."""
     ports = {name: free_port() for name in ("app", "shopify", "emanage", "ctrwow")}
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SYNCAPP_")},
-        "SYNCAPP_DATA_DIR": str(tmp_path),
-        "SYNCAPP_PORT": str(ports["app"]),
-        "SYNCAPP_SANDBOX_SHOPIFY_PORT": str(ports["shopify"]),
-        "SYNCAPP_SANDBOX_EMANAGE_PORT": str(ports["emanage"]),
-        "SYNCAPP_SANDBOX_CTRWOW_PORT": str(ports["ctrwow"]),
-        "SYNCAPP_WEB_WORKERS": "1",
-        "SYNCAPP_LOG_LEVEL": "warning",
-    }
+    env = child_env(
+        {
+            "SYNCAPP_DATA_DIR": str(tmp_path),
+            "SYNCAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'syncapp.db'}",
+            "SYNCAPP_PORT": str(ports["app"]),
+            "SYNCAPP_SANDBOX_SHOPIFY_PORT": str(ports["shopify"]),
+            "SYNCAPP_SANDBOX_EMANAGE_PORT": str(ports["emanage"]),
+            "SYNCAPP_SANDBOX_CTRWOW_PORT": str(ports["ctrwow"]),
+            "SYNCAPP_WEB_WORKERS": "1",
+            "SYNCAPP_LOG_LEVEL": "warning",
+        }
+    )
     urls = Running(
         *(f"http://127.0.0.1:{ports[n]}" for n in ("app", "shopify", "emanage", "ctrwow")),
         env=env,

@@ -174,6 +174,20 @@ def _consume(
         return shop.id, shop.domain, vault.decrypt(row.verifier_ciphertext)
 
 
+def abandon_ctrwow_connect(sessions: sessionmaker[Session], *, state: str) -> str | None:
+    """CTRwow sent the merchant back with an error (they cancelled): drop the pending
+    authorization of ``state``; the shop (domain) it was started for, if it is known."""
+    with sessions.begin() as session:
+        row = session.scalar(
+            select(CtrwowAuthorization).where(CtrwowAuthorization.state_hash == _hash(state))
+        )
+        if row is None:
+            return None
+        session.delete(row)
+        shop = session.get_one(Shop, row.shop_id)
+        return None if shop.uninstalled_at is not None else shop.domain
+
+
 async def finish_ctrwow_connect(
     sessions: sessionmaker[Session],
     vault: Vault,
