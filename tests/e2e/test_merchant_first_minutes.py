@@ -145,7 +145,7 @@ def test_a_merchant_installs_connects_sets_up_payments_and_subscribes(running: R
         [emanage] = [a for a in accounts(running.emanage_url) if a["shopDomain"] == SHOP]
         assert len(accounts(running.emanage_url)) == 1
         [ctrwow] = accounts(running.ctrwow_url)
-        pw.expect(frame.locator("#emanage-account")).to_have_text(str(emanage["id"]))
+        pw.expect(frame.locator("#emanage-account")).to_have_text(str(emanage["cid"]))
         pw.expect(frame.locator("#ctrwow-account")).to_have_text(str(ctrwow["id"]))
         pw.expect(frame.locator("#no-processor")).to_be_visible()
 
