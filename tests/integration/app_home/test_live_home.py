@@ -211,3 +211,14 @@ def test_web_vitals_reports_are_recorded_and_bad_ones_refused(home: Home, shop: 
         "/app/api/web-vitals", json=report, headers={"Authorization": "Bearer not.a.token"}
     )
     assert forged.status_code == 401
+
+
+def test_connections_are_named_as_each_service_shows_them(home: Home, shop: str) -> None:
+    """eManageCRM by the CID its own UI shows, CTRwow by the account's name: no internal ids."""
+    page = home.system.open_app_home(shop).text
+    account = home.emanage_account(shop)
+    assert f'CID <code id="emanage-account">{account["cid"]}</code>' in page
+    assert str(account["id"]) not in page
+    [ctrwow] = httpx.get(f"{home.ctrwow_url}/_sandbox/accounts", timeout=10).json()["accounts"]
+    assert f'<span id="ctrwow-account">{ctrwow["name"]}</span>' in page
+    assert ctrwow["id"] not in page
