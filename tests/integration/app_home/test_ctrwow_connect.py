@@ -135,6 +135,9 @@ def test_connecting_through_ctrwow_finishes_the_sign_up_with_working_tokens(
     assert me.json()["id"] == accounts[0]["id"]
     page = home.system.open_app_home(shop)
     assert 'id="connect-ctrwow"' not in page.text
+    # Named as CTRwow names the merchant's account, not by its internal id.
+    assert '<span id="ctrwow-account">Own CTRwow</span>' in page.text
+    assert accounts[0]["id"] not in page.text
 
 
 def test_a_reused_state_is_refused(home: Home, request: pytest.FixtureRequest) -> None:
