@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -234,9 +235,9 @@ def test_healthz_is_503_when_the_database_is_gone(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dir" / "sub" / "x.db"
     settings = make_settings(tmp_path, database_url=f"sqlite:///{missing}")
     app = create_app(settings)
-    # The engine created the directory; remove it so SQLite cannot open the file.
-    missing.parent.rmdir()
-    missing.parent.parent.rmdir()
+    # The engine created the directory (and an empty database); remove them so SQLite cannot
+    # open the file.
+    shutil.rmtree(missing.parent.parent)
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 503
 

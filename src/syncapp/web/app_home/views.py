@@ -38,7 +38,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -60,7 +60,11 @@ from syncapp.billing.service import PlanState, refresh_from_shopify
 from syncapp.config import Settings
 from syncapp.connectors.ctrwow import CtrwowClient
 from syncapp.connectors.emanage import EmanageClient
-from syncapp.connectors.emanage.errors import EmanageError, EmanageTransientError
+from syncapp.connectors.emanage.errors import (
+    EmanageError,
+    EmanageTransientError,
+    merchant_message,
+)
 from syncapp.connectors.emanage.models import PaymentProvider
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopifyTransientError
 from syncapp.onboarding import JobStatus, SignupView, StepStatus, restart_signup, signup_status
@@ -68,10 +72,12 @@ from syncapp.onboarding.connect import (
     BadState,
     ConnectNotNeeded,
     CtrwowConnectError,
+    abandon_ctrwow_connect,
     connect_needed,
     finish_ctrwow_connect,
     start_ctrwow_connect,
 )
+from syncapp.onboarding.connections import ConnectionView, connection_views
 from syncapp.onboarding.plan import STEP_TITLES
 from syncapp.onboarding.service import OnboardingError
 from syncapp.onboarding.switch import LinkRefused, LinkUnavailable, link_dedicated_account
@@ -80,6 +86,15 @@ from syncapp.shops.install import ensure_installed, refresh_shop_info
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.status import ShopStatus, shop_status
 from syncapp.store.models import Shop
+from syncapp.web.app_home.guard import (
+    API_PREFIX,
+    api_request_refusal,
+    claims_refusal,
+    json_body_refusal,
+    origin_of,
+    patch_params_refusal,
+    public_request_url,
+)
 
 log = structlog.get_logger("syncapp.web.app_home")
 
@@ -116,6 +131,22 @@ _templates = jinja2.Environment(
 )
 
 
+# What the App Home says when the merchant comes back from elsewhere: fixed texts chosen by
+# a query parameter (never the parameter's own text: it is not authenticated).
+_RETURN_NOTICES = {
+    ("ctrwow", "cancelled"): (
+        "You cancelled the CTRwow sign-in, so CTRwow is not connected yet. Choose “Connect "
+        "your CTRwow account” when you are ready.",
+        "warning",
+    ),
+    ("ctrwow", "failed"): (
+        "CTRwow did not connect your account. Try “Connect your CTRwow account” again; if it "
+        "keeps failing, contact the app's support.",
+        "critical",
+    ),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Verified:
     """A verified App Home request: the shop (domain) and the headers its response needs."""
@@ -142,6 +173,9 @@ class HomeOptions:
     ctrwow_client_id: str = ""
     ctrwow_client_secret: str | None = None
     ctrwow_redirect_uri: str = ""
+    # Where the app is reached (SYNCAPP_PUBLIC_URL): its origin is the only one allowed to
+    # post to the JSON routes, and redirects are built on it, never on the Host header.
+    public_url: str = "http://127.0.0.1:8000"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HomeOptions:
@@ -160,7 +194,17 @@ class HomeOptions:
             ctrwow_client_id=settings.ctrwow_client_id,
             ctrwow_client_secret=ctrwow_secret.get_secret_value() if ctrwow_secret else None,
             ctrwow_redirect_uri=settings.ctrwow_redirect_uri,
+            public_url=settings.public_url,
         )
+
+    @property
+    def own_origin(self) -> str:
+        return origin_of(self.public_url)
+
+    def secrets(self, config: AppConfig) -> tuple[str, ...]:
+        """The client secrets an ID token may be signed with: current, then previous."""
+        old = config.get("old_client_secret")
+        return (config["client_secret"], *((old,) if old else ()))
 
     @property
     def admin_origin(self) -> str:
@@ -330,8 +374,13 @@ class AppHome:
             {
                 "method": request.method,
                 "headers": dict(request.headers),
-                "url": str(request.url),
-                "body": body.decode("utf-8", errors="replace"),
+                "url": public_request_url(
+                    self._options.public_url, request.url.path, request.url.query
+                ),
+                # The session token is in the header or query, never in the body; the library
+                # would only parse the unverified body (standard json) to redact its log,
+                # which a deeply nested or huge-number body turns into a 500.
+                "body": "",
             },
             self._config,
             app_home_patch_id_token_path=PATCH_ID_TOKEN_PATH,
@@ -339,6 +388,17 @@ class AppHome:
         if not result.ok or result.shop is None or result.id_token is None:
             log.info("app_home.refused", code=result.log.code, status=result.response.status)
             return self._library_response(result.response)
+        refused = claims_refusal(
+            result.id_token.token,
+            secrets=self._options.secrets(self._config),
+            client_id=self._options.client_id,
+        )
+        if refused is not None:
+            # Signed by us but not a complete Shopify session token: a fresh one from App
+            # Bridge will be (the patch page for a document load, a retried fetch otherwise).
+            log.info("app_home.refused", code="incomplete_id_token", detail=refused)
+            assert result.invalid_token_response is not None
+            return self._library_response(result.invalid_token_response)
         if not _SHOP.match(result.shop):
             # Signed with our secret, so not forged; but not a shop domain we can serve.
             log.warning("app_home.bad_dest", code="invalid_dest")
@@ -365,9 +425,20 @@ class AppHome:
         self, handler: Callable[[Request, Verified], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            api = request.url.path.startswith(API_PREFIX)
+            if api:
+                refusal = api_request_refusal(
+                    request.method, request.headers, own_origin=self._options.own_origin
+                )
+                if refusal is not None:
+                    log.info("app_home.api_refused", status=refusal.status, reason=refusal.error)
+                    return JSONResponse({"error": refusal.error}, status_code=refusal.status)
             verified = await self._verify(request)
             if isinstance(verified, Response):
-                return verified
+                return _as_json_error(verified) if api else verified
+            refusal = json_body_refusal(request.method, request.headers) if api else None
+            if refusal is not None:
+                return JSONResponse({"error": refusal.error}, status_code=refusal.status)
             with structlog.contextvars.bound_contextvars(shop=verified.shop):
                 return await handler(request, verified)
 
@@ -384,6 +455,12 @@ class AppHome:
             plan = plan_state(session, shop_id=shop_id, catalog=self._options.catalog)
         return status, signup, plan
 
+    def _connections(self, shop: str) -> dict[str, ConnectionView]:
+        with self._runtime.sessions() as session:
+            shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
+            assert shop_id is not None  # the request installed it
+            return connection_views(session, shop_id=shop_id, now=datetime.now(UTC))
+
     def _ctrwow_connect_needed(self, shop: str) -> bool:
         with self._runtime.sessions() as session:
             shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
@@ -397,14 +474,9 @@ class AppHome:
             return Providers(error="eManageCRM is not configured for this app.")
         try:
             found = await client.list_payment_providers(account_id=signup.emanage_account_id)
-        except EmanageTransientError as exc:
-            log.warning("app_home.providers_unavailable", error=str(exc))
-            return Providers(
-                error="eManageCRM is not answering right now; reload this page in a minute."
-            )
         except EmanageError as exc:
             log.warning("app_home.providers_failed", error=str(exc))
-            return Providers(error=f"eManageCRM refused to list payment processors: {exc}")
+            return Providers(error=merchant_message(exc, doing="read your payment processors"))
         return Providers(items=tuple(ProviderView.of(p) for p in found))
 
     async def _render_home(
@@ -417,6 +489,7 @@ class AppHome:
         ctrwow_connect = await anyio.to_thread.run_sync(
             lambda: self._ctrwow_connect_needed(verified.shop)
         )
+        connections = await anyio.to_thread.run_sync(lambda: self._connections(verified.shop))
         steps = []
         if signup is not None:
             for step in signup.steps:
@@ -451,12 +524,16 @@ class AppHome:
             notice=notice,
             notice_tone=notice_tone,
             ctrwow_connect=ctrwow_connect,
+            connections=connections,
         )
         return HTMLResponse(html, headers=verified.headers)
 
     # --- handlers ---------------------------------------------------------------------------
 
     async def home(self, request: Request, verified: Verified) -> Response:
+        notice = _RETURN_NOTICES.get(("ctrwow", request.query_params.get("ctrwow", "")))
+        if notice is not None:
+            return await self._render_home(verified, notice=notice[0], notice_tone=notice[1])
         return await self._render_home(verified)
 
     async def billing_return(self, request: Request, verified: Verified) -> Response:
@@ -481,15 +558,34 @@ class AppHome:
         return await self._render_home(verified, notice=notice, notice_tone=tone)
 
     async def patch_id_token(self, request: Request) -> Response:
+        params = request.query_params
+        refused = patch_params_refusal(params.get("shop"), params.get("shopify-reload"))
+        if refused is not None:
+            log.info("app_home.patch_id_token_refused", reason=refused)
+            return Response(f"Bad Request: {refused}", status_code=400, media_type="text/plain")
         result = app_home_patch_id_token(
             {
                 "method": request.method,
                 "headers": dict(request.headers),
-                "url": str(request.url),
+                "url": public_request_url(
+                    self._options.public_url, request.url.path, request.url.query
+                ),
                 "body": "",
             },
             self._config,
         )
+        if result.response.status == 400:
+            # Opened outside the admin (the app's URL typed or bookmarked): no shop to patch
+            # a token for. Say where the app lives instead of the library's bare 400.
+            log.info("app_home.opened_outside_admin", code=result.log.code)
+            return _message_page(
+                "Open the Sync App from your Shopify admin",
+                "The Sync App runs inside your Shopify admin: open Apps, then Sync App. "
+                "This address works only when Shopify opens it.",
+                back_url=self._options.admin_url,
+                back_label="Go to your Shopify admin",
+                tone="info",
+            )
         return self._library_response(result.response)
 
     async def shop_json(self, request: Request, verified: Verified) -> Response:
@@ -533,11 +629,11 @@ class AppHome:
             )
         except EmanageTransientError as exc:
             log.warning("app_home.sso_unavailable", error=str(exc))
-            return _unavailable("eManageCRM is not answering right now; try again in a minute")
+            return _unavailable(merchant_message(exc, doing="open eManageCRM"))
         except EmanageError as exc:
             log.warning("app_home.sso_failed", error=str(exc))
             return JSONResponse(
-                {"error": f"eManageCRM refused the sign-in link: {exc}"}, status_code=502
+                {"error": merchant_message(exc, doing="open eManageCRM")}, status_code=502
             )
         log.info("app_home.sso_link_issued")
         return JSONResponse(
@@ -661,27 +757,51 @@ class AppHome:
     async def ctrwow_callback(self, request: Request) -> Response:
         """CTRwow's redirect: a top-level page outside the admin, authenticated by ``state``."""
         params = request.query_params
-        error = params.get("error")
+        state, code, error = params.get("state"), params.get("code"), params.get("error")
+        admin = self._options.admin_url
         if error is not None:
-            description = params.get("error_description") or ""
-            # The state stays unused; a new click in the app starts a new authorization.
+            # The merchant cancelled (access_denied) or CTRwow refused: back into the admin,
+            # where the page says so. The state is spent; a new click starts a new one.
             log.info("app_home.ctrwow_callback_error", error=error)
-            return _callback_page(
-                "CTRwow did not connect your account",
-                f"CTRwow answered: {error}"
-                + (f" — {description}" if description else "")
-                + ". Go back to the app in your Shopify admin and try again.",
+            shop = None
+            if state:
+                shop = await anyio.to_thread.run_sync(
+                    lambda: abandon_ctrwow_connect(self._runtime.sessions, state=state)
+                )
+            if shop is not None:
+                outcome = "cancelled" if error == "access_denied" else "failed"
+                return RedirectResponse(
+                    f"{self._options.app_url(shop)}?ctrwow={outcome}",
+                    status_code=303,
+                    headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+                )
+            return _message_page(
+                "CTRwow is not connected",
+                "You left the CTRwow sign-in before it finished, so nothing changed. Open the "
+                "Sync App in your Shopify admin and choose “Connect your CTRwow account” "
+                "when you are ready.",
+                back_url=admin,
+                back_label="Go to your Shopify admin",
+                tone="warning",
             )
-        state, code = params.get("state"), params.get("code")
         if not state or not code:
-            return _callback_page(
+            return _message_page(
                 "This link is incomplete",
-                "CTRwow's answer lacks its code or state. Start again with “Connect your "
-                "CTRwow account” in the app.",
+                "CTRwow's answer lacks its code or state, so nothing changed. Start again with "
+                "“Connect your CTRwow account” in the app.",
+                back_url=admin,
+                back_label="Go to your Shopify admin",
             )
         client = self._ctrwow_client()
         if client is None:
-            return _callback_page("CTRwow is not configured", "Contact the app's support.", 503)
+            return _message_page(
+                "CTRwow is not configured",
+                "This installation of the Sync App has no CTRwow connection set up. Contact "
+                "the app's support.",
+                status=503,
+                back_url=admin,
+                back_label="Go to your Shopify admin",
+            )
         try:
             done = await finish_ctrwow_connect(
                 self._runtime.sessions,
@@ -694,10 +814,20 @@ class AppHome:
             )
         except BadState as exc:
             log.info("app_home.ctrwow_callback_bad_state")
-            return _callback_page("This link cannot be used", str(exc))
+            return _message_page(
+                "This link cannot be used",
+                str(exc),
+                back_url=admin,
+                back_label="Go to your Shopify admin",
+            )
         except CtrwowConnectError as exc:
             log.warning("app_home.ctrwow_callback_failed", error=str(exc))
-            return _callback_page("CTRwow could not be connected", str(exc))
+            return _message_page(
+                "CTRwow could not be connected",
+                str(exc),
+                back_url=admin,
+                back_label="Go to your Shopify admin",
+            )
         log.info("app_home.ctrwow_connected", shop=done.shop, account_id=done.account_id)
         return RedirectResponse(
             self._options.app_url(done.shop),
@@ -724,21 +854,64 @@ class AppHome:
         ]
 
 
-_CALLBACK_PAGE = _templates.from_string(
-    """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title></head>
-<body><main><h1>{{ title }}</h1><p id="message">{{ message }}</p></main></body></html>
-"""
+_TONES = {
+    "critical": ("#fee9e8", "#8e0b21", "#fd8282"),
+    "warning": ("#fff1e3", "#5e4200", "#ffb800"),
+    "info": ("#eaf4ff", "#00527c", "#91d0ff"),
+}
+
+
+def _message_page(
+    title: str,
+    message: str,
+    *,
+    status: int = 400,
+    back_url: str | None = None,
+    back_label: str = "",
+    tone: str = "critical",
+) -> Response:
+    """A page for a merchant outside the admin (no App Bridge): styled like the admin, saying
+    what happened, with a way back into the Shopify admin."""
+    bg, fg, edge = _TONES[tone]
+    html = _templates.get_template("message.html").render(
+        title=title,
+        message=message,
+        back_url=back_url,
+        back_label=back_label,
+        tone=tone,
+        tone_bg=bg,
+        tone_fg=fg,
+        tone_edge=edge,
+    )
+    return HTMLResponse(
+        html,
+        status_code=status,
+        headers={
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+            "img-src 'self'; frame-ancestors 'none'",
+        },
+    )
+
+
+# Headers of the library's refusals that App Bridge acts on; kept when the body becomes JSON.
+_APP_BRIDGE_HEADERS = (
+    "x-shopify-retry-invalid-session-request",
+    "x-shopify-api-request-failure-reauthorize-url",
+    "retry-after",
 )
 
 
-def _callback_page(title: str, message: str, status: int = 400) -> Response:
-    """The callback's refusal, for a merchant who is outside the admin (a plain page)."""
-    return HTMLResponse(
-        _CALLBACK_PAGE.render(title=title, message=message),
-        status_code=status,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
+def _as_json_error(response: Response) -> Response:
+    """A refusal of an ``/app/api/*`` request as JSON (``{"error": …}``), App Bridge headers
+    kept: the JSON routes answer JSON, whatever shopifyapp's response body is."""
+    if response.media_type == "application/json":
+        return response
+    raw = bytes(response.body).decode("utf-8", errors="replace").strip()
+    message = raw or ("Unauthorized" if response.status_code == 401 else "refused")
+    headers = {k: v for k, v in response.headers.items() if k.lower() in _APP_BRIDGE_HEADERS}
+    return JSONResponse({"error": message}, status_code=response.status_code, headers=headers)
 
 
 def _unavailable(message: str) -> Response:
