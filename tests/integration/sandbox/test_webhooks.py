@@ -223,7 +223,14 @@ def test_deleting_faults_restores_normal_delivery(
     recv.wait_for(1)
     time.sleep(0.1)
 
-    assert reset.json() == {"duplicate": 0, "delay_ms": 0, "reorder": False}
+    assert reset.json() == {
+        "duplicate": 0,
+        "delay_ms": 0,
+        "reorder": False,
+        "redeliver_new_id": 0,
+        "coalesce_ms": 0,
+        "drop_next": 0,
+    }
     assert len(recv.requests) == 1
 
 

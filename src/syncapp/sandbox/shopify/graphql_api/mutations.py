@@ -137,12 +137,14 @@ def money_str(value: Decimal, currency: str = "USD") -> str:
 
 
 def fire_product(ctx: Context, topic: str, product_id: int) -> None:
-    record_webhook(
-        ctx.conn,
-        shop_domain=ctx.shop.domain,
-        topic=topic,
-        payload=payloads.product_payload(ctx.conn, product_id),
-    )
+    """Record ``topic`` for the product; a create is followed at once by an update, as
+    Shopify sends them (statamic-rad-pack/shopify#239; pitfalls §3)."""
+    payload = payloads.product_payload(ctx.conn, product_id)
+    record_webhook(ctx.conn, shop_domain=ctx.shop.domain, topic=topic, payload=payload)
+    if topic == "products/create" and ctx.state.config.update_after_create:
+        record_webhook(
+            ctx.conn, shop_domain=ctx.shop.domain, topic="products/update", payload=payload
+        )
 
 
 # ---- product fields ------------------------------------------------------------------------
