@@ -14,8 +14,9 @@ Two steps, both durable in the sandbox's database so a restarted sandbox resumes
    and, once they are used up, the delivery is ``failed``. At most ``max_in_flight`` requests
    run at once.
 
-Faults (``POST /_sandbox/webhooks/faults``) live in the deliverer, not in the database: they are
-a test knob and a restarted sandbox starts without them.
+Faults (``POST /_sandbox/webhooks/faults``: duplicates with the same or a new Webhook-Id,
+delays, reordering, bursts merged into one products/update, dropped deliveries) live in the
+deliverer, not in the database: they are a test knob and a restarted sandbox starts without them.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Product mutations: productSet, productCreate, productUpdate, productDelete and the variant
-bulk mutations, with Shopify's userErrors for bad input and the webhooks each change fires.
+"""Product mutations: productSet, productCreate, productUpdate, productDelete, the variant
+bulk mutations (update, create, delete), productOptionsCreate and metafieldsSet, with Shopify's
+userErrors for bad input and the webhooks each change fires.
 
 Every mutation validates first and writes only when the input is valid, inside a SAVEPOINT
 of the request's transaction, recording its webhook in that same transaction. Input fields
