@@ -244,7 +244,14 @@ def test_deleting_faults_restores_normal_delivery(
     recv.wait_for(1)
     settled(sandbox)
 
-    assert reset.json() == {"duplicate": 0, "delay_ms": 0, "reorder": False}
+    assert reset.json() == {
+        "duplicate": 0,
+        "delay_ms": 0,
+        "reorder": False,
+        "redeliver_new_id": 0,
+        "coalesce_ms": 0,
+        "drop_next": 0,
+    }
     assert len(recv.requests) == 1
 
 
