@@ -42,11 +42,16 @@ from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.shops import topics as shops_topics
 from syncapp.shops import uninstall
 from syncapp.shops.runtime import ShopsRuntime
-from syncapp.shops.topics import TransactionalHandler, in_one_write
+from syncapp.shops.topics import Precheck, TransactionalHandler, in_one_write
 
 log = structlog.get_logger("syncapp.worker")
 
 Handler = TransactionalHandler
+
+
+def default_prechecks() -> dict[str, Precheck]:
+    """Confirmations some topics need from Shopify before their handler may run."""
+    return shops_topics.prechecks()
 
 
 def default_handlers(
@@ -103,13 +108,15 @@ class Worker:
         *,
         options: WorkerOptions,
         handlers: Mapping[str, Handler] | None = None,
+        prechecks: Mapping[str, Precheck] | None = None,
         jitter: Callable[[], float] = random.random,
         backend: ConsumerBackend | None = None,
     ) -> None:
         self._runtime = runtime
         self._options = options
+        checks = dict(prechecks if prechecks is not None else default_prechecks())
         table: TopicTable = {
-            ("shopify", topic): in_one_write(handler, runtime)
+            ("shopify", topic): in_one_write(handler, runtime, checks.get(topic))
             for topic, handler in (handlers if handlers is not None else default_handlers()).items()
         }
         self._bus = EmbeddedBus(

@@ -8,6 +8,7 @@ the completion commit, or roll back, as one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -20,12 +21,26 @@ from syncapp.store.models import InboundEvent
 
 TransactionalHandler = Callable[[Session, ShopsRuntime, InboundEvent], str]
 """A handler that changes rows in the caller's transaction; returns what it did (logged)."""
+Precheck = Callable[[ShopsRuntime, InboundEvent], None]
+"""Runs before a topic's handler with no transaction open (it may ask Shopify); raises
+RefusedEvent to refuse the event, anything else to retry it."""
 
 
-def in_one_write(handler: TransactionalHandler, runtime: ShopsRuntime) -> Handler:
-    """A bus handler that applies ``handler`` in the fenced write of the event's completion."""
+def in_one_write(
+    handler: TransactionalHandler, runtime: ShopsRuntime, precheck: Precheck | None = None
+) -> Handler:
+    """A bus handler in three moves: read the event (short read), run ``precheck`` (network
+    I/O, nothing held, in a thread: it is synchronous), then apply ``handler`` in the fenced
+    write of the event's completion."""
 
     async def handle(delivery: Delivery) -> Outcome:
+        if precheck is not None:
+            with runtime.sessions() as session:
+                event = session.get(InboundEvent, delivery.id)
+            if event is None:
+                return Ack(note="gone")
+            await asyncio.to_thread(precheck, runtime, event)
+
         def apply(session: Session) -> None:
             event = session.get(InboundEvent, delivery.id)
             if event is not None:  # a shop/redact of the shop may have removed it meanwhile
@@ -49,10 +64,19 @@ def shopify_handlers(
     }
 
 
+def prechecks() -> dict[str, Precheck]:
+    """Confirmations some topics need from Shopify before their handler may run."""
+    return {
+        "app/uninstalled": uninstall.confirm_uninstalled,
+        "app/scopes_update": scopes.confirm_scopes,
+    }
+
+
 def topics(
     runtime: ShopsRuntime, *, uninstall_hooks: Sequence[uninstall.UninstallHook] = ()
 ) -> TopicTable:
+    checks = prechecks()
     return {
-        ("shopify", topic): in_one_write(handler, runtime)
+        ("shopify", topic): in_one_write(handler, runtime, checks.get(topic))
         for topic, handler in shopify_handlers(uninstall_hooks=uninstall_hooks).items()
     }

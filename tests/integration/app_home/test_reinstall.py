@@ -104,6 +104,8 @@ def test_a_reinstall_reconnects_the_same_ctrwow_account_and_emanage_tenant(
     assert len(ctrwow_all["accounts"]) == 1
     page = home.system.open_app_home(shop).text
     assert f'<code id="ctrwow-account">{ctrwow_id}</code>' in page
+    shopify = page.split('id="shopify-connection"')[1].split("</dd>")[0]
+    assert ">Connected</s-badge>" in shopify
     assert 'id="ctrwow-setting-up"' not in page
 
 
