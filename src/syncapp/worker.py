@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 import structlog
 
 from syncapp.billing import topics as billing_topics
-from syncapp.bus.consumer import Consumer
+from syncapp.bus.consumer import Consumer, stop_on_signals
 from syncapp.bus.embedded import EmbeddedBus
 from syncapp.bus.interface import ConsumerBackend, TopicTable, subscriptions
 from syncapp.bus.operators import prune
@@ -239,9 +238,7 @@ def run_worker(settings: Settings) -> None:
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop_on_signals(stop)
         await _serve(settings, runtime, stop)
 
     # The eManageCRM/CTRwow sign-up runs beside the consumer, in a thread (its own loop).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,13 @@ from syncapp.bus.interface import (
 from syncapp.bus.metrics import HANDLER_SECONDS
 
 log = structlog.get_logger("syncapp.bus")
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGTERM or SIGINT (call from inside the running loop)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
 
 
 class Consumer:

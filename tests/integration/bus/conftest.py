@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -273,3 +273,18 @@ async def medium(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(params=["embedded-sqlite", "embedded-postgresql"])
+def embedded_medium(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Medium]:
+    """The embedded back-end only (tests of a process consuming the database)."""
+    if request.param == "embedded-postgresql":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'bus.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    try:
+        yield Medium(request.param, engine, FakeClock())
+    finally:
+        engine.dispose()
