@@ -1,12 +1,12 @@
 """``syncapp worker``: the bus consumers of every domain, composed.
 
 Each domain exports its topic table — ``shops`` (installation, grants, privacy), ``billing``
-(subscriptions) — and the worker subscribes a :class:`~syncapp.bus.consumer.Consumer` to all of
-them on the configured back-end: the embedded bus in the app's database by default, RabbitMQ
-when ``SYNCAPP_BUS_URL`` is an ``amqp://`` URL (then the worker also runs the outbox relay).
-Claims, leases, fencing, fairness, retries and dead letters are the bus's (``syncapp.bus``);
-a handler that refuses its event (:class:`~syncapp.errors.RefusedEvent`) dead-letters it at
-once with the reason and changes nothing.
+(subscriptions), ``onboarding`` (the eManageCRM/CTRwow sign-up: ``signup.requested``) — and the
+worker subscribes one :class:`~syncapp.bus.consumer.Consumer` to all of them on the configured
+back-end: the embedded bus in the app's database by default, RabbitMQ when ``SYNCAPP_BUS_URL``
+is an ``amqp://`` URL (then the worker also runs the outbox relay). Claims, leases, fencing,
+fairness, retries and dead letters are the bus's (``syncapp.bus``); a handler that refuses its
+event (:class:`~syncapp.errors.RefusedEvent`) dead-letters it at once and changes nothing.
 
 Topics without a handler here (products, orders, bulk operations, …) are never claimed: they
 stay ``pending`` for the sync engine of later issues.
@@ -32,11 +32,13 @@ import structlog
 from syncapp.billing import topics as billing_topics
 from syncapp.bus.consumer import Consumer, stop_on_signals
 from syncapp.bus.embedded import EmbeddedBus
-from syncapp.bus.interface import ConsumerBackend, TopicTable, subscriptions
+from syncapp.bus.interface import APP, ConsumerBackend, TopicTable, subscriptions
 from syncapp.bus.operators import prune
 from syncapp.bus.retry import RetryPolicy
 from syncapp.config import Settings
-from syncapp.onboarding.background import start_onboarding_thread
+from syncapp.onboarding import topics as onboarding_topics
+from syncapp.onboarding.events import request_due_signups
+from syncapp.onboarding.runtime import open_onboarding
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.shops import topics as shops_topics
 from syncapp.shops import uninstall
@@ -110,6 +112,7 @@ class Worker:
         prechecks: Mapping[str, Precheck] | None = None,
         jitter: Callable[[], float] = random.random,
         backend: ConsumerBackend | None = None,
+        extra: TopicTable | None = None,
     ) -> None:
         self._runtime = runtime
         self._options = options
@@ -118,6 +121,7 @@ class Worker:
             ("shopify", topic): in_one_write(handler, runtime, checks.get(topic))
             for topic, handler in (handlers if handlers is not None else default_handlers()).items()
         }
+        table.update(extra or {})
         self._bus = EmbeddedBus(
             runtime.engine,
             policy=options.policy,
@@ -186,6 +190,8 @@ class Worker:
             while not stop.is_set():
                 try:
                     await asyncio.to_thread(self.prune)
+                    if any(source == APP for source, _ in self.consumer.topics):
+                        await asyncio.to_thread(request_due_signups, self._runtime.sessions)
                 except Exception as exc:
                     log.error("worker.prune_failed", error=f"{type(exc).__name__}: {exc}")
                 with contextlib.suppress(TimeoutError):
@@ -208,17 +214,33 @@ def worker_topics(settings: Settings, runtime: ShopsRuntime) -> TopicTable:
 
 
 async def _serve(settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        signup: TopicTable = {}
+        if settings.emanage_client_secret is None or settings.ctrwow_client_secret is None:
+            log.warning(
+                "onboarding.disabled",
+                reason="SYNCAPP_EMANAGE_CLIENT_SECRET / SYNCAPP_CTRWOW_CLIENT_SECRET not set",
+            )
+        else:
+            rt = await stack.enter_async_context(open_onboarding(settings, runtime.engine))
+            signup = onboarding_topics.topics(rt)
+        await _consume(settings, runtime, stop, signup)
+
+
+async def _consume(
+    settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event, signup: TopicTable
+) -> None:
     options = WorkerOptions.from_settings(settings)
     handlers = default_handlers(uninstall_hooks=(revoke_ctrwow_on_uninstall(settings),))
     if not settings.bus_url.startswith(("amqp://", "amqps://")):
-        await Worker(runtime, options=options, handlers=handlers).serve(stop)
+        await Worker(runtime, options=options, handlers=handlers, extra=signup).serve(stop)
         return
     from syncapp.bus.rabbitmq import RabbitBus
 
     rabbit = RabbitBus(settings.bus_url, runtime.engine, policy=options.policy)
-    table = worker_topics(settings, runtime)
+    table = {**worker_topics(settings, runtime), **signup}
     backend = rabbit.consumer(sorted(table), group="worker")
-    worker = Worker(runtime, options=options, handlers=handlers, backend=backend)
+    worker = Worker(runtime, options=options, handlers=handlers, backend=backend, extra=signup)
     relay = asyncio.create_task(rabbit.relay().run(stop))
     try:
         await worker.serve(stop)
@@ -234,19 +256,13 @@ def run_worker(settings: Settings) -> None:
 
     engine = make_engine(settings.database_url)
     runtime = ShopsRuntime.from_settings(settings, engine)
-    halt = threading.Event()
 
     async def main() -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
         await _serve(settings, runtime, stop)
 
-    # The eManageCRM/CTRwow sign-up runs beside the consumer, in a thread (its own loop).
-    onboarding = start_onboarding_thread(settings, engine, halt)
     try:
         asyncio.run(main())
     finally:
-        halt.set()
-        if onboarding is not None:
-            onboarding.join(timeout=8)
         engine.dispose()

@@ -52,6 +52,7 @@ from syncapp.bus.interface import (
     DeadLetter,
     Delivery,
     Outcome,
+    Retry,
     Settled,
     outcome_of_error,
 )
@@ -290,6 +291,18 @@ class EmbeddedConsumer:
                 return Settled(delivery, "done")
             except Exception as exc:  # the handler's write failed: retried, or refused for good
                 outcome = outcome_of_error(exc)
+        if isinstance(outcome, Retry) and not outcome.counts:
+            with session.begin_nested():
+                values = {
+                    "status": "pending",
+                    "locked_until": None,
+                    "lease_owner": None,
+                    "attempts": InboundEvent.attempts - 1,
+                    "next_attempt_at": now + timedelta(seconds=outcome.after or 0.0),
+                }
+                if not self._update(session, delivery, values):
+                    return Settled(delivery, "lost")
+                return Settled(delivery, "wait", outcome.after, reason=outcome.reason)
         with session.begin_nested():
             history = session.scalar(
                 select(InboundEvent.history).where(InboundEvent.id == delivery.id)

@@ -104,8 +104,12 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
+    """Try again after the policy's backoff (or not before ``after`` seconds). ``counts=False``:
+    not a failure but a wait (a sign-up waiting for its backoff), outside the retry budget."""
+
     reason: str
     after: float | None = None
+    counts: bool = True
 
 
 @dataclass(frozen=True, slots=True)

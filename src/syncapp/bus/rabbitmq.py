@@ -519,17 +519,26 @@ class RabbitConsumer:
         headers[H_ATTEMPTS] = delivery.attempts
         headers.pop("x-delivery-count", None)
         headers.pop("x-death", None)
-        dead = isinstance(outcome, DeadLetter) or self._bus.policy.exhausted(delivery.attempts)
+        waiting = isinstance(outcome, Retry) and not outcome.counts
+        if waiting:  # a wait, not a failure: the attempt is not spent
+            headers[H_ATTEMPTS] = delivery.attempts - 1
+        dead = not waiting and (
+            isinstance(outcome, DeadLetter) or self._bus.policy.exhausted(delivery.attempts)
+        )
         delay = None
         if dead:
             exchange, routing_key = t.dlx, self.group
         else:
             assert isinstance(outcome, Retry)
-            delay = backoff_delay(
-                max(delivery.attempts, 1),
-                policy=self._bus.policy,
-                jitter=min(self._bus.jitter(), 0.999999),
-                retry_after=outcome.after,
+            delay = (
+                outcome.after or 0.0
+                if waiting
+                else backoff_delay(
+                    max(delivery.attempts, 1),
+                    policy=self._bus.policy,
+                    jitter=min(self._bus.jitter(), 0.999999),
+                    retry_after=outcome.after,
+                )
             )
             # The tier's queue dead-letters it back to its partition queue when the TTL is up.
             partition = t.partition(delivery.partition_key)

@@ -24,6 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from syncapp.errors import SyncAppError
+from syncapp.onboarding.events import request_signup_of
 from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingStep
 from syncapp.onboarding.plan import JobStatus, Step, StepStatus
 from syncapp.onboarding.runner import SIGNUP, set_connection, utc
@@ -188,4 +189,5 @@ def reset_connection(session: Session, *, shop_id: int, provider: str) -> str:
         job.status = JobStatus.PENDING
     job.next_attempt_at = None
     job.last_error = None
+    request_signup_of(session, shop_id=shop_id, reason=f"{provider} reset by the operator")
     return f"the sign-up sets {TITLES[provider]} up again (the worker runs it)"

@@ -132,6 +132,35 @@ async def run_due_onboarding(rt: OnboardingRuntime, *, limit: int = 10) -> int:
     return advanced
 
 
+async def advance_signup(rt: OnboardingRuntime, shop_id: int) -> float | None:
+    """Advance the shop's sign-up job as far as it goes now (the bus handler of
+    ``signup.requested``). Returns None when nothing is left to do, else the seconds until the
+    job is due again (its backoff, or another runner's lease)."""
+    with rt.sessions() as session:
+        job_id = session.scalar(
+            select(OnboardingJob.id).where(
+                OnboardingJob.shop_id == shop_id, OnboardingJob.kind == SIGNUP
+            )
+        )
+    if job_id is None:
+        return None
+    if _claim(rt, job_id):
+        try:
+            await _advance(rt, job_id)
+        except _LeaseLost:
+            log.warning("onboarding lease lost", job_id=job_id)
+    with rt.sessions() as session:
+        job = session.get_one(OnboardingJob, job_id)
+        if job.status not in CLAIMABLE:
+            return None
+        now = rt.clock()
+        due = max(
+            (t for t in (utc(job.next_attempt_at), utc(job.locked_until)) if t is not None),
+            default=now,
+        )
+    return max(0.05, (due - now).total_seconds())
+
+
 async def run_onboarding_loop(
     rt: OnboardingRuntime, *, poll_seconds: float, stop: asyncio.Event, once: bool = False
 ) -> None:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from syncapp.errors import SyncAppError
+from syncapp.onboarding.events import request_signup_of
 from syncapp.onboarding.models import CtrwowAccount, EmanageAccount
 from syncapp.onboarding.plan import STEPS, JobStatus, Step, StepStatus
 from syncapp.onboarding.runner import LINK_CODE, SIGNUP, step_rows, utc
@@ -33,6 +34,7 @@ def ensure_signup_job(session: Session, *, shop_id: int) -> OnboardingJob:
         job = OnboardingJob(shop_id=shop_id, kind=SIGNUP, status=JobStatus.PENDING, attempts=0)
         session.add(job)
         session.flush()
+        request_signup_of(session, shop_id=shop_id, reason="sign-up job created")
     return job
 
 
@@ -85,6 +87,9 @@ def _make_due(job: OnboardingJob) -> None:
     if job.status != JobStatus.RUNNING:
         job.status = JobStatus.PENDING
     job.next_attempt_at = None
+    session = object_session(job)
+    if session is not None:
+        request_signup_of(session, shop_id=job.shop_id, reason="the merchant's request")
 
 
 @dataclass(frozen=True)

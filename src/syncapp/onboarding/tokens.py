@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 
 from syncapp.connectors.ctrwow import CtrwowInvalidGrant, CtrwowTransientError
 from syncapp.errors import SyncAppError
+from syncapp.onboarding.events import request_signup_of
 from syncapp.onboarding.models import CtrwowAccount
 from syncapp.onboarding.plan import CLAIMABLE, JobStatus
 from syncapp.onboarding.runner import SIGNUP, set_connection, store_ctrwow_tokens, utc
@@ -182,4 +183,5 @@ def _needs_attention(
             .values(status=JobStatus.PENDING, next_attempt_at=None, last_error=None)
             .execution_options(synchronize_session=False)
         )
+        request_signup_of(session, shop_id=shop_id, reason="ctrwow reconnect")
     return CtrwowReconnectRequired(f"{shop}: {detail}", shop=shop)

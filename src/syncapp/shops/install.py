@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from syncapp.bus.retry import RetryPolicy, backoff_delay
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopInfo, fetch_shop_info
+from syncapp.onboarding.events import request_signup_of
 from syncapp.shops.errors import ShopError
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.tokens import (
@@ -180,12 +181,14 @@ def _reset_onboarding(session: Session, *, shop_id: int, reinstalled: bool) -> N
         session.execute(
             insert(OnboardingJob).values(shop_id=shop_id, kind=SIGNUP, status="pending", attempts=0)
         )
+        request_signup_of(session, shop_id=shop_id, reason="install")
     elif reinstalled or status in ("cancelled", "failed"):
         session.execute(
             update(OnboardingJob)
             .where(OnboardingJob.shop_id == shop_id, OnboardingJob.kind == SIGNUP)
             .values(status="pending", attempts=0, last_error=None, next_attempt_at=None)
         )
+        request_signup_of(session, shop_id=shop_id, reason="reinstall")
 
 
 def ensure_installed(
