@@ -86,8 +86,9 @@ def vault_new_key() -> None:
 
 @vault_app.command("rotate")
 def vault_rotate() -> None:
-    """Re-encrypt every stored credential under the newest key of SYNCAPP_SECRET_KEY."""
+    """Re-encrypt every stored credential and sealed webhook payload under the newest key."""
     from syncapp.store.db import make_engine, make_session_factory
+    from syncapp.store.sealed import rotate_sealed_payloads
     from syncapp.store.vault import Vault, rotate_all
 
     settings = _settings()
@@ -96,14 +97,20 @@ def vault_rotate() -> None:
     engine = make_engine(settings.database_url)
     with make_session_factory(engine).begin() as session:
         changed = rotate_all(session, vault)
+        payloads = rotate_sealed_payloads(session, vault)
     engine.dispose()
-    err.print(f"re-encrypted {changed} credential(s) under the newest key")
+    err.print(
+        f"re-encrypted {changed} credential(s) and {payloads} webhook payload(s)"
+        " under the newest key"
+    )
 
 
 @app.command("serve")
 def serve() -> None:
     """Run the web service (migrations must be applied)."""
     import uvicorn
+
+    from syncapp.serving import uvicorn_options
 
     settings = _settings()
     if settings.web_workers > 1:
@@ -119,10 +126,8 @@ def serve() -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.web_workers,
-        access_log=False,
-        log_config=None,
         loop="uvloop",
-        http="httptools",
+        **uvicorn_options(),
     )
 
 

@@ -3,7 +3,9 @@
 Everything logs through structlog; the standard library's loggers (uvicorn, alembic) are routed
 through the same renderer so a line never comes out in two formats. Context such as
 ``request_id``, ``shop`` and ``event_id`` is bound with ``structlog.contextvars`` and appears in
-every line logged while it is bound.
+every line logged while it is bound. Every line, ours and the libraries' (uvicorn's access log,
+httpx's request lines), passes :func:`syncapp.redact.redact_event` last before rendering, so a
+URL's ``id_token``, ``code`` or ``state`` and any ``Authorization`` value never reach a log.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 import orjson
 import structlog
+
+from syncapp.redact import redact_event
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -47,6 +51,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
             *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            redact_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
@@ -57,7 +62,12 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_event,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()
@@ -67,6 +77,8 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+        lg.setLevel(logging.NOTSET)  # follow the root's level, whatever uvicorn set before
+        lg.disabled = False
 
 
 def get_logger(name: str) -> Any:

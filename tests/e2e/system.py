@@ -3,7 +3,6 @@ for the browser tests and the App Home browser benchmark."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -15,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.subprocesses import child_env
 
 
 def free_port() -> int:
@@ -36,16 +37,18 @@ def syncapp_run(data_dir: Path, *, healthy_within: float = 120) -> Iterator[Runn
     """``syncapp run`` until the block ends (then SIGINT, as Ctrl-C); its four base URLs once
     all four answer ``/healthz`` (a loaded machine starts four servers slowly)."""
     ports = {name: free_port() for name in ("app", "shopify", "emanage", "ctrwow")}
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SYNCAPP_")},
-        "SYNCAPP_DATA_DIR": str(data_dir),
-        "SYNCAPP_PORT": str(ports["app"]),
-        "SYNCAPP_SANDBOX_SHOPIFY_PORT": str(ports["shopify"]),
-        "SYNCAPP_SANDBOX_EMANAGE_PORT": str(ports["emanage"]),
-        "SYNCAPP_SANDBOX_CTRWOW_PORT": str(ports["ctrwow"]),
-        "SYNCAPP_WEB_WORKERS": "1",
-        "SYNCAPP_LOG_LEVEL": "warning",
-    }
+    env = child_env(
+        {
+            "SYNCAPP_DATA_DIR": str(data_dir),
+            "SYNCAPP_DATABASE_URL": f"sqlite:///{data_dir / 'syncapp.db'}",
+            "SYNCAPP_PORT": str(ports["app"]),
+            "SYNCAPP_SANDBOX_SHOPIFY_PORT": str(ports["shopify"]),
+            "SYNCAPP_SANDBOX_EMANAGE_PORT": str(ports["emanage"]),
+            "SYNCAPP_SANDBOX_CTRWOW_PORT": str(ports["ctrwow"]),
+            "SYNCAPP_WEB_WORKERS": "1",
+            "SYNCAPP_LOG_LEVEL": "warning",
+        }
+    )
     urls = Running(
         *(f"http://127.0.0.1:{ports[n]}" for n in ("app", "shopify", "emanage", "ctrwow"))
     )

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from syncapp.store.db import make_engine, sqlite_write_lock, sqlite_write_lock_path
+from tests.subprocesses import child_env
 
 HOLD_IN_CHILD = """
 import fcntl, sys, time
@@ -59,6 +60,7 @@ def test_another_process_holding_the_lock_makes_us_wait(tmp_path: Path) -> None:
 
     with subprocess.Popen(
         [sys.executable, "-c", HOLD_IN_CHILD, str(path)],
+        env=child_env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -20,16 +20,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from syncapp.billing.models import AppSubscription
+from syncapp.billing.payloads import SubscriptionUpdate
 from syncapp.billing.plans import Catalog, Features, Plan, features_for, line_items
 from syncapp.connectors.shopify.admin import run_document
 from syncapp.errors import SyncAppError
 from syncapp.shops.errors import ShopNotInstalled
+from syncapp.shops.payloads import check_shop, parse, shop_gid_id
 from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.shops.tokens import get_admin_token
 from syncapp.store.models import InboundEvent, Shop
@@ -296,24 +297,30 @@ def handle_subscription_update(session: Session, runtime: ShopsRuntime, event: I
     Returns ``updated``, ``stale`` (an older change than the one recorded), ``unknown`` (a
     subscription the app never asked for) or ``no_shop`` (uninstalled and redacted since).
     """
-    body = orjson.loads(event.payload)
-    sub = body.get("app_subscription") if isinstance(body, dict) else None
-    if not isinstance(sub, dict) or not sub.get("admin_graphql_api_id") or not sub.get("status"):
-        raise ValueError("app_subscriptions/update without app_subscription id and status")
-    shop_id = session.scalar(select(Shop.id).where(Shop.domain == event.shop_domain))
-    if shop_id is None:
+    sub = parse(SubscriptionUpdate, event, runtime.payload_of(event)).app_subscription
+    shop = session.scalar(select(Shop).where(Shop.domain == event.shop_domain))
+    if sub.admin_graphql_api_shop_id is not None:
+        check_shop(
+            event,
+            named_domain=event.shop_domain,
+            named_id=shop_gid_id(sub.admin_graphql_api_shop_id),
+            shop=shop,
+        )
+    if shop is None:
         return "no_shop"
+    shop_id = shop.id
     row = session.scalar(
         select(AppSubscription).where(
             AppSubscription.shop_id == shop_id,
-            AppSubscription.subscription_gid == str(sub["admin_graphql_api_id"]),
+            AppSubscription.subscription_gid == sub.admin_graphql_api_id,
         )
     )
     if row is None:
-        log.warning("billing.unknown_subscription", gid=sub["admin_graphql_api_id"])
+        # Another shop's subscription (a replayed body) or one the app never asked for.
+        log.warning("billing.unknown_subscription", gid=sub.admin_graphql_api_id)
         return "unknown"
-    status = str(sub["status"]).upper()
-    changed_at = _parse_time(sub.get("updated_at"))
+    status = sub.status.upper()
+    changed_at = _parse_time(sub.updated_at)
     recorded = utc(row.shopify_updated_at) if row.shopify_updated_at else None
     if recorded is not None and changed_at is not None:
         older = changed_at < recorded

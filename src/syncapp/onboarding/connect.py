@@ -78,8 +78,8 @@ def _ctrwow_step(session: Session, shop_id: int) -> OnboardingStep | None:
 
 
 def connect_needed(session: Session, *, shop_id: int) -> bool:
-    """Whether the shop must connect CTRwow itself (the step waits for it, or the stored
-    grant was refused)."""
+    """Whether the shop must connect CTRwow itself: the step waits for it, or the stored grant
+    was refused and the sign-up is not (or no longer) setting CTRwow up again by itself."""
     step = _ctrwow_step(session, shop_id)
     if step is not None and step.status == StepStatus.NEEDS_MERCHANT:
         return True
@@ -88,7 +88,12 @@ def connect_needed(session: Session, *, shop_id: int) -> bool:
             Connection.shop_id == shop_id, Connection.provider == "ctrwow"
         )
     )
-    return status == "needs_attention"
+    job_status = session.scalar(
+        select(OnboardingJob.status).where(
+            OnboardingJob.shop_id == shop_id, OnboardingJob.kind == SIGNUP
+        )
+    )
+    return status == "needs_attention" and job_status not in CLAIMABLE
 
 
 def start_ctrwow_connect(

@@ -179,15 +179,43 @@ def _states(rows: dict[Step, OnboardingStep]) -> list[StepState]:
     ]
 
 
+def _result_lost(session: Session, shop_id: int, step: Step) -> bool:
+    """Whether a done ``step``'s result is gone, so the connection it made is not usable: the
+    CTRwow tokens (an uninstall revokes and deletes them; a refused refresh leaves the
+    connection ``needs_attention``), or the eManageCRM account or owner on record."""
+    if step is Step.CTRWOW_ACCOUNT:
+        status = session.scalar(
+            select(Connection.status).where(
+                Connection.shop_id == shop_id, Connection.provider == "ctrwow"
+            )
+        )
+        refresh = session.scalar(
+            select(Credential.id).where(
+                Credential.shop_id == shop_id,
+                Credential.provider == "ctrwow",
+                Credential.name == "refresh_token",
+            )
+        )
+        return status != "active" or refresh is None
+    emanage = session.scalar(select(EmanageAccount).where(EmanageAccount.shop_id == shop_id))
+    if step is Step.EMANAGE_ACCOUNT:
+        return emanage is None
+    return emanage is None or emanage.owner_user_id is None
+
+
 def _start_run(session: Session, job: OnboardingJob) -> None:
     """A ``pending`` job starts a (new) run: missing steps are created; steps that failed or
-    waited for the merchant are tried again under a new generation (a deliberate new request)."""
+    waited for the merchant are tried again under a new generation (a deliberate new request),
+    and so are done steps whose result was lost (a reinstall after the uninstall revoked the
+    CTRwow tokens: partner provisioning converges on the same account and issues new ones)."""
     rows = _step_rows(session, job.id)
     for step in STEPS:
         row = rows.get(step)
         if row is None:
             session.add(OnboardingStep(job_id=job.id, step=step.value, status=StepStatus.PENDING))
-        elif row.status in (StepStatus.FAILED, StepStatus.NEEDS_MERCHANT):
+        elif row.status in (StepStatus.FAILED, StepStatus.NEEDS_MERCHANT) or (
+            row.status == StepStatus.DONE and _result_lost(session, job.shop_id, step)
+        ):
             row.status = StepStatus.PENDING
             row.generation += 1
             row.attempts = 0
@@ -327,6 +355,7 @@ async def _attempt(rt: OnboardingRuntime, inputs: _Inputs) -> None:
         result = await _send(rt, inputs)
     except (EmanageError, CtrwowError) as exc:
         result = plan.classify(exc, step=inputs.step)
+        bound = bound.bind(cause=str(exc))  # the server's own words, for the operator
     with rt.sessions.begin() as session:
         _fence(session, rt, inputs.job_id)
         row = _step_rows(session, inputs.job_id)[inputs.step]

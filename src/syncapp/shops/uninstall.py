@@ -12,6 +12,10 @@ long after the fact, so the handler needs no token and never calls Shopify. It:
   CTRwow tokens — a callable ``hook(session, shop)`` passed to the worker, run in the same
   transaction so that the whole uninstall commits or retries as one).
 
+The payload (the REST ``Shop``) must name the shop of the header (``myshopify_domain``, else
+``domain``; and its ``id`` when the install recorded one): a signed body of another topic or
+shop replayed as ``app/uninstalled`` is refused (:mod:`syncapp.shops.payloads`).
+
 An event triggered before the shop's current installation (a late or redelivered one after a
 reinstall) is stale and ignored, so it cannot undo the reinstall. ``X-Shopify-Triggered-At``
 may have whole-second precision and comes from Shopify's clock, so "before" means more than
@@ -29,6 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from syncapp.shops.locking import lock_row
+from syncapp.shops.payloads import ShopResource, check_shop, parse
 from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.shops.tokens import PROVIDER, UNINSTALLED, delete_shopify_credentials
 from syncapp.store.models import Connection, InboundEvent, OnboardingJob, Shop
@@ -70,7 +75,9 @@ def handle_app_uninstalled(
 ) -> str:
     """Apply one ``app/uninstalled`` event; returns what happened (for the log)."""
     domain = event.shop_domain
+    payload = parse(ShopResource, event, runtime.payload_of(event))
     shop = session.scalar(lock_row(select(Shop).where(Shop.domain == domain)))
+    check_shop(event, named_domain=payload.named_domain, named_id=payload.id, shop=shop)
     if shop is None:
         log.info("uninstall.unknown_shop", shop=domain)
         return "unknown_shop"

@@ -8,7 +8,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -97,9 +97,9 @@ class Home:
         return response.headers["location"]
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
-    """Everything served, on SQLite."""
+@contextmanager
+def running_home(tmp_path: Path, database_url: str) -> Iterator[Home]:
+    """Everything served, the app on ``database_url``."""
     with ExitStack() as stack:
 
         def emanage_app(base_url: str) -> Starlette:
@@ -129,7 +129,7 @@ def home(tmp_path: Path) -> Iterator[Home]:
         system = stack.enter_context(
             running_system(
                 tmp_path,
-                f"sqlite:///{tmp_path / 'app.db'}",
+                database_url,
                 emanage_base_url=emanage_url,
                 emanage_client_id=EMANAGE_ID,
                 emanage_client_secret=EMANAGE_SECRET,
@@ -140,3 +140,10 @@ def home(tmp_path: Path) -> Iterator[Home]:
             )
         )
         yield Home(system, emanage_url, ctrwow_url)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    """Everything served, on SQLite."""
+    with running_home(tmp_path, f"sqlite:///{tmp_path / 'app.db'}") as running:
+        yield running

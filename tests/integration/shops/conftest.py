@@ -90,9 +90,12 @@ class System:
         return self.app.get("/", params=params)
 
     def fetch(self, shop: str, path: str, method: str = "GET", **kwargs: Any) -> httpx.Response:
-        """An App Bridge fetch: ``Authorization: Bearer <fresh ID token>``."""
+        """An App Bridge fetch: ``Authorization: Bearer <fresh ID token>``; a POST without a
+        body sends ``{}`` as the page does (the JSON routes take JSON only)."""
         token = kwargs.pop("token", None) or self.id_token(shop)
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+        if method != "GET" and not {"json", "content", "data"} & kwargs.keys():
+            kwargs["json"] = {}
         return self.app.request(method, path, headers=headers, **kwargs)
 
     def install(self, shop: str) -> None:

@@ -43,7 +43,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -74,7 +74,11 @@ from syncapp.billing.service import PlanState, refresh_from_shopify
 from syncapp.config import Settings
 from syncapp.connectors.ctrwow import CtrwowClient
 from syncapp.connectors.emanage import EmanageClient
-from syncapp.connectors.emanage.errors import EmanageError, EmanageTransientError
+from syncapp.connectors.emanage.errors import (
+    EmanageError,
+    EmanageTransientError,
+    merchant_message,
+)
 from syncapp.connectors.emanage.models import PaymentProvider
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopifyTransientError
 from syncapp.onboarding import JobStatus, SignupView, StepStatus, restart_signup, signup_status
@@ -87,6 +91,7 @@ from syncapp.onboarding.connect import (
     finish_ctrwow_connect,
     start_ctrwow_connect,
 )
+from syncapp.onboarding.connections import ConnectionView, connection_views
 from syncapp.onboarding.plan import STEP_TITLES
 from syncapp.onboarding.service import OnboardingError
 from syncapp.onboarding.switch import LinkRefused, LinkUnavailable, link_dedicated_account
@@ -96,6 +101,15 @@ from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.status import ShopStatus, shop_status
 from syncapp.store.models import Shop
 from syncapp.web.app_home.cache import TtlCache
+from syncapp.web.app_home.guard import (
+    API_PREFIX,
+    api_request_refusal,
+    claims_refusal,
+    json_body_refusal,
+    origin_of,
+    patch_params_refusal,
+    public_request_url,
+)
 from syncapp.web.app_home.perf import (
     BadReport,
     ServerTiming,
@@ -198,6 +212,9 @@ class HomeOptions:
     ctrwow_client_id: str = ""
     ctrwow_client_secret: str | None = None
     ctrwow_redirect_uri: str = ""
+    # Where the app is reached (SYNCAPP_PUBLIC_URL): its origin is the only one allowed to
+    # post to the JSON routes, and redirects are built on it, never on the Host header.
+    public_url: str = "http://127.0.0.1:8000"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HomeOptions:
@@ -216,7 +233,17 @@ class HomeOptions:
             ctrwow_client_id=settings.ctrwow_client_id,
             ctrwow_client_secret=ctrwow_secret.get_secret_value() if ctrwow_secret else None,
             ctrwow_redirect_uri=settings.ctrwow_redirect_uri,
+            public_url=settings.public_url,
         )
+
+    @property
+    def own_origin(self) -> str:
+        return origin_of(self.public_url)
+
+    def secrets(self, config: AppConfig) -> tuple[str, ...]:
+        """The client secrets an ID token may be signed with: current, then previous."""
+        old = config.get("old_client_secret")
+        return (config["client_secret"], *((old,) if old else ()))
 
     @property
     def admin_origin(self) -> str:
@@ -389,8 +416,13 @@ class AppHome:
             {
                 "method": request.method,
                 "headers": dict(request.headers),
-                "url": str(request.url),
-                "body": body.decode("utf-8", errors="replace"),
+                "url": public_request_url(
+                    self._options.public_url, request.url.path, request.url.query
+                ),
+                # The session token is in the header or query, never in the body; the library
+                # would only parse the unverified body (standard json) to redact its log,
+                # which a deeply nested or huge-number body turns into a 500.
+                "body": "",
             },
             self._config,
             app_home_patch_id_token_path=PATCH_ID_TOKEN_PATH,
@@ -398,6 +430,17 @@ class AppHome:
         if not result.ok or result.shop is None or result.id_token is None:
             log.info("app_home.refused", code=result.log.code, status=result.response.status)
             return self._library_response(result.response)
+        refused = claims_refusal(
+            result.id_token.token,
+            secrets=self._options.secrets(self._config),
+            client_id=self._options.client_id,
+        )
+        if refused is not None:
+            # Signed by us but not a complete Shopify session token: a fresh one from App
+            # Bridge will be (the patch page for a document load, a retried fetch otherwise).
+            log.info("app_home.refused", code="incomplete_id_token", detail=refused)
+            assert result.invalid_token_response is not None
+            return self._library_response(result.invalid_token_response)
         if not _SHOP.match(result.shop):
             # Signed with our secret, so not forged; but not a shop domain we can serve.
             log.warning("app_home.bad_dest", code="invalid_dest")
@@ -424,9 +467,20 @@ class AppHome:
         self, handler: Callable[[Request, Verified], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            api = request.url.path.startswith(API_PREFIX)
+            if api:
+                refusal = api_request_refusal(
+                    request.method, request.headers, own_origin=self._options.own_origin
+                )
+                if refusal is not None:
+                    log.info("app_home.api_refused", status=refusal.status, reason=refusal.error)
+                    return JSONResponse({"error": refusal.error}, status_code=refusal.status)
             verified = await self._verify(request)
             if isinstance(verified, Response):
-                return verified
+                return _as_json_error(verified) if api else verified
+            refusal = json_body_refusal(request.method, request.headers) if api else None
+            if refusal is not None:
+                return JSONResponse({"error": refusal.error}, status_code=refusal.status)
             with structlog.contextvars.bound_contextvars(shop=verified.shop):
                 return await handler(request, verified)
 
@@ -447,8 +501,10 @@ class AppHome:
         status, signup, plan = self._read_local(shop)
         with self._runtime.sessions() as session:
             shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
-            needed = shop_id is not None and connect_needed(session, shop_id=shop_id)
-        return _HomeData(status, signup, plan, needed)
+            assert shop_id is not None  # the request installed it
+            needed = connect_needed(session, shop_id=shop_id)
+            connections = connection_views(session, shop_id=shop_id, now=datetime.now(UTC))
+        return _HomeData(status, signup, plan, needed, connections)
 
     async def _providers(
         self,
@@ -469,16 +525,12 @@ class AppHome:
             with timing.measure("emanage"):
                 try:
                     found = await client.list_payment_providers(account_id=account_id)
-                except EmanageTransientError as exc:
-                    log.warning("app_home.providers_unavailable", error=str(exc))
-                    return Providers(
-                        error="eManageCRM is not answering right now; this list updates by "
-                        "itself when it does.",
-                        transient=True,
-                    )
                 except EmanageError as exc:
                     log.warning("app_home.providers_failed", error=str(exc))
-                    return Providers(error=f"eManageCRM refused to list payment processors: {exc}")
+                    return Providers(
+                        error=merchant_message(exc, doing="read your payment processors"),
+                        transient=isinstance(exc, EmanageTransientError),
+                    )
             return Providers(items=tuple(ProviderView.of(p) for p in found))
 
         providers, cached = await self._provider_cache.get(account_id, fetch, max_age=max_age)
@@ -525,6 +577,7 @@ class AppHome:
             "notice": notice,
             "notice_tone": notice_tone,
             "ctrwow_connect": data.ctrwow_connect,
+            "connections": data.connections,
         }
 
     async def _render_home(
@@ -645,27 +698,27 @@ class AppHome:
         return await self._render_home(verified, notice=notice, notice_tone=tone)
 
     async def patch_id_token(self, request: Request) -> Response:
+        params = request.query_params
+        refused = patch_params_refusal(params.get("shop"), params.get("shopify-reload"))
+        if refused is not None:
+            # Opened outside the admin (the app's URL typed or bookmarked, or a mangled link):
+            # no shop to patch a token for. Say where the app lives, never a bare 400.
+            log.info("app_home.patch_id_token_refused", reason=refused)
+            return _outside_admin_page(self._options.admin_url)
         result = app_home_patch_id_token(
             {
                 "method": request.method,
                 "headers": dict(request.headers),
-                "url": str(request.url),
+                "url": public_request_url(
+                    self._options.public_url, request.url.path, request.url.query
+                ),
                 "body": "",
             },
             self._config,
         )
         if result.response.status == 400:
-            # Opened outside the admin (the app's URL typed or bookmarked): no shop to patch
-            # a token for. Say where the app lives instead of the library's bare 400.
             log.info("app_home.opened_outside_admin", code=result.log.code)
-            return _message_page(
-                "Open the Sync App from your Shopify admin",
-                "The Sync App runs inside your Shopify admin: open Apps, then Sync App. "
-                "This address works only when Shopify opens it.",
-                back_url=self._options.admin_url,
-                back_label="Go to your Shopify admin",
-                tone="info",
-            )
+            return _outside_admin_page(self._options.admin_url)
         return self._library_response(result.response)
 
     async def shop_json(self, request: Request, verified: Verified) -> Response:
@@ -709,11 +762,11 @@ class AppHome:
             )
         except EmanageTransientError as exc:
             log.warning("app_home.sso_unavailable", error=str(exc))
-            return _unavailable("eManageCRM is not answering right now; try again in a minute")
+            return _unavailable(merchant_message(exc, doing="open eManageCRM"))
         except EmanageError as exc:
             log.warning("app_home.sso_failed", error=str(exc))
             return JSONResponse(
-                {"error": f"eManageCRM refused the sign-in link: {exc}"}, status_code=502
+                {"error": merchant_message(exc, doing="open eManageCRM")}, status_code=502
             )
         log.info("app_home.sso_link_issued")
         return JSONResponse(
@@ -1007,6 +1060,7 @@ class _HomeData:
     signup: SignupView | None
     plan: PlanState
     ctrwow_connect: bool
+    connections: dict[str, ConnectionView]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1062,6 +1116,36 @@ def _billing_notice(found: tuple[str, Plan] | None, state: PlanState) -> tuple[s
     return (
         f"The {plan.name} charge is {status.lower()}; this store is on {state.plan.name}.",
         "info",
+    )
+
+
+# Headers of the library's refusals that App Bridge acts on; kept when the body becomes JSON.
+_APP_BRIDGE_HEADERS = (
+    "x-shopify-retry-invalid-session-request",
+    "x-shopify-api-request-failure-reauthorize-url",
+    "retry-after",
+)
+
+
+def _as_json_error(response: Response) -> Response:
+    """A refusal of an ``/app/api/*`` request as JSON (``{"error": …}``), App Bridge headers
+    kept: the JSON routes answer JSON, whatever shopifyapp's response body is."""
+    if response.media_type == "application/json":
+        return response
+    raw = bytes(response.body).decode("utf-8", errors="replace").strip()
+    message = raw or ("Unauthorized" if response.status_code == 401 else "refused")
+    headers = {k: v for k, v in response.headers.items() if k.lower() in _APP_BRIDGE_HEADERS}
+    return JSONResponse({"error": message}, status_code=response.status_code, headers=headers)
+
+
+def _outside_admin_page(admin_url: str) -> Response:
+    return _message_page(
+        "Open the Sync App from your Shopify admin",
+        "The Sync App runs inside your Shopify admin: open Apps, then Sync App. This address "
+        "works only when Shopify opens it.",
+        back_url=admin_url,
+        back_label="Go to your Shopify admin",
+        tone="info",
     )
 
 

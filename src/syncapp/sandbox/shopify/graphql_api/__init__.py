@@ -20,7 +20,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Route
 
 from syncapp.sandbox.shopify.graphql_api import bulk
-from syncapp.sandbox.shopify.graphql_api.endpoint import make_handlers
+from syncapp.sandbox.shopify.graphql_api.endpoint import make_faults_handler, make_handlers
 from syncapp.sandbox.shopify.graphql_api.execution import run_source
 from syncapp.sandbox.shopify.graphql_api.schema import admin_schema
 from syncapp.sandbox.shopify.state import SandboxState
@@ -42,6 +42,11 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         ),
         Route("/_sandbox/bulk/{name}", bulk_file, methods=["GET"]),
+        Route(
+            "/_sandbox/graphql/faults",
+            make_faults_handler(state),
+            methods=["GET", "POST", "DELETE"],
+        ),
     ]
 
 

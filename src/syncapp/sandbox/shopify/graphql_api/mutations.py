@@ -85,8 +85,55 @@ def parse_money(raw: Any) -> Decimal | None:
     return value if value.is_finite() else None
 
 
-def money_str(value: Decimal) -> str:
-    return str(value.quantize(Decimal("0.01")))
+# ISO 4217 minor units of the currencies that do not have two (every other currency has two).
+_MINOR_UNITS = {
+    **dict.fromkeys(
+        (
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ),
+        0,
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+
+
+def minor_units(currency: str) -> int:
+    return _MINOR_UNITS.get(currency, 2)
+
+
+def check_money_precision(amount: Decimal, raw: Any, currency: str, field_name: str) -> None:
+    """Refuse a price finer than the currency's smallest unit, loudly.
+
+    What Shopify does with ``"19.999"`` for a USD price (round, truncate or refuse) is not in
+    its documentation (the Money scalar only says "a monetary value string"), so the sandbox
+    neither rounds nor truncates it: an engine relying on either would be fooled.
+    """
+    exponent = amount.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > minor_units(currency):
+        raise NotImplementedInSandbox(
+            f"A price finer than {currency} allows ({field_name} {str(raw)!r}, more than"
+            f" {minor_units(currency)} decimal places; Shopify documents no rounding rule)"
+        )
+
+
+def money_str(value: Decimal, currency: str = "USD") -> str:
+    places = max(2, minor_units(currency))
+    return str(value.quantize(Decimal(1).scaleb(-places)))
 
 
 def fire_product(ctx: Context, topic: str, product_id: int) -> None:
@@ -203,8 +250,23 @@ def validate_metafields(
 
 
 def write_metafields(
-    ctx: Context, owner_type: str, owner_id: int, metafields: list[tuple[str, str, str, str]]
+    ctx: Context,
+    owner_type: str,
+    owner_id: int,
+    metafields: list[tuple[str, str, str, str]] | None,
+    *,
+    replace: bool = False,
 ) -> None:
+    """Upsert ``metafields``; with ``replace`` the owner's others are deleted (productSet).
+
+    ``None`` means the input had no ``metafields`` field: nothing is touched.
+    """
+    if metafields is None:
+        return
+    if replace:
+        store.delete_metafields_except(
+            ctx.conn, owner_type, owner_id, {(ns, key) for ns, key, _, _ in metafields}
+        )
     for namespace, key, type_, value in metafields:
         store.upsert_metafield(
             ctx.conn,
@@ -248,7 +310,12 @@ _VARIANT_BULK_KEYS = {
 
 
 def variant_columns(
-    values: dict[str, Any], errors: Errors, path: Sequence[str], code_invalid: str
+    values: dict[str, Any],
+    errors: Errors,
+    path: Sequence[str],
+    code_invalid: str,
+    *,
+    currency: str,
 ) -> dict[str, Any]:
     """Validated scalar columns of a variant input (prices, sku, barcode, inventory)."""
     columns: dict[str, Any] = {}
@@ -273,12 +340,13 @@ def variant_columns(
                 [*path, key], f"{_label(key)} must be less than 1000000000000000000", code_invalid
             )
         else:
-            columns[column] = money_str(amount)
+            check_money_precision(amount, raw, currency, f"{type_prefix(path)}.{key}")
+            columns[column] = money_str(amount, currency)
     if "sku" in values:
         columns["sku"] = values["sku"]
     item = values.get("inventoryItem")
     if item:
-        reject_unsupported(item, {"sku", "tracked", "requiresShipping"}, "InventoryItemInput")
+        columns[ITEM_KEY] = inventory_item_columns(item, errors, [*path, "inventoryItem"])
         if "sku" in item:
             columns["sku"] = item["sku"]
     if "barcode" in values:
@@ -299,6 +367,48 @@ def variant_columns(
                 total += int(q["availableQuantity"])
         columns["inventory_quantity"] = total
     return columns
+
+
+# Inventory-item columns ride in a variant's planned columns under this key (store ignores it).
+ITEM_KEY = "_inventory_item"
+
+
+def inventory_item_columns(
+    item: dict[str, Any], errors: Errors, path: Sequence[str]
+) -> dict[str, Any]:
+    """Validated ``sb_inventory_items`` columns of an ``InventoryItemInput``."""
+    reject_unsupported(
+        item, {"sku", "tracked", "requiresShipping", "measurement"}, "InventoryItemInput"
+    )
+    columns: dict[str, Any] = {}
+    if item.get("tracked") is not None:
+        columns["tracked"] = 1 if item["tracked"] else 0
+    if item.get("requiresShipping") is not None:
+        columns["requires_shipping"] = 1 if item["requiresShipping"] else 0
+    measurement = item.get("measurement")
+    if measurement:
+        reject_unsupported(measurement, {"weight"}, "InventoryItemMeasurementInput")
+        weight = measurement.get("weight")
+        if weight:
+            if weight["value"] < 0:
+                errors.add(
+                    [*path, "measurement", "weight", "value"],
+                    "Weight must be greater than or equal to 0",
+                    "INVALID_INPUT",
+                )
+            else:
+                columns["weight_value"] = float(weight["value"])
+                columns["weight_unit"] = weight["unit"]
+    return columns
+
+
+def write_inventory_item(ctx: Context, variant_id: int, cols: dict[str, Any]) -> None:
+    if cols.get(ITEM_KEY):
+        store.update_inventory_item(ctx.conn, variant_id, cols[ITEM_KEY])
+
+
+def type_prefix(path: Sequence[str]) -> str:
+    return ".".join(p for p in path if not p.isdigit())
 
 
 def _label(key: str) -> str:
@@ -481,22 +591,20 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             "Variants input is required when options are given.",
             "VARIANTS_INPUT_MISSING",
         )
+    # 2024-07+: variants and productOptions travel together, on creates and updates alike.
     if raw_variants is not None and raw_options is None:
-        if existing is None:
-            errors.add(
-                ["input", "productOptions"],
-                "Product options input is required when variants are given.",
-                "PRODUCT_OPTIONS_INPUT_MISSING",
-            )
-        else:
-            specs = [OptionSpec(o.name, tuple(v.name for v in o.values)) for o in old_options]
+        errors.add(
+            ["input", "productOptions"],
+            "Product options input is required when variants are given.",
+            "PRODUCT_OPTIONS_INPUT_MISSING",
+        )
     if raw_variants is not None and len(raw_variants) > MAX_VARIANTS:
         errors.add(
             ["input", "variants"],
             f"Can only specify a maximum of {MAX_VARIANTS} variants",
             "VARIANTS_OVER_LIMIT",
         )
-    planned: list[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any]]] = []
+    planned: list[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any] | None]] = []
     # Variants are checked against the options, so only once the options themselves are valid.
     if raw_variants is not None and len(errors.items) == errors_before_options:
         old_ids = {v["id"] for v in old_variants}
@@ -517,10 +625,16 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             chosen = resolve_option_values(
                 variant.get("optionValues") or [], specs, old_options, errors, path, _SET_CODES
             )
-            cols = variant_columns(variant, errors, path, "INVALID_VARIANT")
+            cols = variant_columns(
+                variant, errors, path, "INVALID_VARIANT", currency=ctx.shop.currency_code
+            )
             if variant_id is None and "price" not in cols:
                 cols["price"] = "0.00"
-            mfs = validate_metafields(ctx, variant.get("metafields"), errors, path)
+            mfs = (
+                validate_metafields(ctx, variant["metafields"], errors, path)
+                if variant.get("metafields") is not None
+                else None
+            )
             if chosen is None:
                 continue
             if chosen in combos:
@@ -546,8 +660,15 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             _apply_variant_set(ctx, product_id, specs, planned, old_variants)
         elif existing is None:
             _create_default_variant(ctx, product_id)
-        write_metafields(ctx, "PRODUCT", product_id, metafields)
-        ctx.forget("product", "variants", "options")
+        # productSet replaces list fields wholesale: metafields it does not list are deleted.
+        write_metafields(
+            ctx,
+            "PRODUCT",
+            product_id,
+            metafields if values.get("metafields") is not None else None,
+            replace=True,
+        )
+        ctx.forget("product", "variants", "options", "item")
         fire_product(ctx, "products/create" if existing is None else "products/update", product_id)
     return _set_payload(load_product(ctx, product_id), errors)
 
@@ -556,7 +677,7 @@ def _apply_variant_set(
     ctx: Context,
     product_id: int,
     specs: Sequence[OptionSpec],
-    planned: Sequence[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any]]],
+    planned: Sequence[tuple[int | None, tuple[str | None, ...], dict[str, Any], list[Any] | None]],
     old_variants: Sequence[dict[str, Any]],
 ) -> None:
     keep = {variant_id for variant_id, *_ in planned if variant_id is not None}
@@ -576,7 +697,8 @@ def _apply_variant_set(
             variant_id = store.insert_variant(ctx.conn, ctx.shop.domain, product_id, cols)
         else:
             store.update_variant(ctx.conn, variant_id, cols)
-        write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
+        write_inventory_item(ctx, variant_id, cols)
+        write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs, replace=True)
 
 
 def _create_default_variant(ctx: Context, product_id: int) -> None:
@@ -657,7 +779,7 @@ def product_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
             _create_default_variant(ctx, product_id)
         write_metafields(ctx, "PRODUCT", product_id, metafields)
         fire_product(ctx, "products/create", product_id)
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return {
         "__typename": "ProductCreatePayload",
         "product": load_product(ctx, product_id),
@@ -698,7 +820,7 @@ def product_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
         store.update_product(ctx.conn, existing["id"], columns)
         write_metafields(ctx, "PRODUCT", existing["id"], metafields)
         fire_product(ctx, "products/update", existing["id"])
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return {
         "__typename": "ProductUpdatePayload",
         "product": load_product(ctx, existing["id"]),
@@ -729,7 +851,7 @@ def product_delete(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
             topic="products/delete",
             payload=payloads.product_delete_payload(existing["id"]),
         )
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return {
         "__typename": "ProductDeletePayload",
         "deletedProductId": f"gid://shopify/Product/{existing['id']}",
@@ -804,6 +926,7 @@ def variants_bulk_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
             errors,
             path,
             "INVALID_INPUT",
+            currency=ctx.shop.currency_code,
         )
         for key in ("price", "compare_at_price"):
             if key in cols and cols[key] is None and key == "price":
@@ -840,12 +963,13 @@ def variants_bulk_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
     with savepoint(ctx.conn):
         for variant_id, cols, mfs in plans:
             store.update_variant(ctx.conn, variant_id, cols)
+            write_inventory_item(ctx, variant_id, cols)
             write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
         if plans:
             _sync_option_values_with_variants(ctx, product_id, specs)
             store.update_product(ctx.conn, product_id, {})
             fire_product(ctx, "products/update", product_id)
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return _bulk_payload(typename, product_id, [p[0] for p in plans], ctx, errors)
 
 
@@ -937,7 +1061,9 @@ def variants_bulk_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
         chosen = resolve_option_values(
             variant.get("optionValues") or [], specs, options, errors, path, _BULK_CREATE_CODES
         )
-        cols = variant_columns(variant, errors, path, "INVALID_INPUT")
+        cols = variant_columns(
+            variant, errors, path, "INVALID_INPUT", currency=ctx.shop.currency_code
+        )
         mfs = validate_metafields(ctx, variant.get("metafields"), errors, path)
         if chosen is None:
             continue
@@ -973,11 +1099,12 @@ def variants_bulk_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
                 "title": store.variant_title(combo),
             }
             variant_id = store.insert_variant(ctx.conn, ctx.shop.domain, product_id, cols)
+            write_inventory_item(ctx, variant_id, cols)
             write_metafields(ctx, "PRODUCTVARIANT", variant_id, mfs)
             created.append(variant_id)
         store.update_product(ctx.conn, product_id, {})
         fire_product(ctx, "products/update", product_id)
-    ctx.forget("product", "variants", "options")
+    ctx.forget("product", "variants", "options", "item")
     return _bulk_payload(typename, product_id, created, ctx, errors)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from syncapp.sandbox.shopify.graphql_api import bulk_store, nodes, search, store
 from syncapp.sandbox.shopify.graphql_api.context import Context
 from syncapp.sandbox.shopify.graphql_api.errors import NotImplementedInSandbox, argument_error
-from syncapp.sandbox.shopify.graphql_api.ids import legacy_id, parse_gid
+from syncapp.sandbox.shopify.graphql_api.ids import gid, legacy_id, parse_gid
 from syncapp.sandbox.shopify.graphql_api.pagination import PageArgs, connection, fetch_page
 
 Resolver = Callable[[Any, Context, dict[str, Any]], Any]
@@ -394,6 +394,36 @@ def inventory_item_variant(src: dict[str, Any], ctx: Context, args: dict[str, An
     return load_variant(ctx, int(src["legacyResourceId"]) - store.INVENTORY_ITEM_OFFSET)
 
 
+def _item(src: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    item: dict[str, Any] = ctx.cached(
+        ("item", src["_variant_pk"]), lambda: store.inventory_item_of(ctx.conn, src["_variant_pk"])
+    )
+    return item
+
+
+def inventory_item_tracked(src: dict[str, Any], ctx: Context, args: dict[str, Any]) -> Any:
+    return bool(_item(src, ctx)["tracked"])
+
+
+def inventory_item_requires_shipping(
+    src: dict[str, Any], ctx: Context, args: dict[str, Any]
+) -> Any:
+    return bool(_item(src, ctx)["requires_shipping"])
+
+
+def inventory_item_measurement(src: dict[str, Any], ctx: Context, args: dict[str, Any]) -> Any:
+    item = _item(src, ctx)
+    return {
+        "__typename": "InventoryItemMeasurement",
+        "id": gid("InventoryItemMeasurement", src["_variant_pk"] + store.INVENTORY_ITEM_OFFSET),
+        "weight": {
+            "__typename": "Weight",
+            "value": float(item["weight_value"]),
+            "unit": item["weight_unit"],
+        },
+    }
+
+
 FIELDS: dict[str, dict[str, Resolver]] = {
     "QueryRoot": {
         "shop": shop,
@@ -430,5 +460,8 @@ FIELDS: dict[str, dict[str, Resolver]] = {
     },
     "InventoryItem": {
         "variant": inventory_item_variant,
+        "tracked": inventory_item_tracked,
+        "requiresShipping": inventory_item_requires_shipping,
+        "measurement": inventory_item_measurement,
     },
 }
