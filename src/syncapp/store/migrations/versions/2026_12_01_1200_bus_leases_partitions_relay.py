@@ -6,7 +6,7 @@ broker, with the indexes fair claims and the relay walk; and ``bus_receipts``, t
 broker consumer group has settled (redeliveries change nothing).
 
 Revision ID: 1200
-Revises: 0900, 1100
+Revises: 1100
 Create Date: 2026-12-01 22:00:00.000000
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1200"
-down_revision = ("0900", "1100")  # also merges the two heads main had
+down_revision = "1100"
 branch_labels = None
 depends_on = None
 
