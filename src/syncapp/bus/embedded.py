@@ -43,6 +43,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.orm import Session, aliased
@@ -253,11 +254,36 @@ class EmbeddedConsumer:
         """Record every outcome of a batch in one transaction (fenced, each in a savepoint)."""
         if not outcomes:
             return []
-        results: list[Settled] = []
+        results: list[Settled | None] = [None] * len(outcomes)
+        # Plain acknowledgements (no write of the handler's) settle in one statement.
+        plain = [
+            (n, d) for n, (d, o) in enumerate(outcomes) if isinstance(o, Ack) and o.apply is None
+        ]
         with locked_transaction(self._bus.sessions) as session:
-            for delivery, outcome in outcomes:
-                results.append(self._settle_one(session, delivery, outcome))
-        for item in results:
+            if plain:
+                settled = set(
+                    session.scalars(
+                        update(InboundEvent)
+                        .where(
+                            tuple_(InboundEvent.id, InboundEvent.lease_token).in_(
+                                [(d.id, d.token) for _, d in plain]
+                            ),
+                            InboundEvent.status == "processing",
+                            InboundEvent.lease_owner == self.owner,
+                        )
+                        .values(**_done(self._bus.clock()))
+                        .returning(InboundEvent.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                )
+                for n, d in plain:
+                    results[n] = Settled(d, "done" if d.id in settled else "lost")
+                    settled.discard(d.id)  # the same delivery twice: the second is lost
+            for n, (delivery, outcome) in enumerate(outcomes):
+                if results[n] is None:
+                    results[n] = self._settle_one(session, delivery, outcome)
+        done = [r for r in results if r is not None]
+        for item in done:
             SETTLED.labels(topic=item.delivery.topic, result=item.result).inc()
             fields = {
                 "event_id": item.delivery.id,
@@ -276,7 +302,7 @@ class EmbeddedConsumer:
                     reason=item.reason,
                     **fields,
                 )
-        return results
+        return done
 
     def _settle_one(self, session: Session, delivery: Delivery, outcome: Outcome) -> Settled:
         now = self._bus.clock()

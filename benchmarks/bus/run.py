@@ -1,0 +1,219 @@
+"""Bus benchmark: events/s end to end (publish → handler → ack) and the bare floor of the medium.
+
+For each medium — embedded SQLite, embedded PostgreSQL, RabbitMQ — in the same run:
+
+* **bus**: ``--events`` events are published (rows in one transaction per 500; with RabbitMQ,
+  relayed with confirms) and drained by one consumer whose handler acks at once; events/s is
+  counted from the first publish to the last settle;
+* **floor**: the bare loop of the medium — SQLite/PostgreSQL: insert a batch, claim it with an
+  UPDATE … RETURNING, delete it; RabbitMQ: a plain aio-pika publish (confirms) / consume (ack)
+  loop on a quorum queue.
+
+    .venv/bin/python benchmarks/bus/run.py [--events 20000] [--media sqlite,postgresql,rabbitmq]
+
+PostgreSQL: the server on 127.0.0.1:5432 (database ``test`` for the admin connection);
+RabbitMQ on 127.0.0.1:5672 (guest/guest). Hand-off latency at a fixed rate is not measured yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import psycopg
+from sqlalchemy import Engine, insert, text
+
+from syncapp.bus.consumer import Consumer
+from syncapp.bus.embedded import EmbeddedBus
+from syncapp.bus.interface import Ack, Delivery, Outcome, Subscription
+from syncapp.bus.rabbitmq import RabbitBus, Topology
+from syncapp.store.db import make_engine
+from syncapp.store.migrate import upgrade
+from syncapp.store.models import InboundEvent
+
+TOPIC = ("shopify", "products/update")
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+PG_ADMIN = os.environ.get("SYNCAPP_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+
+
+def rows(n: int, start: int) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [
+        {
+            "source": TOPIC[0],
+            "topic": TOPIC[1],
+            "shop_domain": f"shop{i % 10}.myshopify.com",
+            "partition_key": f"shop{i % 10}.myshopify.com/Product/{i}",
+            "delivery_id": f"bench-{start + i}",
+            "payload": f'{{"id": {i}}}',
+            "received_at": now,
+            "status": "pending",
+            "attempts": 0,
+        }
+        for i in range(n)
+    ]
+
+
+def publish(engine: Engine, events: int) -> None:
+    for start in range(0, events, 500):
+        with engine.begin() as conn:
+            conn.execute(insert(InboundEvent), rows(min(500, events - start), start))
+
+
+async def bus_embedded(engine: Engine, events: int) -> float:
+    handled = 0
+
+    async def ack(d: Delivery) -> Outcome:
+        nonlocal handled
+        handled += 1
+        return Ack()
+
+    consumer = Consumer(
+        EmbeddedBus(engine).consumer([TOPIC]), [Subscription(*TOPIC, ack)], batch_size=256
+    )
+    started = time.perf_counter()
+    publish(engine, events)
+    while handled < events:
+        await consumer.run_once()
+    return events / (time.perf_counter() - started)
+
+
+CLAIM = (
+    "UPDATE inbound_events SET status = 'processing' WHERE id IN (SELECT id FROM"
+    " inbound_events WHERE status = 'pending' ORDER BY id LIMIT 256) RETURNING id"
+)
+
+
+def floor_database(engine: Engine, events: int) -> float:
+    started = time.perf_counter()
+    publish(engine, events)
+    done = 0
+    while done < events:
+        with engine.begin() as conn:
+            ids = conn.execute(text(CLAIM)).scalars().all()
+        with engine.begin() as conn:
+            conn.execute(InboundEvent.__table__.delete().where(InboundEvent.id.in_(ids)))
+        done += len(ids)
+    return events / (time.perf_counter() - started)
+
+
+async def bus_rabbitmq(engine: Engine, events: int) -> float:
+    ns = f"bench-{uuid.uuid4().hex[:8]}"
+    rabbit = RabbitBus(AMQP, engine, topology=Topology(namespace=ns), prefetch=512)
+    handled = 0
+
+    async def ack(d: Delivery) -> Outcome:
+        nonlocal handled
+        handled += 1
+        return Ack()
+
+    backend = rabbit.consumer([TOPIC], group="bench", wait_seconds=0.05)
+    await backend.start()
+    consumer = Consumer(backend, [Subscription(*TOPIC, ack)], batch_size=256)
+    relay = rabbit.relay(batch=1000)
+    started = time.perf_counter()
+    publish(engine, events)
+    while handled < events:
+        await relay.run_once()
+        await consumer.run_once()
+    rate = events / (time.perf_counter() - started)
+    await backend.close()
+    await rabbit.close()
+    return rate
+
+
+async def floor_rabbitmq(events: int) -> float:
+    connection = await aio_pika.connect_robust(AMQP)
+    channel = await connection.channel(publisher_confirms=True)
+    await channel.set_qos(prefetch_count=512)
+    queue = await channel.declare_queue(
+        f"bench-floor-{uuid.uuid4().hex[:8]}", durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    got = 0
+    finished = asyncio.Event()
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal got
+        await message.ack()
+        got += 1
+        if got >= events:
+            finished.set()
+
+    await queue.consume(on_message)
+    started = time.perf_counter()
+    for start in range(0, events, 500):
+        await asyncio.gather(
+            *(
+                channel.default_exchange.publish(
+                    aio_pika.Message(b'{"id": 1}', delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=queue.name,
+                )
+                for _ in range(min(500, events - start))
+            )
+        )
+    await finished.wait()
+    rate = events / (time.perf_counter() - started)
+    await queue.delete(if_unused=False, if_empty=False)
+    await connection.close()
+    return rate
+
+
+def fresh_engine(medium: str, tmp: Path) -> tuple[Engine, str | None]:
+    if medium == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp / f'bus-{uuid.uuid4().hex[:6]}.db'}")
+        upgrade(engine)
+        return engine, None
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(PG_ADMIN.rsplit("/", 1)[0] + "/" + name)
+    upgrade(engine)
+    return engine, name
+
+
+def drop(name: str | None) -> None:
+    if name is not None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--media", default="sqlite,postgresql,rabbitmq")
+    args = parser.parse_args()
+    print(f"# bus benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        for medium in args.media.split(","):
+            db = "sqlite" if medium in ("sqlite", "rabbitmq") else "postgresql"
+            engine, name = fresh_engine(db, tmp)
+            if medium == "rabbitmq":
+                bus = asyncio.run(bus_rabbitmq(engine, args.events))
+                floor = asyncio.run(floor_rabbitmq(args.events))
+            else:
+                bus = asyncio.run(bus_embedded(engine, args.events))
+                engine.dispose()
+                drop(name)
+                engine, name = fresh_engine(db, tmp)
+                floor = floor_database(engine, args.events)
+            engine.dispose()
+            drop(name)
+            print(
+                f"{medium:11s} bus {bus:8,.0f} events/s   floor {floor:8,.0f} events/s   "
+                f"ratio {bus / floor:.2f}"
+            )
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
