@@ -547,13 +547,7 @@ class RabbitConsumer:
             channel.default_exchange if exchange == "" else await channel.get_exchange(exchange)
         )
         await target.publish(
-            aio_pika.Message(
-                message.body,
-                headers=headers,
-                message_id=message.message_id,
-                content_type=message.content_type,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
+            _copy(message, headers),
             routing_key=routing_key,
         )
         try:
@@ -578,6 +572,17 @@ class RabbitConsumer:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         self._channel = None
+
+
+def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    """``message`` again (a retry, a replay), persistent, with ``headers``."""
+    return aio_pika.Message(
+        message.body,
+        headers=headers,
+        message_id=message.message_id,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
 
 
 def _closed(message: AbstractIncomingMessage) -> bool:
@@ -652,13 +657,7 @@ async def replay_dead(bus: RabbitBus, *, group: str, ids: Sequence[int] | None =
                 headers.pop(name, None)
             partition = t.partition(str(headers.get(H_KEY, "")))
             await retry.publish(
-                aio_pika.Message(
-                    message.body,
-                    headers=headers,
-                    message_id=message.message_id,
-                    content_type=message.content_type,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
+                _copy(message, headers),
                 routing_key=t.queue(group, partition),
             )
             await message.ack()
