@@ -1,11 +1,16 @@
-"""A consumer process for the SIGTERM test: ``python -m tests.integration.bus.consumer_process
-<database url> <handler seconds>``. Its handler takes that long; it prints ``ready`` once it
-holds its first claim and stops as the worker does (syncapp.bus.consumer.stop_on_signals)."""
+"""A consumer process for the shutdown and crash tests: ``python -m
+tests.integration.bus.consumer_process <database url> <handler seconds> [effects]``. Its handler
+takes that long; it prints ``ready`` once it holds its first claim and stops as the worker does
+(syncapp.bus.consumer.stop_on_signals). With ``effects`` every handled event records its effect,
+a row of ``effects``, in the fenced write of its completion."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from syncapp.bus.consumer import Consumer, stop_on_signals
 from syncapp.bus.embedded import EmbeddedBus
@@ -15,17 +20,29 @@ from syncapp.store.db import make_engine
 TOPIC = ("shopify", "things/update")
 
 
-async def main(url: str, seconds: float) -> None:
+async def main(url: str, seconds: float, effects: bool) -> None:
     engine = make_engine(url)
     stop = asyncio.Event()
     stop_on_signals(stop)
+    announced = False
 
     async def slow(delivery: Delivery) -> Outcome:
-        print("ready", delivery.id, flush=True)
+        nonlocal announced
+        if not announced:
+            print("ready", delivery.id, flush=True)
+            announced = True
         await asyncio.sleep(seconds)
-        return Ack()
+        if not effects:
+            return Ack()
 
-    backend = EmbeddedBus(engine).consumer([TOPIC], owner="process")
+        def record(session: Session) -> None:
+            session.execute(
+                text("INSERT INTO effects (event_id) VALUES (:id)"), {"id": delivery.id}
+            )
+
+        return Ack(apply=record)
+
+    backend = EmbeddedBus(engine, lease_seconds=1.0).consumer([TOPIC])
     consumer = Consumer(backend, [Subscription(*TOPIC, slow)], grace_seconds=2.0, poll_seconds=0.05)
     await consumer.run(stop)
     engine.dispose()
@@ -33,4 +50,4 @@ async def main(url: str, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3:] == ["effects"]))
