@@ -9,11 +9,12 @@ must say why in :data:`SHOP_FREE`. So a new table is either erased by shop/redac
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import ColumnElement, Table, func, or_, select
+from sqlalchemy import ColumnElement, Table, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 import syncapp.store.migrate  # noqa: F401 - registers every model on Base.metadata
@@ -112,7 +113,7 @@ def test_shop_redact_erases_every_table_of_fully_signed_up_shops(
     home_db: Home, request: pytest.FixtureRequest
 ) -> None:
     """Two shops with rows in every shop table between them are redacted — one the way
-    Shopify does it (uninstalled first), one whose uninstall was never processed: afterwards
+    Shopify does it (uninstalled 48 h before), one whose app/uninstalled was lost: afterwards
     no table holds a row of either, and a third shop keeps every row it had."""
     home, system = home_db, home_db.system
     full = system.create_shop(handle_for(request, "f"))
@@ -143,6 +144,21 @@ def test_shop_redact_erases_every_table_of_fully_signed_up_shops(
     system.wait_for_event(full, "app/uninstalled")
     while worker.run_once():
         pass
+    # Shopify sends shop/redact 48 hours after the uninstall (earlier ones are refused).
+    with engine.begin() as conn:
+        shops = Base.metadata.tables["shops"]
+        conn.execute(
+            update(shops)
+            .where(shops.c.domain == full)
+            .values(uninstalled_at=datetime.now(UTC) - timedelta(hours=49))
+        )
+    # The other was uninstalled at Shopify (its tokens revoked) but its app/uninstalled was
+    # lost: shop/redact asks Shopify, which refuses the token, so the redaction goes ahead.
+    system.control.post(f"/_sandbox/shops/{pending}/uninstall")
+    lost = system.wait_for_event(pending, "app/uninstalled")
+    with engine.begin() as conn:
+        events = Base.metadata.tables["inbound_events"]
+        conn.execute(delete(events).where(events.c.id == lost.id))
     redact(home, full, worker)
     redact(home, pending, worker)
 
