@@ -25,7 +25,8 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 run: $(VENV)/.synced
 	$(BIN)/syncapp run
 
-## Format check, lint, types, then the whole test suite.
+## Format check, lint, types, then the whole test suite with its coverage (child processes
+## included: [tool.coverage.run] in pyproject.toml), the total on the report's last line.
 test: check pytest
 
 check: $(VENV)/.synced
@@ -34,7 +35,8 @@ check: $(VENV)/.synced
 	$(BIN)/mypy
 
 pytest: $(VENV)/.synced
-	$(BIN)/pytest $(PYTEST_ARGS)
+	rm -f .coverage .coverage.*
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 format: $(VENV)/.synced
 	$(BIN)/ruff format src tests benchmarks

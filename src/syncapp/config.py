@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Two processes: measured best for webhook ingest on 2 cores (docs/PERFORMANCE.md).
     web_workers: int = Field(default=2, ge=1, le=64)
 
+    # Bearer token /metrics requires; without one, /metrics is refused in production.
+    metrics_token: SecretStr | None = None
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
@@ -196,6 +199,19 @@ class Settings(BaseSettings):
         yield "database_url", self.masked_database_url
 
 
+def subscribed_topics(app_toml: Path) -> frozenset[str]:
+    """Every webhook topic ``shopify.app.toml`` subscribes to (compliance topics included)."""
+    try:
+        data = tomllib.loads(app_toml.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"SYNCAPP_SHOPIFY_APP_TOML: cannot read {app_toml}: {exc}") from None
+    topics: set[str] = set()
+    for entry in data.get("webhooks", {}).get("subscriptions", []):
+        topics.update(entry.get("topics", ()))
+        topics.update(entry.get("compliance_topics", ()))
+    return frozenset(topics)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment (and ``overrides``); errors name the variable."""
     try:
@@ -213,7 +229,9 @@ def _read_or_create(path: Path, make: Any) -> str:
     """Read a generated secret from ``path``, creating it (mode 0600) on first use."""
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from syncapp.store.files import private_dirs
+
+    private_dirs(path.parent)
     value = str(make())
     fd = path.open("x", encoding="utf-8")
     with fd:

@@ -53,20 +53,13 @@ def seed_shop(config: SandboxConfig, shop: str, products: int) -> int:
 
 def serve_shopify_sandbox(settings: Settings, *, seed_shops: list[str]) -> None:
     """Seed the given shops, then serve the Shopify sandbox until interrupted."""
-    import uvicorn
-
     from syncapp.sandbox.shopify.app import create_app
+    from syncapp.serving import serve
 
     config = shopify_sandbox_config(settings)
     for shop in seed_shops:
         seed_shop(config, shop, settings.sandbox_seed_products)
-    uvicorn.run(
-        create_app(config),
-        host="127.0.0.1",
-        port=settings.sandbox_shopify_port,
-        access_log=False,
-        log_config=None,
-    )
+    serve(create_app(config), host="127.0.0.1", port=settings.sandbox_shopify_port)
 
 
 def sandbox_custom_token(settings: Settings, shop: str) -> str:
@@ -132,29 +125,23 @@ def ctrwow_sandbox_config(
 
 def serve_emanage_sandbox(settings: Settings) -> None:
     """Serve the eManageCRM sandbox on SYNCAPP_SANDBOX_EMANAGE_PORT until interrupted."""
-    import uvicorn
-
     from syncapp.sandbox.emanage import create_app
+    from syncapp.serving import serve
 
-    uvicorn.run(
+    serve(
         create_app(emanage_sandbox_config(settings)),
         host="127.0.0.1",
         port=settings.sandbox_emanage_port,
-        access_log=False,
-        log_config=None,
     )
 
 
 def serve_ctrwow_sandbox(settings: Settings) -> None:
     """Serve the CTRwow sandbox on SYNCAPP_SANDBOX_CTRWOW_PORT until interrupted."""
-    import uvicorn
-
     from syncapp.sandbox.ctrwow import create_app
+    from syncapp.serving import serve
 
-    uvicorn.run(
+    serve(
         create_app(ctrwow_sandbox_config(settings)),
         host="127.0.0.1",
         port=settings.sandbox_ctrwow_port,
-        access_log=False,
-        log_config=None,
     )

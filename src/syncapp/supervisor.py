@@ -27,7 +27,9 @@ from syncapp.config import Settings
 from syncapp.store.db import make_engine
 from syncapp.store.migrate import upgrade
 
-console = Console(stderr=True)
+# soft_wrap: a line longer than the terminal (or than rich's 80 columns when the output is a
+# pipe or a file) stays one line, so the printed curl command can be copied and run as is.
+console = Console(stderr=True, soft_wrap=True)
 DEMO_SHOP = "demo.myshopify.com"
 _PR_SET_PDEATHSIG = 1
 
@@ -55,6 +57,15 @@ def _spawn(name: str, args: list[str], health_url: str | None, env: dict[str, st
         [sys.executable, "-m", "syncapp.cli", *args], env=env, preexec_fn=_die_with_parent
     )
     return Child(name=name, health_url=health_url, process=process)
+
+
+def admin_graphql_curl(sandbox_url: str, settings: Settings) -> str:
+    """The README's curl example against this run's Shopify sandbox (run from the checkout)."""
+    return (
+        f"curl -s -H 'Host: {DEMO_SHOP}' -H \"X-Shopify-Access-Token: $(make -s token)\" "
+        "-H 'Content-Type: application/json' -d '{\"query\":\"{ shop { name } }\"}' "
+        f"{sandbox_url}/admin/api/{settings.shopify_api_version}/graphql.json"
+    )
 
 
 def _wait_healthy(children: list[Child], timeout: float, stop: Callable[[], bool]) -> bool:
@@ -167,9 +178,7 @@ def run_embedded(settings: Settings) -> int:
             console.print(f"  eManageCRM sandbox  {settings.emanage_base_url}/_sandbox/accounts")
             console.print(f"  CTRwow sandbox      {settings.ctrwow_base_url}/_sandbox/accounts")
             console.print(
-                f"  Admin GraphQL       curl -H 'Host: {DEMO_SHOP}' "
-                f'-H "X-Shopify-Access-Token: $(make token)" '
-                f"{sandbox_url}/admin/api/{settings.shopify_api_version}/graphql.json"
+                f"  Admin GraphQL       {admin_graphql_curl(sandbox_url, settings)}", markup=False
             )
         while not stopping:
             for child in children:

@@ -10,14 +10,18 @@ again when the lease runs out. ``attempts`` counts claims.
 Each event is handled in one transaction together with marking it ``done``, so its effects
 and its completion commit (or roll back) together. A failure puts it back to ``pending``
 with ``next_attempt_at`` = now + exponential backoff with jitter (:func:`retry_delay`), or,
-after ``max_attempts``, to ``dead`` with the reason in ``last_error``, for operators.
+after ``max_attempts``, to ``dead`` with the reason in ``last_error``, for operators. A handler
+that refuses the event (:class:`~syncapp.errors.RefusedEvent`: not the topic's payload, another
+shop's body replayed under this shop's header, a redaction too early) sends it to ``dead`` at
+once with the reason: its transaction rolls back, so nothing is changed, and no retry can help.
 
 Topics without a handler here (products, orders, bulk operations, …) are never claimed: they
 stay ``pending`` for the sync engine of later issues, which claims its own topics the same way.
 
-Processed events are deleted ``SYNCAPP_INBOUND_RETENTION_HOURS`` (7 days) after processing
-(:meth:`Worker.prune`, every ten minutes): their payloads carry customer data, which is kept no
-longer than needed, and two days are enough to recognise Shopify's redeliveries.
+Processed events are deleted ``SYNCAPP_INBOUND_RETENTION_HOURS`` (7 days) after processing,
+dead letters the same time after they arrived (:meth:`Worker.prune`, every ten minutes): their
+payloads carry customer data, which is kept no longer than needed, and two days are enough to
+recognise Shopify's redeliveries.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from syncapp.billing.service import handle_subscription_update
 from syncapp.config import Settings
+from syncapp.errors import RefusedEvent
 from syncapp.onboarding.background import start_onboarding_thread
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.shops import privacy, scopes, uninstall
@@ -49,6 +54,9 @@ from syncapp.store.models import InboundEvent
 log = structlog.get_logger("syncapp.worker")
 
 Handler = Callable[[Session, ShopsRuntime, InboundEvent], str]
+# Runs before a topic's handler with no transaction open (it may ask Shopify); raises
+# RefusedEvent to refuse the event, anything else to retry it.
+Precheck = Callable[[ShopsRuntime, InboundEvent], None]
 
 
 def default_handlers(
@@ -62,6 +70,14 @@ def default_handlers(
         "customers/redact": privacy.handle_customers_redact,
         "customers/data_request": privacy.handle_customers_data_request,
         "app_subscriptions/update": handle_subscription_update,
+    }
+
+
+def default_prechecks() -> dict[str, Precheck]:
+    """Confirmations some topics need from Shopify before their handler may run."""
+    return {
+        "app/uninstalled": uninstall.confirm_uninstalled,
+        "app/scopes_update": scopes.confirm_scopes,
     }
 
 
@@ -112,11 +128,13 @@ class Worker:
         *,
         options: WorkerOptions,
         handlers: Mapping[str, Handler] | None = None,
+        prechecks: Mapping[str, Precheck] | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._runtime = runtime
         self._options = options
         self._handlers = dict(handlers if handlers is not None else default_handlers())
+        self._prechecks = dict(prechecks if prechecks is not None else default_prechecks())
         self._jitter = jitter
 
     @property
@@ -192,6 +210,8 @@ class Worker:
     def process(self, event_id: int) -> str:
         """Handle one claimed event; returns ``done``, ``retry``, ``dead`` or ``gone``."""
         try:
+            if not self._precheck(event_id):
+                return "gone"
             with locked_transaction(self._runtime.sessions) as session:
                 event = session.get(InboundEvent, event_id)
                 if event is None or event.status != "processing":
@@ -213,12 +233,28 @@ class Worker:
                     )
                     .execution_options(synchronize_session=False)
                 )
+        except RefusedEvent as exc:
+            return self._failed(event_id, f"refused: {exc}", refused=True)
         except Exception as exc:
             return self._failed(event_id, f"{type(exc).__name__}: {exc}")
         log.info("worker.event_done", event_id=event_id, topic=topic, shop=shop, outcome=outcome)
         return "done"
 
-    def _failed(self, event_id: int, reason: str) -> str:
+    def _precheck(self, event_id: int) -> bool:
+        """Run the topic's precheck, if it has one; False when the event is no longer ours."""
+        with self._runtime.sessions() as session:
+            event = session.get(InboundEvent, event_id)
+            if event is None or event.status != "processing":
+                return False
+        check = self._prechecks.get(event.topic)
+        if check is not None:
+            with structlog.contextvars.bound_contextvars(
+                shop=event.shop_domain, event_id=event_id, topic=event.topic
+            ):
+                check(self._runtime, event)
+        return True
+
+    def _failed(self, event_id: int, reason: str, *, refused: bool = False) -> str:
         with locked_transaction(self._runtime.sessions) as session:
             event = session.get(InboundEvent, event_id)
             if event is None:
@@ -226,8 +262,9 @@ class Worker:
             fields = {"event_id": event_id, "topic": event.topic, "shop": event.shop_domain}
             event.last_error = reason[:2000]
             event.locked_until = None
-            if event.attempts >= self._options.max_attempts:
+            if refused or event.attempts >= self._options.max_attempts:
                 event.status = "dead"
+                event.processed_at = datetime.now(UTC)
                 log.error("worker.event_dead", attempts=event.attempts, reason=reason, **fields)
                 return "dead"
             delay = retry_delay(
@@ -255,15 +292,22 @@ class Worker:
         return len(ids)
 
     def prune(self) -> int:
-        """Delete events processed (``done``) more than the retention ago; returns how many.
+        """Delete events processed (``done``) more than the retention ago, and dead letters
+        that arrived more than the retention ago; returns how many.
 
-        A batch per short transaction, so other writers never wait long. ``dead`` events stay
-        for operators; ``pending`` ones (topics of later issues) stay for their workers.
+        A batch per short transaction, so other writers never wait long. Dead letters are kept
+        for operators that long and no longer (their payloads carry customer data);
+        ``pending`` ones (topics of later issues) stay for their workers.
         """
         cutoff = datetime.now(UTC) - timedelta(hours=self._options.retention_hours)
         expired = (
             select(InboundEvent.id)
-            .where(InboundEvent.status == "done", InboundEvent.processed_at < cutoff)
+            .where(
+                or_(
+                    and_(InboundEvent.status == "done", InboundEvent.processed_at < cutoff),
+                    and_(InboundEvent.status == "dead", InboundEvent.received_at < cutoff),
+                )
+            )
             .order_by(InboundEvent.id)
             .limit(self._options.prune_batch)
         )

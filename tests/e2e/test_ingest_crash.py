@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.builders import signed_delivery
+from tests.subprocesses import child_env
 
 pytestmark = pytest.mark.e2e
 
@@ -83,14 +84,16 @@ def test_a_killed_server_loses_no_acknowledged_webhook_and_stores_redeliveries_o
 ) -> None:
     """SIGKILL mid-load, restart, redeliver everything: every id stored exactly once."""
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SYNCAPP_")},
-        "SYNCAPP_DATA_DIR": str(tmp_path),
-        "SYNCAPP_PORT": str(port),
-        "SYNCAPP_SANDBOX": "false",
-        "SYNCAPP_SHOPIFY_CLIENT_SECRET": SECRET,
-        "SYNCAPP_LOG_LEVEL": "warning",
-    }
+    env = child_env(
+        {
+            "SYNCAPP_DATA_DIR": str(tmp_path),
+            "SYNCAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'syncapp.db'}",
+            "SYNCAPP_PORT": str(port),
+            "SYNCAPP_SANDBOX": "false",
+            "SYNCAPP_SHOPIFY_CLIENT_SECRET": SECRET,
+            "SYNCAPP_LOG_LEVEL": "warning",
+        }
+    )
     subprocess.run([sys.executable, "-m", "syncapp.cli", "db", "upgrade"], env=env, check=True)
     url = f"http://127.0.0.1:{port}/webhooks/shopify"
     ids = [f"crash-{i}" for i in range(TOTAL)]

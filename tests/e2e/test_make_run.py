@@ -8,7 +8,6 @@ clean stop on Ctrl-C, and state surviving a restart.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sqlite3
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.subprocesses import child_env
 
 pytestmark = pytest.mark.e2e
 
@@ -111,13 +112,17 @@ class System:
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
-    app_port, sandbox_port = free_port(), free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SYNCAPP_")},
-        "SYNCAPP_DATA_DIR": str(tmp_path),
-        "SYNCAPP_PORT": str(app_port),
-        "SYNCAPP_SANDBOX_SHOPIFY_PORT": str(sandbox_port),
-    }
+    app_port, sandbox_port, emanage_port, ctrwow_port = (free_port() for _ in range(4))
+    env = child_env(
+        {
+            "SYNCAPP_DATA_DIR": str(tmp_path),
+            "SYNCAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'syncapp.db'}",
+            "SYNCAPP_PORT": str(app_port),
+            "SYNCAPP_SANDBOX_SHOPIFY_PORT": str(sandbox_port),
+            "SYNCAPP_SANDBOX_EMANAGE_PORT": str(emanage_port),
+            "SYNCAPP_SANDBOX_CTRWOW_PORT": str(ctrwow_port),
+        }
+    )
     sys_ = System(
         data_dir=tmp_path,
         env=env,

@@ -7,13 +7,13 @@ the webhook ingest p99 (docs/adr/0006-freeze-startup-heap.md).
 from __future__ import annotations
 
 import gc
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from syncapp.web.app import create_app
 from tests.conftest import CLIENT_SECRET, make_settings
+from tests.subprocesses import child_env
 
 SERVED = """
 import gc, weakref
@@ -36,12 +36,14 @@ print(frozen, ref() is None)
 
 
 def test_the_uvicorn_factory_freezes_the_startup_heap(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "SYNCAPP_DATA_DIR": str(tmp_path),
-        "SYNCAPP_SHOPIFY_CLIENT_SECRET": CLIENT_SECRET,
-        "SYNCAPP_LOG_LEVEL": "warning",
-    }
+    env = child_env(
+        {
+            "SYNCAPP_DATA_DIR": str(tmp_path),
+            "SYNCAPP_DATABASE_URL": f"sqlite:///{tmp_path / 'syncapp.db'}",
+            "SYNCAPP_SHOPIFY_CLIENT_SECRET": CLIENT_SECRET,
+            "SYNCAPP_LOG_LEVEL": "warning",
+        }
+    )
     out = subprocess.run(
         [sys.executable, "-c", SERVED], env=env, capture_output=True, text=True, timeout=120
     )

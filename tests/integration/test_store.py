@@ -14,6 +14,7 @@ from syncapp.store.db import make_engine, make_session_factory
 from syncapp.store.migrate import downgrade, model_differences, upgrade
 from syncapp.store.models import Credential, Shop
 from syncapp.store.vault import Vault, get_secret, put_secret, rotate_all
+from tests.subprocesses import child_env
 
 TOKEN = "shpat_live_token_do_not_leak_8f3a9c1e5d7b"
 
@@ -93,7 +94,7 @@ def test_a_postgresql_dump_never_contains_a_stored_token(postgres_url: str) -> N
     """pg_dump of the whole database does not contain the token."""
     _store_token(postgres_url, Fernet.generate_key().decode())
     dump = subprocess.run(
-        ["pg_dump", "--no-owner", postgres_url], check=True, capture_output=True
+        ["pg_dump", "--no-owner", postgres_url], env=child_env(), check=True, capture_output=True
     ).stdout
     assert b"offline_token" in dump  # the row is there...
     assert TOKEN.encode() not in dump  # ...but not the secret

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +20,7 @@ from syncapp.store.models import InboundEvent
 from syncapp.web.app import create_app
 from tests.builders import shopify_hmac, signed_delivery
 from tests.conftest import CLIENT_SECRET, OLD_CLIENT_SECRET, make_settings
+from tests.waiting import wait_until
 
 URL = "/webhooks/shopify"
 
@@ -208,6 +209,20 @@ def test_deliveries_are_stored_on_postgresql_once(tmp_path: Path, postgres_url: 
         assert count(client) == 1
 
 
+def test_a_redelivery_under_a_new_event_id_is_stored_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The same X-Shopify-Webhook-Id with another X-Shopify-Event-Id: 200 twice, the first row
+    only. The event-id constraint cannot catch this one; SQLite and PostgreSQL are separate
+    insert paths of the ingest."""
+    for client in _client(make_settings(tmp_path, database_url=database_url)):
+        body, first = signed_delivery(CLIENT_SECRET, webhook_id="wh-same", event_id="ev-1")
+        _, again = signed_delivery(CLIENT_SECRET, webhook_id="wh-same", event_id="ev-2")
+        assert client.post(URL, content=body, headers=first).status_code == 200
+        assert client.post(URL, content=body, headers=again).status_code == 200
+        assert [(r.delivery_id, r.event_id) for r in stored(client)] == [("wh-same", "ev-1")]
+
+
 def test_healthz_is_200_while_the_database_answers(client: TestClient) -> None:
     """/healthz reports the database up."""
     response = client.get("/healthz")
@@ -220,9 +235,9 @@ def test_healthz_is_503_when_the_database_is_gone(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dir" / "sub" / "x.db"
     settings = make_settings(tmp_path, database_url=f"sqlite:///{missing}")
     app = create_app(settings)
-    # The engine created the directory; remove it so SQLite cannot open the file.
-    missing.parent.rmdir()
-    missing.parent.parent.rmdir()
+    # The engine created the directory (and an empty database); remove them so SQLite cannot
+    # open the file.
+    shutil.rmtree(missing.parent.parent)
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 503
 
@@ -283,7 +298,13 @@ def test_a_webhook_waits_for_another_writer_while_the_server_keeps_answering(
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(client.post, URL, content=body, headers=headers)
-            time.sleep(0.3)  # let the batch find the lock taken
+            wait_until(
+                lambda: (
+                    (REGISTRY.get_sample_value("syncapp_ingest_lock_waits_total") or 0)
+                    > waits_before
+                ),
+                what="the batch found the write lock taken",
+            )
             assert client.get("/healthz").status_code == 200
             assert not pending.done()
             blocker.execute("ROLLBACK")

@@ -78,8 +78,8 @@ def _ctrwow_step(session: Session, shop_id: int) -> OnboardingStep | None:
 
 
 def connect_needed(session: Session, *, shop_id: int) -> bool:
-    """Whether the shop must connect CTRwow itself (the step waits for it, or the stored
-    grant was refused)."""
+    """Whether the shop must connect CTRwow itself: the step waits for it, or the stored grant
+    was refused and the sign-up is not (or no longer) setting CTRwow up again by itself."""
     step = _ctrwow_step(session, shop_id)
     if step is not None and step.status == StepStatus.NEEDS_MERCHANT:
         return True
@@ -88,7 +88,12 @@ def connect_needed(session: Session, *, shop_id: int) -> bool:
             Connection.shop_id == shop_id, Connection.provider == "ctrwow"
         )
     )
-    return status == "needs_attention"
+    job_status = session.scalar(
+        select(OnboardingJob.status).where(
+            OnboardingJob.shop_id == shop_id, OnboardingJob.kind == SIGNUP
+        )
+    )
+    return status == "needs_attention" and job_status not in CLAIMABLE
 
 
 def start_ctrwow_connect(
@@ -169,6 +174,20 @@ def _consume(
         return shop.id, shop.domain, vault.decrypt(row.verifier_ciphertext)
 
 
+def abandon_ctrwow_connect(sessions: sessionmaker[Session], *, state: str) -> str | None:
+    """CTRwow sent the merchant back with an error (they cancelled): drop the pending
+    authorization of ``state``; the shop (domain) it was started for, if it is known."""
+    with sessions.begin() as session:
+        row = session.scalar(
+            select(CtrwowAuthorization).where(CtrwowAuthorization.state_hash == _hash(state))
+        )
+        if row is None:
+            return None
+        session.delete(row)
+        shop = session.get_one(Shop, row.shop_id)
+        return None if shop.uninstalled_at is not None else shop.domain
+
+
 async def finish_ctrwow_connect(
     sessions: sessionmaker[Session],
     vault: Vault,
@@ -214,7 +233,9 @@ async def finish_ctrwow_connect(
             row = session.get_one(Shop, shop_id)
             if row.uninstalled_at is not None:
                 raise CtrwowConnectError(f"{shop} uninstalled the app; install it again first.")
-            record_ctrwow_account(session, vault, shop_id=shop_id, account_id=account.id, pair=pair)
+            record_ctrwow_account(
+                session, vault, shop_id=shop_id, account_id=account.id, pair=pair, name=account.name
+            )
             _mark_done(session, shop_id, account.id, now)
 
     await anyio.to_thread.run_sync(record)

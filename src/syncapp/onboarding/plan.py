@@ -26,6 +26,7 @@ from syncapp.connectors.emanage import (
     EmanageIdempotencyMismatch,
     EmanageValidationError,
     is_transient,
+    merchant_message,
 )
 
 
@@ -172,14 +173,16 @@ _OPERATOR = "the Sync App's operator must check its {names} settings"
 def classify(exc: BaseException, *, step: Step) -> Outcome:
     """What ``exc`` (raised by a connector during ``step``) means for the step.
 
-    Conflicts that name an existing object never get here: the runner converges on it.
+    Conflicts that name an existing object never get here: the runner converges on it. The
+    messages are the merchant's (the App Home shows them): plain words, never the server's own
+    message, which the runner logs.
     """
     title = STEP_TITLES[step]
     if isinstance(exc, EmanageError):
         if is_transient(exc):
             return Retry(
-                f"eManageCRM is not available right now ({exc.message}); "
-                f"the {title} will be created when it is back.",
+                f"eManageCRM is not available right now; the {title} will be created when "
+                "it is back.",
                 getattr(exc, "retry_after", None),
             )
         if isinstance(exc, EmanageIdempotencyMismatch):
@@ -203,21 +206,20 @@ def classify(exc: BaseException, *, step: Step) -> Outcome:
             )
         if isinstance(exc, EmanageAuthError):
             return Stop(
-                f"eManageCRM refused the Sync App's credentials ({exc.message}); "
+                "eManageCRM refused the Sync App's credentials; "
                 + _OPERATOR.format(names="SYNCAPP_EMANAGE_CLIENT_ID/SECRET")
                 + ". Your store's sign-up resumes once they are fixed."
             )
         if isinstance(exc, EmanageForbidden):
             return Stop(
-                f"eManageCRM refused to set up the {title} ({exc.message}). If your eManageCRM "
-                "account is suspended, reactivate it, then start the sign-up again."
+                f"eManageCRM refused to set up the {title}. If your eManageCRM account is "
+                "suspended, reactivate it, then start the sign-up again."
             )
-        return Stop(f"eManageCRM refused to set up the {title}: {exc.message}")
+        return Stop(merchant_message(exc, doing=f"set up the {title}"))
     if isinstance(exc, CtrwowError):
         if isinstance(exc, CtrwowTransientError):
             return Retry(
-                f"CTRwow is not available right now ({exc.detail}); "
-                f"the {title} will be set up when it is back.",
+                f"CTRwow is not available right now; the {title} will be set up when it is back.",
                 exc.retry_after,
             )
         if isinstance(exc, CtrwowConflict) and exc.code == "email_in_use":
@@ -228,13 +230,16 @@ def classify(exc: BaseException, *, step: Step) -> Outcome:
             )
         if isinstance(exc, CtrwowInvalidClient):
             return Stop(
-                f"CTRwow refused the Sync App's credentials ({exc.detail}); "
+                "CTRwow refused the Sync App's credentials; "
                 + _OPERATOR.format(names="SYNCAPP_CTRWOW_CLIENT_ID/SECRET")
                 + "."
             )
         if exc.code == "idempotency_key_reused":
             return NewRequest(f"The {title} request changed since it was first sent; resending.")
-        return Stop(f"CTRwow refused to set up the {title}: {exc.detail}")
+        return Stop(
+            f"CTRwow turned down the request to set up the {title}. Start the sign-up again; "
+            "contact the Sync App's support if it keeps happening."
+        )
     return Stop(f"Setting up the {title} failed unexpectedly: {type(exc).__name__}: {exc}")
 
 

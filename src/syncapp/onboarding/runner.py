@@ -179,15 +179,43 @@ def _states(rows: dict[Step, OnboardingStep]) -> list[StepState]:
     ]
 
 
+def _result_lost(session: Session, shop_id: int, step: Step) -> bool:
+    """Whether a done ``step``'s result is gone, so the connection it made is not usable: the
+    CTRwow tokens (an uninstall revokes and deletes them; a refused refresh leaves the
+    connection ``needs_attention``), or the eManageCRM account or owner on record."""
+    if step is Step.CTRWOW_ACCOUNT:
+        status = session.scalar(
+            select(Connection.status).where(
+                Connection.shop_id == shop_id, Connection.provider == "ctrwow"
+            )
+        )
+        refresh = session.scalar(
+            select(Credential.id).where(
+                Credential.shop_id == shop_id,
+                Credential.provider == "ctrwow",
+                Credential.name == "refresh_token",
+            )
+        )
+        return status != "active" or refresh is None
+    emanage = session.scalar(select(EmanageAccount).where(EmanageAccount.shop_id == shop_id))
+    if step is Step.EMANAGE_ACCOUNT:
+        return emanage is None
+    return emanage is None or emanage.owner_user_id is None
+
+
 def _start_run(session: Session, job: OnboardingJob) -> None:
     """A ``pending`` job starts a (new) run: missing steps are created; steps that failed or
-    waited for the merchant are tried again under a new generation (a deliberate new request)."""
+    waited for the merchant are tried again under a new generation (a deliberate new request),
+    and so are done steps whose result was lost (a reinstall after the uninstall revoked the
+    CTRwow tokens: partner provisioning converges on the same account and issues new ones)."""
     rows = _step_rows(session, job.id)
     for step in STEPS:
         row = rows.get(step)
         if row is None:
             session.add(OnboardingStep(job_id=job.id, step=step.value, status=StepStatus.PENDING))
-        elif row.status in (StepStatus.FAILED, StepStatus.NEEDS_MERCHANT):
+        elif row.status in (StepStatus.FAILED, StepStatus.NEEDS_MERCHANT) or (
+            row.status == StepStatus.DONE and _result_lost(session, job.shop_id, step)
+        ):
             row.status = StepStatus.PENDING
             row.generation += 1
             row.attempts = 0
@@ -314,6 +342,7 @@ class _UserDone:
 class _CtrwowDone:
     account_id: str
     pair: TokenPair
+    name: str | None = None
 
 
 _Done = _AccountDone | _UserDone | _CtrwowDone
@@ -326,6 +355,7 @@ async def _attempt(rt: OnboardingRuntime, inputs: _Inputs) -> None:
         result = await _send(rt, inputs)
     except (EmanageError, CtrwowError) as exc:
         result = plan.classify(exc, step=inputs.step)
+        bound = bound.bind(cause=str(exc))  # the server's own words, for the operator
     with rt.sessions.begin() as session:
         _fence(session, rt, inputs.job_id)
         row = _step_rows(session, inputs.job_id)[inputs.step]
@@ -427,7 +457,7 @@ async def _ctrwow_account(rt: OnboardingRuntime, inputs: _Inputs, email: str) ->
         account, pair = await rt.ctrwow.provision_account(
             inputs.shop_domain, email, inputs.shop_name, inputs.key("provision")
         )
-        return _CtrwowDone(account.id, pair)
+        return _CtrwowDone(account.id, pair, account.name)
     except CtrwowConflict as exc:
         if exc.code != "account_exists" or exc.existing_id is None:
             raise
@@ -469,13 +499,24 @@ def _record(session: Session, rt: OnboardingRuntime, inputs: _Inputs, done: _Don
         emanage.owner_user_id = done.user_id
         return done.user_id
     record_ctrwow_account(
-        session, rt.vault, shop_id=inputs.shop_id, account_id=done.account_id, pair=done.pair
+        session,
+        rt.vault,
+        shop_id=inputs.shop_id,
+        account_id=done.account_id,
+        pair=done.pair,
+        name=done.name,
     )
     return done.account_id
 
 
 def record_ctrwow_account(
-    session: Session, vault: Vault, *, shop_id: int, account_id: str, pair: TokenPair
+    session: Session,
+    vault: Vault,
+    *,
+    shop_id: int,
+    account_id: str,
+    pair: TokenPair,
+    name: str | None = None,
 ) -> None:
     """The shop's CTRwow account, its token pair and an ``active`` connection, in the caller's
     transaction (what the ``ctrwow_account`` step and the OAuth connect both record)."""
@@ -484,6 +525,8 @@ def record_ctrwow_account(
     if ctrwow is None:
         ctrwow = CtrwowAccount(shop_id=shop_id)
         session.add(ctrwow)
+    if ctrwow.account_id != account_id or name:
+        ctrwow.name = name  # a name belongs to its account; kept when it is the same one
     ctrwow.account_id = account_id
     ctrwow.scopes = " ".join(sorted(pair.scope))
     set_connection(session, shop_id, "ctrwow", "active", None, scopes=ctrwow.scopes)

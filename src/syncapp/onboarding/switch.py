@@ -28,7 +28,7 @@ from syncapp.connectors.emanage import (
     EmanageError,
     EmanageTransientError,
 )
-from syncapp.connectors.emanage.errors import EmanageValidationError
+from syncapp.connectors.emanage.errors import EmanageValidationError, merchant_message
 from syncapp.onboarding.models import EmanageAccount
 from syncapp.onboarding.service import OnboardingError, request_dedicated_link
 from syncapp.store.models import Shop
@@ -158,7 +158,9 @@ async def _link(
     except EmanageValidationError as exc:
         if exc.code == "link_code_invalid":
             raise LinkRefused(LINK_CODE_HELP, reason="link_code") from exc
-        raise LinkRefused(f"eManageCRM refused the link: {exc}", reason="refused") from exc
+        raise LinkRefused(
+            merchant_message(exc, doing="link your subscription"), reason="refused"
+        ) from exc
     except EmanageConflict as exc:
         if exc.code == "subscription_already_linked":
             raise LinkRefused(
@@ -168,7 +170,7 @@ async def _link(
             ) from exc
         raise LinkRefused(
             "eManageCRM no longer has this store on the shared account we know of; reload "
-            f"the page and try again ({exc}).",
+            "the page and try again.",
             reason="refused",
         ) from exc
     except EmanageTransientError as exc:
@@ -176,7 +178,9 @@ async def _link(
             "eManageCRM is not answering right now; send the same code again in a minute."
         ) from exc
     except EmanageError as exc:
-        raise LinkRefused(f"eManageCRM refused the link: {exc}", reason="refused") from exc
+        raise LinkRefused(
+            merchant_message(exc, doing="link your subscription"), reason="refused"
+        ) from exc
 
 
 async def _owner(client: EmanageClient, account: Account, current: _Current, key: str) -> str:
@@ -196,7 +200,7 @@ async def _owner(client: EmanageClient, account: Account, current: _Current, key
         match = next((u for u in users if u.email.lower() == current.email.lower()), None)
         if match is None:
             raise LinkRefused(
-                f"eManageCRM refused the owner user: {exc}", reason="refused"
+                merchant_message(exc, doing="add you as the owner user"), reason="refused"
             ) from exc
         return str(match.id)
     except EmanageTransientError as exc:
@@ -205,7 +209,9 @@ async def _owner(client: EmanageClient, account: Account, current: _Current, key
             "again in a minute to finish."
         ) from exc
     except EmanageError as exc:
-        raise LinkRefused(f"eManageCRM refused the owner user: {exc}", reason="refused") from exc
+        raise LinkRefused(
+            merchant_message(exc, doing="add you as the owner user"), reason="refused"
+        ) from exc
 
 
 def _record(session: Session, current: _Current, account: Account, owner_user_id: str) -> None:

@@ -26,10 +26,11 @@ from sqlalchemy import select, update
 from syncapp.connectors.ctrwow import CtrwowInvalidGrant, CtrwowTransientError
 from syncapp.errors import SyncAppError
 from syncapp.onboarding.models import CtrwowAccount
-from syncapp.onboarding.runner import set_connection, store_ctrwow_tokens, utc
+from syncapp.onboarding.plan import CLAIMABLE, JobStatus
+from syncapp.onboarding.runner import SIGNUP, set_connection, store_ctrwow_tokens, utc
 from syncapp.onboarding.runtime import OnboardingRuntime
 from syncapp.shops.locking import Lease
-from syncapp.store.models import Connection, Credential, Shop
+from syncapp.store.models import Connection, Credential, OnboardingJob, Shop
 from syncapp.store.vault import get_secret
 
 REFRESH_LEASE = Lease(
@@ -50,7 +51,8 @@ class CtrwowNotConnected(CtrwowTokenError):
 
 
 class CtrwowReconnectRequired(CtrwowTokenError):
-    """CTRwow refused the refresh token; the connection is ``needs_attention``. Not retryable."""
+    """CTRwow refused the refresh token; the connection is ``needs_attention`` and the sign-up
+    is queued to set CTRwow up again. Not retryable until it has."""
 
 
 class CtrwowTokenUnavailable(CtrwowTokenError):
@@ -144,7 +146,8 @@ async def _refresh_holding_lease(rt: OnboardingRuntime, shop: str, shop_id: int)
                 rt,
                 shop,
                 shop_id,
-                f"CTRwow refused to renew access ({exc.detail}); connect CTRwow again from the app",
+                f"CTRwow refused to renew access ({exc.detail}); the sign-up sets CTRwow up "
+                "again (a new grant, or the merchant connects their own account)",
             ) from exc
         except CtrwowTransientError as exc:
             raise CtrwowTokenUnavailable(
@@ -168,4 +171,15 @@ def _needs_attention(
 ) -> CtrwowReconnectRequired:
     with rt.sessions.begin() as session:
         set_connection(session, shop_id, "ctrwow", "needs_attention", detail)
+        # The sign-up re-establishes it: the CTRwow step's result is lost (see runner).
+        session.execute(
+            update(OnboardingJob)
+            .where(
+                OnboardingJob.shop_id == shop_id,
+                OnboardingJob.kind == SIGNUP,
+                OnboardingJob.status.not_in(CLAIMABLE),
+            )
+            .values(status=JobStatus.PENDING, next_attempt_at=None, last_error=None)
+            .execution_options(synchronize_session=False)
+        )
     return CtrwowReconnectRequired(f"{shop}: {detail}", shop=shop)

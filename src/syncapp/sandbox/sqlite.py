@@ -14,13 +14,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from syncapp.store.files import private_file
+
 
 class SQLiteStore:
     """A shared SQLite connection (WAL) created with the given DDL scripts."""
 
     def __init__(self, path: Path | str, schemas: Iterable[str]) -> None:
         if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # 0600 (0700 directories) before SQLite opens it; its WAL takes the same mode.
+            private_file(Path(path))
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()

@@ -11,7 +11,8 @@ during the call to Shopify), and then, in one short transaction:
 * stores the access and refresh tokens encrypted, one ``credentials`` row each;
 * sets the shop's Shopify ``connections`` row ``active`` with the granted scopes;
 * creates (or resets) the shop's ``onboarding_jobs`` row ``kind='signup'``, ``pending``: the
-  eManageCRM/CTRwow sign-up picks it up from there.
+  eManageCRM/CTRwow sign-up picks it up from there. On a reinstall the job is queued again
+  whatever its state, so the run re-establishes what the uninstall cut (CTRwow's tokens).
 
 After the commit it reads the shop (ShopInfo: name, email, currency, plan) through the Admin
 API and stores it; if that read fails the shop is installed anyway and the next App Home
@@ -165,7 +166,10 @@ def _upsert_connection(session: Session, *, shop_id: int, scopes: str) -> None:
     connection.scopes = scopes
 
 
-def _reset_onboarding(session: Session, *, shop_id: int) -> None:
+def _reset_onboarding(session: Session, *, shop_id: int, reinstalled: bool) -> None:
+    """Queue the sign-up: a new job, a stopped one again, and on a reinstall any job at all —
+    the uninstall cut connections (CTRwow's tokens are revoked) that the run re-establishes;
+    steps whose result is still usable are kept (the same eManageCRM tenant)."""
     # Named columns only: the onboarding engine adds columns of its own to this table.
     status = session.scalar(
         select(OnboardingJob.status).where(
@@ -176,11 +180,11 @@ def _reset_onboarding(session: Session, *, shop_id: int) -> None:
         session.execute(
             insert(OnboardingJob).values(shop_id=shop_id, kind=SIGNUP, status="pending", attempts=0)
         )
-    elif status in ("cancelled", "failed"):
+    elif reinstalled or status in ("cancelled", "failed"):
         session.execute(
             update(OnboardingJob)
             .where(OnboardingJob.shop_id == shop_id, OnboardingJob.kind == SIGNUP)
-            .values(status="pending", attempts=0, last_error=None)
+            .values(status="pending", attempts=0, last_error=None, next_attempt_at=None)
         )
 
 
@@ -293,7 +297,7 @@ def _exchange_holding_lease(
         row.uninstalled_at = None
         row.install_failures, row.install_retry_at, row.install_error = 0, None, None
         _upsert_connection(session, shop_id=row.id, scopes=token.scope)
-        _reset_onboarding(session, shop_id=row.id)
+        _reset_onboarding(session, shop_id=row.id, reinstalled=reinstalled)
         log.info("install.onboarding_queued", shop=shop)
     return InstallOutcome(shop=shop, exchanged=True, reinstalled=reinstalled)
 

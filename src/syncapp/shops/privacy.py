@@ -16,8 +16,17 @@ phone or ``gid://shopify/Customer/<id>`` (:func:`mentions_customer`, a pure func
   customer (this one included) with ``{"redacted": true}`` — keeping only the top-level
   ``id``/``admin_graphql_api_id`` of a product or order, which the sync engine needs to fetch
   the current, already-redacted truth from Shopify — and deletes the customer's exports.
-* ``customers/data_request`` writes ``<exports_dir>/<shop>/<data_request.id>.json`` with every
-  payload that mentions the customer, for the merchant (the App Home will offer it).
+* ``customers/data_request`` writes ``<exports_dir>/<shop>/<data_request.id>.json`` (0600, in
+  0700 directories) with every payload that mentions the customer, for the merchant (the App
+  Home will offer it).
+
+Every request's payload is parsed with its model and must name the header's shop
+(``shop_domain``, and ``shop_id`` when the install recorded the shop's id), else it is refused
+(:mod:`syncapp.shops.payloads`). ``shop/redact`` for a shop that is installed, or was
+uninstalled less than :data:`REDACT_AFTER` ago (Shopify sends it 48 hours after the uninstall,
+and not at all after a reinstall), is refused too: a replayed or forged request cannot erase a
+shop the merchant still uses. Refused requests are dead-lettered with the reason, and change
+nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +44,19 @@ import structlog
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from syncapp.errors import RefusedEvent
 from syncapp.shops.locking import lock_row
+from syncapp.shops.payloads import (
+    ComplianceRequest,
+    Customer,
+    CustomersDataRequest,
+    CustomersRedact,
+    ShopRedact,
+    check_shop,
+    parse,
+)
 from syncapp.shops.runtime import ShopsRuntime, utc
+from syncapp.store.files import private_dirs
 from syncapp.store.models import (
     Connection,
     Credential,
@@ -45,15 +65,14 @@ from syncapp.store.models import (
     PrivacyRequest,
     Shop,
 )
+from syncapp.store.sealed import SEALED_PREFIX
 
 log = structlog.get_logger("syncapp.shops.privacy")
 
 COMPLIANCE_TOPICS = frozenset({"shop/redact", "customers/redact", "customers/data_request"})
+# Shopify sends shop/redact 48 hours after the uninstall.
+REDACT_AFTER = timedelta(hours=48)
 _BATCH = 500
-
-
-class InvalidPrivacyRequest(ValueError):
-    """The compliance payload lacks what the request needs (a customer, a data request id)."""
 
 
 def shop_hash(domain: str) -> str:
@@ -100,35 +119,30 @@ def redacted_payload(topic: str, document: Any) -> str:
     return orjson.dumps(kept).decode()
 
 
-def _customer(payload: dict[str, Any]) -> tuple[str, str | None, str | None]:
-    customer = payload.get("customer")
-    if not isinstance(customer, dict) or customer.get("id") in (None, ""):
-        raise InvalidPrivacyRequest("the payload has no customer.id")
-    email, phone = customer.get("email"), customer.get("phone")
-    return (
-        str(customer["id"]),
-        email if isinstance(email, str) else None,
-        phone if isinstance(phone, str) else None,
-    )
+def is_sealed_column() -> Any:
+    """SQL: the row's payload is stored sealed (the LIKE prefilter cannot see inside)."""
+    return InboundEvent.payload.startswith(SEALED_PREFIX)
 
 
-def _load(event: InboundEvent) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(event.payload)
-    except orjson.JSONDecodeError:
-        raise InvalidPrivacyRequest(f"event {event.id}: the payload is not JSON") from None
-    if not isinstance(payload, dict):
-        raise InvalidPrivacyRequest(f"event {event.id}: the payload is not a JSON object")
-    return payload
+def _checked(
+    session: Session, event: InboundEvent, request: ComplianceRequest, *, lock: bool = False
+) -> Shop | None:
+    """The header's shop row, after checking that the request names that shop."""
+    query = select(Shop).where(Shop.domain == event.shop_domain)
+    shop = session.scalar(lock_row(query) if lock else query)
+    check_shop(event, named_domain=request.shop_domain, named_id=request.shop_id, shop=shop)
+    return shop
 
 
 def _mentioning(
-    session: Session, *, domain: str, customer_id: str, email: str | None, phone: str | None
+    session: Session, runtime: ShopsRuntime, *, domain: str, customer: Customer
 ) -> Iterator[tuple[InboundEvent, Any]]:
     """Events of ``domain`` mentioning the customer, read in batches by id.
 
-    The LIKE filter only narrows the rows parsed; :func:`mentions_customer` decides.
+    The LIKE filter only narrows the plain rows parsed (sealed ones are all decrypted);
+    :func:`mentions_customer` decides.
     """
+    customer_id, email, phone = str(customer.id), customer.email, customer.phone
     terms = [t for t in (customer_id, email, phone) if t]
     last_id = 0
     while True:
@@ -137,7 +151,10 @@ def _mentioning(
             .where(
                 InboundEvent.shop_domain == domain,
                 InboundEvent.id > last_id,
-                or_(*(InboundEvent.payload.contains(t, autoescape=True) for t in terms)),
+                or_(
+                    is_sealed_column(),
+                    *(InboundEvent.payload.contains(t, autoescape=True) for t in terms),
+                ),
             )
             .order_by(InboundEvent.id)
             .limit(_BATCH)
@@ -146,7 +163,7 @@ def _mentioning(
             return
         for row in rows:
             try:
-                document = orjson.loads(row.payload)
+                document = orjson.loads(runtime.payload_of(row))
             except orjson.JSONDecodeError:
                 continue
             if mentions_customer(document, customer_id=customer_id, email=email, phone=phone):
@@ -176,20 +193,47 @@ def _record(
     )
 
 
+def _already_done(session: Session, event: InboundEvent, request_ref: str) -> bool:
+    """A request of this topic and shop with ``request_ref`` was completed before: ``event``
+    is a replay under a new webhook id (Shopify's own redeliveries keep theirs)."""
+    return (
+        session.scalar(
+            select(PrivacyRequest.id).where(
+                PrivacyRequest.topic == event.topic,
+                PrivacyRequest.shop_hash == shop_hash(event.shop_domain),
+                PrivacyRequest.request_ref == request_ref,
+            )
+        )
+        is not None
+    )
+
+
 def _count(session: Session, statement: Any) -> int:
     return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _refuse_early_redact(shop: Shop) -> None:
+    if shop.uninstalled_at is None:
+        raise RefusedEvent("shop/redact refused: the shop has the app installed")
+    since = datetime.now(UTC) - utc(shop.uninstalled_at)
+    if since < REDACT_AFTER:
+        hours = since.total_seconds() / 3600
+        raise RefusedEvent(
+            f"shop/redact refused: the app was uninstalled {hours:.1f} h ago; Shopify sends "
+            f"it {REDACT_AFTER.total_seconds() / 3600:.0f} h after the uninstall"
+        )
 
 
 def handle_shop_redact(session: Session, runtime: ShopsRuntime, event: InboundEvent) -> str:
     """Erase everything the app holds of the shop (see the module docstring)."""
     domain = event.shop_domain
+    request = parse(ShopRedact, event, runtime.payload_of(event))
     # Read before the events (this one included) are deleted.
     topic, received_at = event.topic, utc(event.received_at)
     summary: dict[str, int] = {}
-    shop = session.scalar(lock_row(select(Shop).where(Shop.domain == domain)))
+    shop = _checked(session, event, request, lock=True)
     if shop is not None:
-        if shop.uninstalled_at is None:
-            log.warning("privacy.shop_redact_while_installed", shop=domain)
+        _refuse_early_redact(shop)
         # Explicit deletes give the counts and do not depend on SQLite's foreign_keys pragma.
         summary["credentials"] = _count(
             session, delete(Credential).where(Credential.shop_id == shop.id)
@@ -252,10 +296,18 @@ def _delete_exports(runtime: ShopsRuntime, session: Session, domain: str, custom
 def handle_customers_redact(session: Session, runtime: ShopsRuntime, event: InboundEvent) -> str:
     """Erase what the app holds about one customer of the shop (see the module docstring)."""
     domain = event.shop_domain
-    customer_id, email, phone = _customer(_load(event))
+    text = runtime.payload_of(event)
+    request = parse(CustomersRedact, event, text)
+    _checked(session, event, request)
+    # The request carries no id of its own: the signed body identifies it.
+    body_ref = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if _already_done(session, event, body_ref):
+        log.info("privacy.customer_redact_replayed", shop=domain)
+        return "duplicate"
+    customer_id = str(request.customer.id)
     redacted = 0
     for row, document in list(
-        _mentioning(session, domain=domain, customer_id=customer_id, email=email, phone=phone)
+        _mentioning(session, runtime, domain=domain, customer=request.customer)
     ):
         row.payload = redacted_payload(row.topic, document)
         redacted += 1
@@ -269,15 +321,18 @@ def handle_customers_redact(session: Session, runtime: ShopsRuntime, event: Inbo
         event=event,
         shop=domain,
         summary={"events_redacted": redacted, "export_files": exports},
+        request_ref=body_ref,
     )
     log.info("privacy.customer_redacted", shop=domain, events=redacted, exports=exports)
     return "erased"
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``path`` (0600, its new directories 0700: it holds customer data) atomically."""
+    private_dirs(path.parent)
     tmp = path.with_suffix(".json.tmp")
-    with tmp.open("wb") as handle:
+    descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
         handle.write(content)
         handle.flush()
         os.fsync(handle.fileno())
@@ -289,12 +344,13 @@ def handle_customers_data_request(
 ) -> str:
     """Export everything held about the customer to a JSON file and record it."""
     domain = event.shop_domain
-    payload = _load(event)
-    customer_id, email, phone = _customer(payload)
-    request = payload.get("data_request")
-    request_id = str(request.get("id", "")) if isinstance(request, dict) else ""
-    if not request_id.isdigit():
-        raise InvalidPrivacyRequest("the payload has no numeric data_request.id")
+    request = parse(CustomersDataRequest, event, runtime.payload_of(event))
+    _checked(session, event, request)
+    customer = request.customer
+    request_id = str(request.data_request.id)
+    if _already_done(session, event, request_id):
+        log.info("privacy.data_request_replayed", shop=domain, request=request_id)
+        return "duplicate"
     held = [
         {
             "event_id": row.id,
@@ -302,17 +358,15 @@ def handle_customers_data_request(
             "received_at": utc(row.received_at).isoformat(),
             "payload": document,
         }
-        for row, document in _mentioning(
-            session, domain=domain, customer_id=customer_id, email=email, phone=phone
-        )
+        for row, document in _mentioning(session, runtime, domain=domain, customer=customer)
         if row.id != event.id
     ]
     export = {
         "shop_domain": domain,
         "data_request_id": int(request_id),
-        "customer": {"id": customer_id, "email": email, "phone": phone},
+        "customer": {"id": str(customer.id), "email": customer.email, "phone": customer.phone},
         "generated_at": datetime.now(UTC).isoformat(),
-        "orders_requested": payload.get("orders_requested") or [],
+        "orders_requested": list(request.orders_requested),
         "inbound_events": held,
     }
     relative = f"{domain}/{request_id}.json"

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.config import Settings
 from syncapp.connectors.shopify.transport import shopify_client
 from syncapp.store.db import make_session_factory
+from syncapp.store.models import InboundEvent
+from syncapp.store.sealed import unseal
 from syncapp.store.vault import Vault
 
 
@@ -50,6 +52,10 @@ class ShopsRuntime:
             exports_dir=settings.exports_dir,
             refresh_margin_seconds=settings.shopify_token_refresh_margin_seconds,
         )
+
+    def payload_of(self, event: InboundEvent) -> str:
+        """``event``'s payload as JSON text (decrypted when it was stored sealed)."""
+        return unseal(self.vault, event.payload)
 
     def http(self) -> httpx.Client:
         """A new client for ``https://<shop>.myshopify.com`` (the sandbox when configured)."""

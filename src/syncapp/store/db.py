@@ -24,6 +24,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncapp.store.files import private_file
+
 
 def normalize_url(url: str) -> str:
     """Use the psycopg 3 driver for ``postgresql://`` URLs."""
@@ -51,7 +53,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it: its -wal and -shm files take the database's mode.
+            database = Path(parsed.database)
+            private_file(database)
+            private_file(Path(f"{database}.write-lock"))
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -11,11 +11,13 @@ import structlog
 from shopify_app import AppConfig
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncapp.config import Settings, ensure_embedded_secrets, load_settings
+from syncapp.config import Settings, ensure_embedded_secrets, load_settings, subscribed_topics
+from syncapp.favicon import favicon_routes
 from syncapp.logging import configure_logging
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.db import make_engine, ping
@@ -49,6 +51,8 @@ def create_app(settings: Settings) -> Starlette:
         app_config=app_config,
         recorder=recorder,
         max_bytes=settings.webhook_max_bytes,
+        topics=subscribed_topics(settings.shopify_app_toml),
+        vault=shops.vault,
     )
 
     async def healthz(request: Request) -> Response:
@@ -76,16 +80,30 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route(
+                "/metrics",
+                metrics_endpoint(
+                    token=settings.metrics_token.get_secret_value()
+                    if settings.metrics_token
+                    else None,
+                    required=settings.env == "production",
+                ),
+                methods=["GET"],
+            ),
+            *favicon_routes("S", "#008060"),
             *home.routes(),
         ],
         middleware=[
             Middleware(
                 RequestContextMiddleware,
-                known_routes=frozenset({"/healthz", "/metrics", "/webhooks/shopify"})
+                known_routes=frozenset(
+                    {"/healthz", "/metrics", "/webhooks/shopify", "/favicon.ico", "/favicon.svg"}
+                )
                 | APP_HOME_PATHS,
             ),
             Middleware(WebhookRoute, path="/webhooks/shopify", endpoint=webhooks),
+            # Inside WebhookRoute: the webhook ingest (answered before this) never pays for it.
+            Middleware(GZipMiddleware, minimum_size=1024),
         ],
         lifespan=lifespan,
     )

@@ -7,9 +7,11 @@ caller's, when it sends a sane one) bound into the structlog context of everythi
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -68,10 +70,36 @@ class RequestContextMiddleware:
                 )
 
 
-async def metrics_endpoint(request: Request) -> Response:
+def _metrics_text() -> bytes:
     """Prometheus text format; with several web workers, the sum over all of them."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return generate_latest(registry)
+    return generate_latest()
+
+
+def metrics_endpoint(
+    *, token: str | None, required: bool
+) -> Callable[[Request], Awaitable[Response]]:
+    """``/metrics`` behind ``Authorization: Bearer <token>`` when a token is configured.
+
+    The metrics name routes, outcomes and volumes, which is nobody's business on the public
+    port: with ``required`` (production) and no token configured they are refused outright.
+    """
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def metrics(request: Request) -> Response:
+        if expected is None and required:
+            return Response("metrics are disabled: set SYNCAPP_METRICS_TOKEN", status_code=403)
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode("latin-1")
+            if not hmac.compare_digest(given, expected):
+                return Response(
+                    "Unauthorized",
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        return Response(_metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics

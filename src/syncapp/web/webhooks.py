@@ -5,24 +5,36 @@ Checks run cheapest-first and every refusal stores nothing:
 ====================================================  ======
 wrong method                                           405
 body over ``SYNCAPP_WEBHOOK_MAX_BYTES``                 413
-body not UTF-8                                         400
 missing or wrong ``X-Shopify-Hmac-Sha256`` (old secret 401
 accepted during rotation) — Shopify's review expects
 401 for compliance topics too
+body not UTF-8                                         400
 missing topic / shop / webhook id header, shop not     400
-``<name>.myshopify.com``, body not a JSON object
+``<name>.myshopify.com``, body not a JSON object, or
+too deep / numbers too large to parse
+a topic ``shopify.app.toml`` does not subscribe to     200, not stored
 database unavailable                                   503
 stored, or already stored (a redelivery)               200
 ====================================================  ======
 
-The signature is checked by ``shopifyapp.verify_webhook_req`` (Shopify's own library); the
-recorded row is the durable hand-off to the workers.
+The HMAC of the raw body is checked first (:func:`signed`, constant time, current and previous
+secret): nothing parses an unsigned body, so a forged one costs one HMAC and gets its 401
+whatever it contains. Then ``shopifyapp.verify_webhook_req`` (Shopify's own library) verifies
+it again as before — it parses the body with the standard ``json`` to redact its log, so a
+signed but pathological body is refused with 400 before it gets there. The recorded row is the
+durable hand-off to the workers, its payload encrypted when the topic carries customer data
+(:mod:`syncapp.store.sealed`); topics the app does not subscribe to are acknowledged, so
+Shopify stops retrying, and dropped.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import orjson
 import structlog
@@ -31,6 +43,8 @@ from shopify_app import AppConfig
 from shopify_app.verify.webhook import verify_webhook_req
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from syncapp.store.sealed import seal
+from syncapp.store.vault import Vault
 from syncapp.web.ingest import EventRecorder, NewEvent, RecorderClosed
 
 log = structlog.get_logger("syncapp.web.webhooks")
@@ -99,10 +113,22 @@ class ShopifyWebhookEndpoint:
     """The webhook endpoint as a plain ASGI app; one instance per app, holding the
     verification config. :class:`WebhookRoute` puts it in front of the router."""
 
-    def __init__(self, *, app_config: AppConfig, recorder: EventRecorder, max_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        app_config: AppConfig,
+        recorder: EventRecorder,
+        max_bytes: int,
+        topics: Collection[str],
+        vault: Vault,
+    ) -> None:
         self._config = app_config
         self._recorder = recorder
         self._max_bytes = max_bytes
+        self._topics = frozenset(topics)
+        self._vault = vault
+        old = app_config.get("old_client_secret")
+        self._secrets = tuple(s.encode("utf-8") for s in (app_config["client_secret"], old) if s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -118,18 +144,14 @@ class ShopifyWebhookEndpoint:
         except _Disconnected:
             await _refuse(send, 400, "disconnect", "client went away")
             return
+        received = headers.get("x-shopify-hmac-sha256") or headers.get("shopify-hmac-sha256", "")
+        if not signed(raw, received, self._secrets):
+            await _refuse(send, 401, "signature", "Unauthorized")
+            return
         try:
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
             await _refuse(send, 400, "encoding", "body is not UTF-8")
-            return
-
-        verdict = verify_webhook_req(
-            {"method": "POST", "headers": headers, "url": scope["path"], "body": body},
-            self._config,
-        )
-        if not verdict.ok:
-            await _refuse(send, 401, "signature", "Unauthorized", code=verdict.log.code)
             return
 
         topic = headers.get("x-shopify-topic", "")
@@ -141,12 +163,33 @@ class ShopifyWebhookEndpoint:
             await _refuse(send, 400, *refusal)
             return
         try:
+            # orjson refuses nesting deeper than 1024 and numbers beyond a double.
             parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            await _refuse(send, 400, "json", "body is not JSON", shop=shop, topic=topic)
+        except orjson.JSONDecodeError as exc:
+            await _refuse(send, 400, "json", f"body is not JSON: {exc}", shop=shop, topic=topic)
             return
         if not isinstance(parsed, dict):
             await _refuse(send, 400, "json", "body is not a JSON object", shop=shop, topic=topic)
+            return
+        try:
+            verdict = verify_webhook_req(
+                {"method": "POST", "headers": headers, "url": scope["path"], "body": body},
+                self._config,
+            )
+        except (RecursionError, ValueError):
+            # The library's log redaction re-parses with the standard json, which gives up
+            # sooner than orjson (nesting past ~1000, integers past 4300 digits).
+            await _refuse(send, 400, "json", "body is too deeply nested", shop=shop, topic=topic)
+            return
+        if not verdict.ok:
+            await _refuse(send, 401, "signature", "Unauthorized", code=verdict.log.code)
+            return
+        if topic not in self._topics:
+            # Acknowledged so that Shopify stops retrying; no worker would ever take it.
+            WEBHOOKS.labels(outcome="unsubscribed").inc()
+            log.info("webhook.unsubscribed_topic", shop=shop, topic=topic, webhook_id=delivery_id)
+            await send({"type": "http.response.start", "status": 200, "headers": _EMPTY_200})
+            await send({"type": "http.response.body", "body": b""})
             return
 
         event = NewEvent(
@@ -157,7 +200,8 @@ class ShopifyWebhookEndpoint:
             event_id=event_id,
             api_version=headers.get("x-shopify-api-version"),
             triggered_at=headers.get("x-shopify-triggered-at"),
-            payload=body,
+            # Orders, customers and compliance payloads are encrypted at rest.
+            payload=seal(self._vault, topic, body),
         )
         try:
             stored = await self._recorder.record(event)
@@ -182,6 +226,22 @@ class ShopifyWebhookEndpoint:
 
 
 _EMPTY_200 = [(b"content-length", b"0")]
+
+
+def signed(body: bytes, received: str, secrets: Sequence[bytes]) -> bool:
+    """True when ``received`` (base64) is the HMAC-SHA256 of ``body`` under one of ``secrets``.
+
+    Runs before anything looks inside the body; compares in constant time.
+    """
+    try:
+        digest = base64.b64decode(received, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    ok = False
+    for secret in secrets:
+        expected = hmac.new(secret, body, hashlib.sha256).digest()
+        ok |= hmac.compare_digest(expected, digest)
+    return ok
 
 
 def _check_routing(

@@ -5,7 +5,6 @@ merchant consents on the served CTRwow sandbox, and the callback finishes the si
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -16,7 +15,7 @@ from sqlalchemy import select, update
 from syncapp.onboarding import RetryPolicy, open_onboarding, run_due_onboarding
 from syncapp.onboarding.models import CtrwowAccount, CtrwowAuthorization
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
-from syncapp.store.models import Connection, Credential, InboundEvent
+from syncapp.store.models import Connection, Credential
 from syncapp.store.vault import get_secret
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.integration.app_home.conftest import REDIRECT, Home
@@ -136,6 +135,9 @@ def test_connecting_through_ctrwow_finishes_the_sign_up_with_working_tokens(
     assert me.json()["id"] == accounts[0]["id"]
     page = home.system.open_app_home(shop)
     assert 'id="connect-ctrwow"' not in page.text
+    # Named as CTRwow names the merchant's account, not by its internal id.
+    assert '<span id="ctrwow-account">Own CTRwow</span>' in page.text
+    assert accounts[0]["id"] not in page.text
 
 
 def test_a_reused_state_is_refused(home: Home, request: pytest.FixtureRequest) -> None:
@@ -171,17 +173,62 @@ def test_an_expired_state_is_refused_and_the_step_still_needs_the_merchant(
     assert home.system.fetch(shop, "/app/api/shop").json()["onboarding"] == "needs_merchant"
 
 
-def test_an_error_from_ctrwow_is_shown(home: Home, request: pytest.FixtureRequest) -> None:
-    """CTRwow's error parameter (the merchant denied) is shown on the page; nothing is stored."""
+def test_cancelling_the_ctrwow_sign_in_leads_back_into_the_admin(
+    home: Home, request: pytest.FixtureRequest
+) -> None:
+    """The merchant cancels on CTRwow (access_denied, with the state): the callback sends them
+    back to the app in the Shopify admin, which says CTRwow is not connected; the state is
+    spent and nothing is stored."""
+    shop = _needs_merchant(home, request)
+    state = parse_qs(urlsplit(_start(home, shop)).query)["state"][0]
+    response = _callback(
+        home,
+        {"error": "access_denied", "error_description": "The user did not allow", "state": state},
+    )
+    assert response.status_code == 303, response.text
+    settings = home.system.settings
+    handle = shop.removesuffix(".myshopify.com")
+    assert response.headers["location"] == (
+        f"{settings.shopify_admin_url.rstrip('/')}/store/{handle}/apps/"
+        f"{settings.shopify_client_id}?ctrwow=cancelled"
+    )
+    with home.system.runtime.sessions() as session:
+        assert session.scalars(select(CtrwowAuthorization)).all() == []
+        assert (
+            session.scalars(select(Credential).where(Credential.provider == "ctrwow")).all() == []
+        )
+    # The admin loads the app with the query it was sent to: the page says what happened.
+    token = home.system.id_token(shop)
+    page = home.system.app.get(
+        "/", params={"embedded": "1", "shop": shop, "id_token": token, "ctrwow": "cancelled"}
+    )
+    assert page.status_code == 200
+    assert 'id="notice"' in page.text
+    assert "You cancelled the CTRwow sign-in" in page.text
+    assert 'id="connect-ctrwow"' in page.text
+    # The parameter picks a fixed text; anything else shows none.
+    other = home.system.app.get(
+        "/", params={"embedded": "1", "shop": shop, "id_token": token, "ctrwow": "<b>x</b>"}
+    )
+    assert 'id="notice"' not in other.text
+
+
+def test_a_ctrwow_error_without_a_known_state_gets_a_styled_page(
+    home: Home, request: pytest.FixtureRequest
+) -> None:
+    """An error redirect whose state is unknown: a styled page that says nothing changed and
+    links into the Shopify admin, never CTRwow's raw error text; nothing is stored."""
     shop = _needs_merchant(home, request)
     _start(home, shop)
     response = _callback(
         home,
-        {"error": "access_denied", "error_description": "The merchant said no", "state": "s"},
+        {"error": "access_denied", "error_description": "<script>x</script>", "state": "s"},
     )
     assert response.status_code == 400
-    assert "access_denied" in response.text
-    assert "The merchant said no" in response.text
+    assert "<style>" in response.text
+    assert "CTRwow is not connected" in response.text
+    assert f'href="{home.system.settings.shopify_admin_url.rstrip("/")}"' in response.text
+    assert "<script>x</script>" not in response.text
     with home.system.runtime.sessions() as session:
         assert (
             session.scalars(select(Credential).where(Credential.provider == "ctrwow")).all() == []
@@ -216,17 +263,9 @@ def test_an_uninstall_between_consent_and_callback_voids_the_state(
     shop = _needs_merchant(home, request)
     params = _consent(home, shop, _start(home, shop))
     settings = home.system.settings
-    with home.system.runtime.sessions() as session, session.begin():
-        session.add(
-            InboundEvent(
-                source="shopify",
-                shop_domain=shop,
-                topic="app/uninstalled",
-                delivery_id="uninstall-1",
-                triggered_at=datetime.now(UTC).isoformat(),
-                payload=json.dumps({"domain": shop}),
-            )
-        )
+    # Uninstalled in Shopify (which revokes the tokens and sends app/uninstalled).
+    assert home.system.control.post(f"/_sandbox/shops/{shop}/uninstall").status_code == 200
+    home.system.wait_for_event(shop, "app/uninstalled")
     worker = Worker(
         home.system.runtime,
         options=WorkerOptions(),

@@ -3,12 +3,20 @@ on ``POST /admin/v1/account-links`` links and closes in one step, for the caller
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.emanage.conftest import CLIENT_ID, CLIENT_SECRET, bearer, onboard, token
+from tests.integration.emanage.conftest import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    bearer,
+    csrf_token,
+    onboard,
+    token,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -117,3 +125,41 @@ async def test_a_replayed_switch_returns_the_same_answer(http: httpx.AsyncClient
     assert again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_the_owner_generates_a_link_code_on_settings_integrations(
+    http: httpx.AsyncClient,
+) -> None:
+    """Where the app's instructions send the merchant: the subscription's owner signs in, opens
+    Settings > Integrations > Shopify Sync App, sees the subscription id and generates a code
+    that links the subscription (once)."""
+    shared = await onboard(http)
+    sub = await _subscription(http)
+    signed_in = await http.get(sub["signInUrl"])
+    assert signed_in.status_code == 303
+    page = await http.get(signed_in.headers["location"])
+    assert page.status_code == 200
+    assert "Settings \u203a Integrations" in page.text
+    assert "Shopify Sync App" in page.text
+    assert sub["subscriptionId"] in page.text
+    dashboard = await http.get("/crm/")
+    assert 'href="/crm/settings/integrations"' in dashboard.text
+    made = await http.post("/crm/settings/integrations", data={"csrf_token": csrf_token(page.text)})
+    assert made.status_code == 200, made.text
+    match = re.search(r'id="link-code">(LNK-[A-Z0-9]{4}-[A-Z0-9]{4})<', made.text)
+    assert match is not None, made.text
+    system = await token(http)
+    body = _link_body({**sub, "linkCode": match.group(1)}, "demo.myshopify.com", shared.account_id)
+    linked = await http.post("/admin/v1/account-links", json=body, headers=bearer(system, "k-9"))
+    assert linked.status_code == 201, linked.text
+    after = await http.get("/crm/settings/integrations")
+    assert "connected to <strong>demo.myshopify.com</strong>" in after.text
+    assert "Generate link code" not in after.text
+
+
+async def test_integrations_refuses_a_post_without_the_form_token(http: httpx.AsyncClient) -> None:
+    sub = await _subscription(http)
+    await http.get(sub["signInUrl"])
+    refused = await http.post("/crm/settings/integrations", data={})
+    assert refused.status_code == 403
+    assert "LNK-" not in refused.text

@@ -10,7 +10,6 @@ kill the client in exactly the window between "written over there" and "recorded
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -38,6 +37,7 @@ from syncapp.store.migrate import upgrade
 from syncapp.store.models import OnboardingJob, Shop
 from tests.conftest import make_settings
 from tests.integration.emanage.conftest import serve
+from tests.subprocesses import child_env
 
 EMANAGE_ID = "syncapp-emanage-test"
 EMANAGE_SECRET = "emanage-system-secret-0123456789abcdef"
@@ -163,21 +163,22 @@ class World:
         s = self.settings
         assert s.secret_key is not None
         assert s.shopify_client_secret is not None
-        return {
-            **os.environ,
-            "SYNCAPP_ENV": "test",
-            "SYNCAPP_DATA_DIR": str(self.tmp_path),
-            "SYNCAPP_DATABASE_URL": s.database_url,
-            "SYNCAPP_SECRET_KEY": s.secret_key.get_secret_value(),
-            "SYNCAPP_SHOPIFY_CLIENT_SECRET": s.shopify_client_secret.get_secret_value(),
-            "SYNCAPP_EMANAGE_BASE_URL": self.emanage_url,
-            "SYNCAPP_EMANAGE_CLIENT_ID": EMANAGE_ID,
-            "SYNCAPP_EMANAGE_CLIENT_SECRET": EMANAGE_SECRET,
-            "SYNCAPP_CTRWOW_BASE_URL": self.ctrwow_url,
-            "SYNCAPP_CTRWOW_CLIENT_ID": CTRWOW_ID,
-            "SYNCAPP_CTRWOW_CLIENT_SECRET": CTRWOW_SECRET,
-            "SYNCAPP_LOG_LEVEL": "warning",
-        }
+        return child_env(
+            {
+                "SYNCAPP_ENV": "test",
+                "SYNCAPP_DATA_DIR": str(self.tmp_path),
+                "SYNCAPP_DATABASE_URL": s.database_url,
+                "SYNCAPP_SECRET_KEY": s.secret_key.get_secret_value(),
+                "SYNCAPP_SHOPIFY_CLIENT_SECRET": s.shopify_client_secret.get_secret_value(),
+                "SYNCAPP_EMANAGE_BASE_URL": self.emanage_url,
+                "SYNCAPP_EMANAGE_CLIENT_ID": EMANAGE_ID,
+                "SYNCAPP_EMANAGE_CLIENT_SECRET": EMANAGE_SECRET,
+                "SYNCAPP_CTRWOW_BASE_URL": self.ctrwow_url,
+                "SYNCAPP_CTRWOW_CLIENT_ID": CTRWOW_ID,
+                "SYNCAPP_CTRWOW_CLIENT_SECRET": CTRWOW_SECRET,
+                "SYNCAPP_LOG_LEVEL": "warning",
+            }
+        )
 
     def syncapp(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "syncapp.cli", *args]

@@ -158,7 +158,13 @@ async def test_a_refused_refresh_marks_the_ctrwow_connection_as_needing_attentio
         connection = session.scalar(select(Connection).where(Connection.provider == "ctrwow"))
     assert connection is not None
     assert connection.status == "needs_attention"
-    assert "connect CTRwow again" in (connection.detail or "")
+    assert "sets CTRwow up again" in (connection.detail or "")
+
+    # The sign-up was queued again: partner provisioning gives the same account a new grant.
+    assert world.job(shop_id).status == "pending"
+    assert await run_to_end(runtime, world, shop_id) == "done"
+    token = await get_ctrwow_token(runtime, shop=SHOP)
+    assert (await runtime.ctrwow.me(token)).external_ref == SHOP
 
 
 @pytest.mark.anyio

@@ -106,6 +106,26 @@ def test_the_product_list_shows_titles_statuses_and_prices(sandbox: RunningSandb
     assert "25.00" in page.text
 
 
+def test_product_pages_use_the_admin_chrome_and_urls_of_the_app_frame(
+    sandbox: RunningSandbox,
+) -> None:
+    """The product list and a product page have the same top bar and side navigation as the
+    page that frames the app, and link with the shop's handle (``/store/<handle>/...``)."""
+    ids = make_product(sandbox, "Chrome hat", price="10.00")
+    handle = SHOP.removesuffix(".myshopify.com")
+    for path in (f"/store/{handle}/products", f"/store/{handle}/products/{ids['id']}"):
+        page = sandbox.control.get(path)
+        assert page.status_code == 200, page.text
+        assert 'class="topbar"' in page.text
+        assert '<nav class="side" aria-label="Admin">' in page.text
+        assert f'href="/store/{handle}/apps/' in page.text
+        assert f'aria-current="page" href="/store/{handle}/products"' in page.text
+        assert f"/store/{SHOP}/" not in page.text
+    listing = sandbox.control.get(f"/store/{handle}/products")
+    product = ids["id"]
+    assert f'href="/store/{handle}/products/{product}"' in listing.text
+
+
 def test_product_titles_are_escaped(sandbox: RunningSandbox) -> None:
     """A title with markup is shown as text, never run as HTML."""
     make_product(sandbox, "<script>alert(1)</script>")
@@ -122,7 +142,7 @@ def test_changing_a_price_fires_products_update_with_the_new_price(
     """Saving a new price goes through the Admin API and the app hears products/update."""
     recv, _ = receiver
     ids = make_product(sandbox, "Cap", price="10.00")
-    recv.wait_for(2)
+    recv.wait_for(3)  # products/create, the products/update that follows it, the price's
     recv.requests.clear()
 
     saved = sandbox.control.post(
@@ -203,7 +223,8 @@ def test_adding_a_product_creates_it_and_fires_products_create(
     sandbox.wait_for_deliveries(1, topic="products/create", status="delivered")
 
     assert added.status_code == 303
-    assert re.fullmatch(rf"/store/{SHOP}/products/\d+\?saved=1", added.headers["location"])
+    handle = SHOP.removesuffix(".myshopify.com")
+    assert re.fullmatch(rf"/store/{handle}/products/\d+\?saved=1", added.headers["location"])
     assert "products/create" in recv.topics()
     page = sandbox.control.get(added.headers["location"])
     assert "Sun hat" in page.text
@@ -270,3 +291,15 @@ def test_the_admin_is_not_served_on_a_shops_host(sandbox: RunningSandbox) -> Non
         page = http.get(f"https://{SHOP}/store/{SHOP}/products")
 
     assert page.status_code == 404
+
+
+def test_the_admin_root_lets_the_merchant_choose_a_store(sandbox: RunningSandbox) -> None:
+    """``/`` (where "Go to your Shopify admin" leads) lists the stores, each linking to its
+    admin; the favicon is served, not a 404."""
+    page = sandbox.control.get("/")
+    assert page.status_code == 200
+    assert "Choose a store" in page.text
+    assert f'href="/store/{SHOP.removesuffix(".myshopify.com")}/products"' in page.text
+    icon = sandbox.control.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/svg+xml"

@@ -253,6 +253,21 @@ def test_declining_leaves_it_declined_and_returns_to_the_app(merchant: Merchant)
     assert merchant.gql(INSTALLATION)["currentAppInstallation"]["activeSubscriptions"] == []
 
 
+def test_a_decided_charge_shows_its_status_in_a_matching_box(merchant: Merchant) -> None:
+    """The confirmation page of an approved charge says it is active in a success box, not in
+    the red error box; a declined one in a neutral box."""
+    approved = merchant.create(RECURRING)
+    assert merchant.decide(approved["confirmationUrl"], "approve").status_code == 303
+    page = merchant.confirm_page(approved["confirmationUrl"]).text
+    assert '<p class="banner ok" role="status" id="charge-status">' in page
+    assert "approved and active" in page
+    declined = merchant.create(RECURRING)
+    merchant.decide(declined["confirmationUrl"], "decline")
+    page = merchant.confirm_page(declined["confirmationUrl"]).text
+    assert '<p class="banner info" role="status" id="charge-status">' in page
+    assert "declined" in page
+
+
 def test_a_decided_charge_cannot_be_approved_again(merchant: Merchant) -> None:
     """Approving a declined charge is refused and changes nothing."""
     created = merchant.create(RECURRING)

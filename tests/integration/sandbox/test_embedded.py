@@ -18,6 +18,7 @@ import httpx
 import jwt
 import pytest
 
+from syncapp.sandbox.shopify.embedded import describe_scopes
 from syncapp.sandbox.shopify.oauth import load_access_scopes
 
 from .conftest import (
@@ -160,12 +161,25 @@ def test_a_shop_without_the_app_sees_the_install_screen_with_scopes(
     admin: RunningSandbox,
 ) -> None:
     """With app_installed=0 the page lists the scopes and offers Install, no iframe."""
-    new_shop(admin, "install-screen", installed=False)
+    name = admin.create_shop("install-screen", installed=False)["name"]
     page = admin.control.get("/store/install-screen/apps/sync-app")
     assert page.status_code == 200
     assert "Install Sync App" in page.text
-    assert "write_products" in page.text
     assert "app-frame" not in page.text
+    # The shop by name and the scopes in words, as Shopify's install screen has them.
+    assert f'<strong id="install-shop">{name}</strong>' in page.text
+    assert "<li>View and edit products</li>" in page.text
+    assert "write_products" not in page.text
+
+
+def test_scopes_are_described_in_words() -> None:
+    assert describe_scopes(
+        ["read_products", "write_products", "read_orders", "write_assigned_fulfillment_orders"]
+    ) == [
+        "View and edit products",
+        "View orders",
+        "View and edit fulfillment orders assigned to the app's locations",
+    ]
 
 
 def test_an_unknown_shop_is_created_without_the_app(admin: RunningSandbox) -> None:

@@ -168,3 +168,26 @@ def test_no_database_lock_is_held_during_the_token_exchange(
     assert (outcome.exchanged, outcome.response) == (True, None)
     assert runtime.probes == ["written"]
     assert sandbox_offline_tokens(system, shop) == 1
+
+
+def test_opening_the_app_url_directly_explains_where_the_app_lives(sqlite_system: System) -> None:
+    """The app's address typed into a browser (no shop, no token): after shopifyapp's redirect
+    to the patch page, a styled page that says to open the app in the Shopify admin and links
+    there, instead of a bare "Bad Request"."""
+    response = sqlite_system.app.get("/", follow_redirects=True)
+    assert response.url.path == "/auth/patch-id-token"
+    assert response.text != "Bad Request"
+    assert "<style>" in response.text
+    assert "Open the Sync App from your Shopify admin" in response.text
+    admin = sqlite_system.settings.shopify_admin_url.rstrip("/")
+    assert f'id="back" href="{admin}"' in response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_the_app_serves_its_favicon(sqlite_system: System) -> None:
+    """A browser's /favicon.ico gets the app's icon, not a 404 (pages outside the admin)."""
+    icon = sqlite_system.app.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"] == "image/svg+xml"
+    assert icon.content.startswith(b"<svg")

@@ -4,12 +4,13 @@ the shop remains in any table; customer redaction and data requests touch only t
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import String, Text, inspect, select, text
+from sqlalchemy import String, Text, inspect, select, text, update
 
-from syncapp.store.models import InboundEvent, PrivacyRequest
+from syncapp.store.models import InboundEvent, PrivacyRequest, Shop
 from tests.builders import signed_delivery
 from tests.integration.sandbox.conftest import CLIENT_SECRET
 from tests.integration.shops.conftest import System, handle_for
@@ -95,6 +96,13 @@ def test_after_uninstall_and_shop_redact_nothing_of_the_shop_remains(
     system.control.post(f"/_sandbox/shops/{shop}/uninstall")
     system.wait_for_event(shop, "app/uninstalled")
     system.drain()
+    # Shopify sends shop/redact 48 hours after the uninstall; earlier ones are refused.
+    with system.runtime.sessions.begin() as session:
+        session.execute(
+            update(Shop)
+            .where(Shop.domain == shop)
+            .values(uninstalled_at=datetime.now(UTC) - timedelta(hours=49))
+        )
     system.control.post(f"/_sandbox/shops/{shop}/compliance/shop-redact")
     system.wait_for_event(shop, "shop/redact")
     system.drain()
@@ -129,10 +137,11 @@ def test_customers_redact_erases_only_that_customers_data(
     system.drain()
     assert rows_mentioning(system, [CUSTOMER["email"], CUSTOMER["phone"], "Zelphine"], []) == []
     with system.runtime.sessions() as session:
-        payloads = {
-            e.topic + str(json.loads(e.payload).get("id")): json.loads(e.payload)
+        documents = [
+            (e.topic, json.loads(system.runtime.payload_of(e)))
             for e in session.scalars(select(InboundEvent))
-        }
+        ]
+        payloads = {topic + str(doc.get("id")): doc for topic, doc in documents}
         assert payloads["orders/create1001"] == {
             "redacted": True,
             "id": 1001,

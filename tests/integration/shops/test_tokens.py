@@ -4,7 +4,6 @@ refreshes marked ``needs_attention`` — against the served sandbox, on SQLite a
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import put_secret
 from tests.integration.shops.conftest import System, handle_for
 from tests.probes import probing
+from tests.subprocesses import child_env
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -105,16 +105,17 @@ def test_two_processes_refreshing_at_once_make_exactly_one_refresh(
     settings = system.settings
     assert settings.secret_key is not None
     assert settings.shopify_client_secret is not None
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SYNCAPP_")},
-        "SYNCAPP_ENV": "test",
-        "SYNCAPP_DATA_DIR": str(settings.data_dir),
-        "SYNCAPP_DATABASE_URL": settings.database_url,
-        "SYNCAPP_SECRET_KEY": settings.secret_key.get_secret_value(),
-        "SYNCAPP_SHOPIFY_CLIENT_ID": settings.shopify_client_id,
-        "SYNCAPP_SHOPIFY_CLIENT_SECRET": settings.shopify_client_secret.get_secret_value(),
-        "SYNCAPP_SHOPIFY_BASE_URL": settings.shopify_base_url,
-    }
+    env = child_env(
+        {
+            "SYNCAPP_ENV": "test",
+            "SYNCAPP_DATA_DIR": str(settings.data_dir),
+            "SYNCAPP_DATABASE_URL": settings.database_url,
+            "SYNCAPP_SECRET_KEY": settings.secret_key.get_secret_value(),
+            "SYNCAPP_SHOPIFY_CLIENT_ID": settings.shopify_client_id,
+            "SYNCAPP_SHOPIFY_CLIENT_SECRET": settings.shopify_client_secret.get_secret_value(),
+            "SYNCAPP_SHOPIFY_BASE_URL": settings.shopify_base_url,
+        }
+    )
     start_at = str(time.time() + 2.5)
     children = [
         subprocess.Popen(

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from syncapp.sandbox.shopify.oauth import load_access_scopes
 from syncapp.shops.errors import ShopNotInstalled
 from syncapp.shops.tokens import get_admin_token
 from syncapp.store.models import Connection, Credential, InboundEvent, OnboardingJob, Shop
 from tests.builders import product_payload, signed_delivery
-from tests.integration.sandbox.conftest import CLIENT_SECRET
+from tests.integration.sandbox.conftest import APP_TOML, CLIENT_SECRET
 from tests.integration.shops.conftest import System, handle_for
 
 
@@ -82,7 +83,8 @@ def test_app_uninstalled_twice_is_harmless(
     system = sqlite_system
     shop = system.create_shop(handle_for(request))
     system.install(shop)
-    first = deliver(system, "app/uninstalled", shop, {"domain": shop})
+    assert system.control.post(f"/_sandbox/shops/{shop}/uninstall").status_code == 200
+    first = system.wait_for_event(shop, "app/uninstalled").id
     system.drain()
     with system.runtime.sessions() as session:
         stamp = session.scalar(select(Shop.uninstalled_at))
@@ -129,7 +131,8 @@ def test_a_reinstall_restores_the_shop_with_fresh_tokens(
 def test_a_stale_uninstall_does_not_undo_a_later_reinstall(
     sqlite_system: System, request: pytest.FixtureRequest
 ) -> None:
-    """An app/uninstalled triggered before the current install is ignored (tokens kept)."""
+    """An app/uninstalled sent before the current install (or replayed since) is refused while
+    Shopify still accepts the shop's token: dead-lettered, tokens kept."""
     system = sqlite_system
     shop = system.create_shop(handle_for(request))
     system.install(shop)
@@ -142,7 +145,25 @@ def test_a_stale_uninstall_does_not_undo_a_later_reinstall(
     system.drain()
     assert get_admin_token(system.runtime, shop=shop)
     with system.runtime.sessions() as session:
-        assert session.scalar(select(InboundEvent.status)) == "done"
+        row = session.scalar(select(InboundEvent))
+        assert row is not None
+        assert row.status == "dead"
+        assert "Shopify still accepts the shop's access token" in (row.last_error or "")
+
+
+def _blocked_data_request(system: System, shop: str) -> int:
+    """A valid customers/data_request whose export cannot be written (a file is where the
+    shop's export directory goes): a failure that may pass, so the worker retries it."""
+    system.settings.exports_dir.mkdir(parents=True, exist_ok=True)
+    (system.settings.exports_dir / shop).write_text("not a directory")
+    payload = {
+        "shop_id": 1,
+        "shop_domain": shop,
+        "customer": {"id": 5, "email": "x@example.com", "phone": None},
+        "orders_requested": [],
+        "data_request": {"id": 77},
+    }
+    return deliver(system, "customers/data_request", shop, payload)
 
 
 def test_a_failing_event_is_retried_later_with_backoff(
@@ -150,14 +171,14 @@ def test_a_failing_event_is_retried_later_with_backoff(
 ) -> None:
     """A failure puts the event back with next_attempt_at in the future and the reason."""
     shop = handle_for(request) + ".myshopify.com"
-    bad = deliver(sqlite_system, "customers/redact", shop, {"shop_domain": shop})
+    bad = _blocked_data_request(sqlite_system, shop)
     worker = sqlite_system.worker(backoff_base_seconds=60.0, max_attempts=5)
     before = datetime.now(UTC)
     assert worker.run_once() == 1
     row = event(sqlite_system, bad)
     assert (row.status, row.attempts) == ("pending", 1)
     assert row.last_error is not None
-    assert "customer.id" in row.last_error
+    assert "NotADirectoryError" in row.last_error
     assert row.next_attempt_at is not None
     due = row.next_attempt_at.replace(tzinfo=UTC)
     assert before + timedelta(seconds=30) <= due <= datetime.now(UTC) + timedelta(seconds=60)
@@ -169,14 +190,29 @@ def test_an_event_failing_every_attempt_is_dead_lettered_with_its_reason(
 ) -> None:
     """After max_attempts the event is 'dead', keeps the reason, and is not claimed again."""
     shop = handle_for(request) + ".myshopify.com"
-    bad = deliver(system, "customers/data_request", shop, {"shop_domain": shop})
+    bad = _blocked_data_request(system, shop)
     worker = system.worker(max_attempts=3)
     for _ in range(3):
         assert worker.run_once() == 1
     row = event(system, bad)
     assert (row.status, row.attempts) == ("dead", 3)
-    assert row.last_error == "InvalidPrivacyRequest: the payload has no customer.id"
+    assert row.last_error is not None
+    assert row.last_error.startswith("NotADirectoryError: ")
     assert worker.run_once() == 0
+
+
+def test_a_payload_of_the_wrong_shape_is_dead_lettered_at_once(
+    system: System, request: pytest.FixtureRequest
+) -> None:
+    """Refused (not a customers/data_request payload): dead after one attempt, with the reason."""
+    shop = handle_for(request) + ".myshopify.com"
+    bad = deliver(system, "customers/data_request", shop, {"shop_domain": shop})
+    assert system.worker(max_attempts=5).run_once() == 1
+    row = event(system, bad)
+    assert (row.status, row.attempts) == ("dead", 1)
+    assert row.last_error is not None
+    assert row.last_error.startswith("refused: customers/data_request: not a customers/data_req")
+    assert "customer" in row.last_error
 
 
 def test_an_event_whose_lease_ran_out_is_claimed_again(
@@ -232,34 +268,45 @@ def test_the_worker_logs_dead_letters_with_the_event_and_shop(
     sqlite_system.drain(max_attempts=1)
     row = event(sqlite_system, bad)
     assert row.status == "dead"
-    assert json.loads(row.payload) == payload
+    assert json.loads(sqlite_system.runtime.payload_of(row)) == payload
 
 
 def test_a_scopes_update_replaces_the_granted_scopes(
     sqlite_system: System, request: pytest.FixtureRequest
 ) -> None:
-    """app/scopes_update through the webhook endpoint: the connection gets the new grant."""
+    """app/scopes_update through the webhook endpoint: the connection gets the new grant
+    (checked against the shop's grant in Shopify); a grant Shopify does not confirm — another
+    shop's body — is refused and changes nothing."""
     system = sqlite_system
     shop = system.create_shop(handle_for(request))
     system.install(shop)
-    granted = ["read_products", "write_products", "read_orders", "read_discounts"]
-    payload = {"id": 1, "previous": granted[:3], "current": granted, "updated_at": "2026-11-27"}
-    body, headers = signed_delivery(
-        CLIENT_SECRET, topic="app/scopes_update", shop=shop, payload=payload
-    )
-    headers["X-Shopify-Triggered-At"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-    assert system.app.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    granted = load_access_scopes(APP_TOML).split(",")
+    with system.runtime.sessions.begin() as session:
+        # Recorded before the merchant approved the rest.
+        session.execute(update(Connection).values(scopes="read_products"))
+
+    def scopes_update(current: list[str]) -> int:
+        payload = {
+            "id": 1,
+            "previous": ["read_products"],
+            "current": current,
+            "updated_at": datetime.now(UTC).isoformat(),
+        }
+        return deliver(system, "app/scopes_update", shop, payload)
+
+    forged = scopes_update(["read_products", "read_discounts"])
     system.drain()
+    assert event(system, forged).status == "dead"
+    assert "not the shop's grant in Shopify" in (event(system, forged).last_error or "")
     with system.runtime.sessions() as session:
-        update_id = session.scalar(
-            select(InboundEvent.id).where(InboundEvent.topic == "app/scopes_update")
-        )
-    assert update_id is not None
-    assert event(system, update_id).status == "done"
+        assert session.scalar(select(Connection.scopes)) == "read_products"
+    genuine = scopes_update(granted)
+    system.drain()
+    assert event(system, genuine).status == "done"
     with system.runtime.sessions() as session:
         connection = session.scalar(select(Connection).where(Connection.provider == "shopify"))
         assert connection is not None
-        assert connection.scopes == "read_products,write_products,read_orders,read_discounts"
+        assert connection.scopes == ",".join(granted)
 
 
 def test_a_scopes_update_without_current_scopes_is_dead_lettered(
@@ -288,11 +335,14 @@ def test_a_scopes_update_without_current_scopes_is_dead_lettered(
 def test_processed_events_are_pruned_after_the_retention(
     system: System, request: pytest.FixtureRequest
 ) -> None:
-    """Done events processed longer ago than the retention go, in batches; recent done,
-    dead and pending events stay. A redelivery of a recent one is still recognised."""
+    """Done events processed and dead letters received longer ago than the retention go, in
+    batches; recent done and pending events stay. A redelivery of a recent one is still
+    recognised."""
     shop = handle_for(request) + ".myshopify.com"
-    old = [deliver(system, "app/uninstalled", shop, {"n": n}) for n in range(7)]
-    recent = deliver(system, "app/uninstalled", shop, {"n": "recent"}, webhook_id="wh-recent")
+    old = [deliver(system, "app/uninstalled", shop, {"domain": shop, "n": n}) for n in range(7)]
+    recent = deliver(
+        system, "app/uninstalled", shop, {"domain": shop, "n": "recent"}, webhook_id="wh-recent"
+    )
     system.drain()
     dead = deliver(system, "customers/redact", shop, {"customer": "not an object"})
     system.drain(max_attempts=1)
@@ -304,20 +354,20 @@ def test_processed_events_are_pruned_after_the_retention(
             .where(InboundEvent.id.in_([*old, dead, pending]))
             .values(processed_at=long_ago, received_at=long_ago)
         )
-    assert system.worker(retention_hours=168, prune_batch=3).prune() == 7  # in three batches
+    assert system.worker(retention_hours=168, prune_batch=3).prune() == 8  # in three batches
     with system.runtime.sessions() as session:
         left = {
             r.id: r.status for r in session.execute(select(InboundEvent.id, InboundEvent.status))
         }
-    assert left == {recent: "done", dead: "dead", pending: "pending"}
+    assert left == {recent: "done", pending: "pending"}
     # Within the retention a redelivery is still a duplicate: not stored, not processed again.
     body, headers = signed_delivery(
-        CLIENT_SECRET, topic="app/uninstalled", shop=shop, payload={"n": "recent"}
+        CLIENT_SECRET, topic="app/uninstalled", shop=shop, payload={"domain": shop, "n": "recent"}
     )
     headers["X-Shopify-Webhook-Id"] = "wh-recent"
     assert system.app.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
     with system.runtime.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(InboundEvent)) == 3
+        assert session.scalar(select(func.count()).select_from(InboundEvent)) == 2
 
 
 def test_the_running_worker_prunes(sqlite_system: System, request: pytest.FixtureRequest) -> None:

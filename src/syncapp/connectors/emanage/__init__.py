@@ -21,6 +21,7 @@ from syncapp.connectors.emanage.errors import (
     EmanageTransientError,
     EmanageValidationError,
     is_transient,
+    merchant_message,
 )
 from syncapp.connectors.emanage.models import (
     Account,
@@ -63,4 +64,5 @@ __all__ = [
     "SsoLink",
     "User",
     "is_transient",
+    "merchant_message",
 ]

@@ -5,8 +5,10 @@ It obtains client-credentials tokens for the system identity and caches them in 
 this process: one system token, and one token per account for that account's data (the
 contract's isolation rule: a token reaches one account). A token is renewed ``refresh_margin``
 seconds before it expires; concurrent callers share one token request per account. Answers are
-mapped to :mod:`models`, failures to :mod:`errors`. It never retries: callers wrap calls with
-their retry policy (``errors.is_transient``), and every write takes the caller's
+mapped to :mod:`models`, failures to :mod:`errors`. The one retry it makes itself: a token the
+API rejects (401 ``invalid_token``, e.g. because eManageCRM's clock ran past its expiry before
+ours) is dropped and the call is sent once more with a fresh token. Otherwise callers wrap calls
+with their retry policy (``errors.is_transient``), and every write takes the caller's
 ``idempotency_key`` so a retried write is safe.
 """
 
@@ -26,6 +28,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from syncapp.connectors.emanage.errors import (
     EmanageAuthError,
     EmanageProtocolError,
+    EmanageTokenRejected,
     EmanageTransientError,
     error_from_response,
 )
@@ -252,19 +255,23 @@ class EmanageClient:
         idempotency_key: str | None = None,
     ) -> httpx.Response:
         key = _account_key(account_id) if account_id is not None else None
-        token = await self._token(key)
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        if idempotency_key is not None:
-            headers["Idempotency-Key"] = idempotency_key
-        try:
-            return await self._send(method, self._base_url + path, json=json, headers=headers)
-        except EmanageAuthError:
-            # The server refused this token (expired early, revoked, or forgotten by it):
-            # drop it so that the caller's retry asks for a new one.
-            cached = self._tokens.get(key)
-            if cached is not None and cached.value == token:
-                del self._tokens[key]
-            raise
+        for attempt in (1, 2):
+            token = await self._token(key)
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if idempotency_key is not None:
+                headers["Idempotency-Key"] = idempotency_key
+            try:
+                return await self._send(method, self._base_url + path, json=json, headers=headers)
+            except EmanageAuthError as exc:
+                # The server refused this token (expired by its clock, revoked, or forgotten
+                # by it): drop it, and for a rejected token ask once for a fresh one. A write
+                # resent with its idempotency key is safe.
+                cached = self._tokens.get(key)
+                if cached is not None and cached.value == token:
+                    del self._tokens[key]
+                if attempt == 2 or not isinstance(exc, EmanageTokenRejected):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _websales(
         self, websales_api_url: str, web_key: str, resource: str, cid: UUID | str

@@ -6,9 +6,10 @@
     │   └── EmanageRateLimited        429; ``retry_after`` from ``Retry-After``
     ├── EmanageAuthError              401: the system client's credentials or scopes were
     │   │                             refused; fix configuration, do not retry
-    │   └── EmanageTokenRejected      401 ``invalid_token``: the API refused a cached token
-    │                                 (expired or revoked early); the client has dropped it,
-    │                                 so one retry gets a fresh token
+    │   └── EmanageTokenRejected      401 ``invalid_token``: the API refused a token (expired
+    │                                 or revoked early); the client has already dropped it and
+    │                                 sent the call once more with a fresh one, so this is the
+    │                                 fresh token refused too
     └── EmanagePermanentError         the same request will fail again: do not retry unchanged
         ├── EmanageForbidden          403: the token may not reach that account (``code`` says why)
         ├── EmanageNotFound           404, or a token asked for an account the client does not own
@@ -18,7 +19,8 @@
         └── EmanageProtocolError      the answer does not match the contract
 
 :func:`error_from_response` (pure) turns an HTTP answer into one of these; :func:`is_transient`
-is the predicate a retry policy (stamina) should use.
+is the predicate a retry policy (stamina) should use; :func:`merchant_message` says what one
+means to a merchant.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class EmanageAuthError(EmanageError):
 
 
 class EmanageTokenRejected(EmanageAuthError):
-    """The API refused a cached access token; the cache is cleared, so a retry may succeed."""
+    """The API refused an access token, and the fresh one the client then fetched as well;
+    the cache is cleared, so a later retry may succeed."""
 
 
 class EmanagePermanentError(EmanageError):
@@ -207,3 +210,34 @@ def error_from_response(status: int, headers: Mapping[str, str], raw_body: bytes
         )
         return cls(message, status=status, code=code, field_errors=fields)
     return EmanagePermanentError(message, status=status, code=code)
+
+
+_SUPPORT = "contact the Sync App's support if it keeps happening"
+
+
+def merchant_message(exc: EmanageError, *, doing: str) -> str:
+    """What a merchant reads when ``exc`` stopped the app from ``doing`` something ("open
+    eManageCRM"): what happened and what to do, in plain words. Never the server's own
+    message, which is for the log (it names codes and HTTP statuses)."""
+    if isinstance(exc, EmanageTransientError):
+        return (
+            f"eManageCRM is not answering right now, so the app could not {doing}. Nothing "
+            "was lost: try again in a minute."
+        )
+    if isinstance(exc, EmanageAuthError):
+        return (
+            f"eManageCRM did not accept the Sync App's sign-in, so the app could not {doing}. "
+            "This is on the app's side, not in your store: try again in a few minutes, and "
+            f"{_SUPPORT}."
+        )
+    if isinstance(exc, EmanageForbidden | EmanageNotFound):
+        # A suspended account refuses its token as "invalid_target" (404 class) or 403.
+        return (
+            f"eManageCRM did not let the app into your store's account, so the app could not "
+            f"{doing}. If the account is suspended, reactivate it in eManageCRM and try again; "
+            "otherwise contact the Sync App's support."
+        )
+    return (
+        f"eManageCRM turned down the request, so the app could not {doing}. Try again, and "
+        f"{_SUPPORT}."
+    )

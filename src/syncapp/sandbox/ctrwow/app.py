@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from syncapp.favicon import favicon_routes
 from syncapp.sandbox.ctrwow import api, control, oauth
 from syncapp.sandbox.ctrwow.config import CtrwowSandboxConfig
 from syncapp.sandbox.ctrwow.db import SandboxDB
@@ -90,6 +91,7 @@ def create_app(config: CtrwowSandboxConfig) -> Starlette:
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
+        *favicon_routes("C", "#6d28d9"),
         Route("/openapi.json", openapi, methods=["GET"]),
         *oauth.routes(state),
         *api.routes(state),

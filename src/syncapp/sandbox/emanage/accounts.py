@@ -9,6 +9,7 @@ has at most one account, and the client that created or linked it owns it.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import uuid
 from typing import Any
@@ -105,6 +106,27 @@ def insert_account(
         ),
     )
     return account_id
+
+
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: people type these codes
+
+
+def new_link_code() -> str:
+    """A code as the merchant's eManageCRM shows it: ``LNK-XXXX-XXXX``."""
+    chars = [secrets.choice(_CODE_ALPHABET) for _ in range(8)]
+    return f"LNK-{''.join(chars[:4])}-{''.join(chars[4:])}"
+
+
+def issue_link_code(
+    state: EmanageState, conn: sqlite3.Connection, account_id: str
+) -> dict[str, Any]:
+    """A new single-use link code for the dedicated ``account_id`` (stored hashed)."""
+    code = new_link_code()
+    expires_at = state.clock.now() + state.config.link_code_ttl_seconds
+    conn.execute(
+        "INSERT INTO link_codes VALUES (?, ?, ?, NULL)", (digest(code), account_id, expires_at)
+    )
+    return {"linkCode": code, "linkCodeExpiresAt": iso(expires_at)}
 
 
 def _shop_conflict(

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from syncapp.favicon import favicon_routes
 from syncapp.sandbox.emanage import accounts, control, iam, providers, sso, ui, websales
 from syncapp.sandbox.emanage.config import EmanageSandboxConfig
 from syncapp.sandbox.emanage.contract import load_contract
@@ -52,6 +53,7 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
+        *favicon_routes("e", "#0b3b60"),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/crm", crm_root, methods=["GET"]),
         *iam.routes(state),

@@ -6,17 +6,20 @@ make the sandbox fail or move its clock. They answer only loopback clients.
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 import uuid
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from syncapp.sandbox.emanage import providers, websales
-from syncapp.sandbox.emanage.accounts import account_json, insert_account, user_json
+from syncapp.sandbox.emanage.accounts import (
+    account_json,
+    insert_account,
+    issue_link_code,
+    user_json,
+)
 from syncapp.sandbox.emanage.common import (
     CURRENCY_RE,
     EMAIL_RE,
@@ -24,20 +27,15 @@ from syncapp.sandbox.emanage.common import (
     read_json_object,
 )
 from syncapp.sandbox.emanage.faults import FAULT_STATUSES
-from syncapp.sandbox.emanage.state import EmanageState, digest, iso
+from syncapp.sandbox.emanage.sso import new_sso_link
+from syncapp.sandbox.emanage.state import EmanageState, iso
+from syncapp.sandbox.emanage.ui import INTEGRATIONS_PATH
 
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost", "testclient"})
-_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: people type these codes
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-def new_link_code() -> str:
-    """A code as the merchant's eManageCRM shows it: ``LNK-XXXX-XXXX``."""
-    chars = [secrets.choice(_CODE_ALPHABET) for _ in range(8)]
-    return f"LNK-{''.join(chars[:4])}-{''.join(chars[4:])}"
 
 
 def routes(state: EmanageState) -> list[BaseRoute]:
@@ -48,14 +46,6 @@ def routes(state: EmanageState) -> list[BaseRoute]:
         if host not in _LOOPBACK:
             return _error(404, "Not Found")
         return None
-
-    def issue_code(conn: sqlite3.Connection, account_id: str) -> dict[str, Any]:
-        code = new_link_code()
-        expires_at = state.clock.now() + state.config.link_code_ttl_seconds
-        conn.execute(
-            "INSERT INTO link_codes VALUES (?, ?, ?, NULL)", (digest(code), account_id, expires_at)
-        )
-        return {"linkCode": code, "linkCodeExpiresAt": iso(expires_at)}
 
     def account_or_404(conn: sqlite3.Connection, account_id: str) -> sqlite3.Row | Response:
         row = None
@@ -120,9 +110,24 @@ def routes(state: EmanageState) -> list[BaseRoute]:
                 now=state.clock.now(),
                 subscription_id=subscription_id,
             )
-            code = issue_code(conn, account_id)
+            code = issue_link_code(state, conn, account_id)
+            # The subscription's owner, so the merchant can sign in to it and generate codes
+            # on Settings > Integrations as in their real eManageCRM.
+            owner_id = str(uuid.uuid4())
+            conn.execute(
+                "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)",
+                (owner_id, account_id, email.lower(), name.strip(), "owner", state.clock.now()),
+            )
+            sign_in = new_sso_link(state, conn, account_id, owner_id, INTEGRATIONS_PATH)
         return JSONResponse(
-            {"subscriptionId": subscription_id, "accountId": account_id, **code}, status_code=201
+            {
+                "subscriptionId": subscription_id,
+                "accountId": account_id,
+                "ownerUserId": owner_id,
+                "signInUrl": sign_in["url"],
+                **code,
+            },
+            status_code=201,
         )
 
     async def new_code(request: Request) -> Response:
@@ -135,7 +140,7 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             ).fetchone()
             if row is None:
                 return _error(404, f"no subscription {subscription_id}")
-            code = issue_code(conn, row["id"])
+            code = issue_link_code(state, conn, row["id"])
         return JSONResponse({"subscriptionId": subscription_id, **code}, status_code=201)
 
     async def add_provider(request: Request) -> Response:
@@ -216,6 +221,7 @@ def routes(state: EmanageState) -> list[BaseRoute]:
         if request.method == "DELETE":
             with f.lock:
                 f.fail_next, f.down_until, f.retry_after, f.status = 0, 0.0, None, 503
+                f.latency = 0.0
         elif request.method == "POST":
             body = await read_json_object(request)
             if isinstance(body, Response):
@@ -224,6 +230,9 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             fail_next = body.get("failNext", 0)
             down = body.get("downForSeconds", 0)
             retry_after = body.get("retryAfter")
+            latency = body.get("latencySeconds", f.latency)
+            if not isinstance(latency, int | float) or not 0 <= latency <= 60:
+                return _error(400, "latencySeconds must be a number from 0 to 60")
             if status not in FAULT_STATUSES:
                 return _error(400, f"status must be one of {sorted(FAULT_STATUSES)}")
             if not isinstance(fail_next, int) or fail_next < 0:
@@ -236,6 +245,7 @@ def routes(state: EmanageState) -> list[BaseRoute]:
                 return _error(400, "retryAfter must be a number >= 0")
             with f.lock:
                 f.status, f.fail_next, f.retry_after = status, fail_next, retry_after
+                f.latency = float(latency)
                 f.down_until = state.clock.now() + down if down else 0.0
         return JSONResponse(f.snapshot(state.clock.now()))
 

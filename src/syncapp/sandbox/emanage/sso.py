@@ -94,6 +94,23 @@ def current_session(state: EmanageState, request: Request) -> WebSession | None:
     return WebSession(account=account, user=user, csrf_token=row["csrf_token"])
 
 
+def new_sso_link(
+    state: EmanageState,
+    conn: sqlite3.Connection,
+    account_id: str,
+    user_id: str,
+    redirect_path: str = DEFAULT_REDIRECT,
+) -> dict[str, Any]:
+    """A one-time sign-in link for the user: ``{url, expiresAt}`` (the token stored hashed)."""
+    token = secrets.token_urlsafe(32)
+    expires_at = state.clock.now() + state.config.sso_link_ttl_seconds
+    conn.execute(
+        "INSERT INTO sso_links VALUES (?, ?, ?, ?, ?, NULL)",
+        (digest(token), account_id, user_id, redirect_path, expires_at),
+    )
+    return {"url": f"{state.public_url}/sso/{token}", "expiresAt": iso(expires_at)}
+
+
 def routes(state: EmanageState) -> list[BaseRoute]:
     """Link creation (API) and link use (browser)."""
 
@@ -128,16 +145,7 @@ def routes(state: EmanageState) -> list[BaseRoute]:
         def write(conn: sqlite3.Connection) -> Response:
             if fields.errors:
                 return validation_error(fields.errors)
-            token = secrets.token_urlsafe(32)
-            expires_at = state.clock.now() + state.config.sso_link_ttl_seconds
-            conn.execute(
-                "INSERT INTO sso_links VALUES (?, ?, ?, ?, ?, NULL)",
-                (digest(token), account["id"], user_id, redirect_path, expires_at),
-            )
-            body: dict[str, Any] = {
-                "url": f"{state.public_url}/sso/{token}",
-                "expiresAt": iso(expires_at),
-            }
+            body = new_sso_link(state, conn, account["id"], user_id, redirect_path)
             return JSONResponse(body, status_code=201)
 
         return await run_idempotent(state, request, principal, write)

@@ -1,5 +1,7 @@
-"""eManageCRM's web UI, as much of it as the Sync App sends merchants to: a dashboard and the
-Payment Providers page (add a provider with its MID, activate or deactivate it).
+"""eManageCRM's web UI, as much of it as the Sync App sends merchants to: a dashboard, the
+Payment Providers page (add a provider with its MID, activate or deactivate it) and Settings >
+Integrations > Shopify Sync App, where the owner of a dedicated subscription sees its
+subscription id and generates the single-use link code the app asks for.
 
 Reached only through an SSO link (:mod:`sso`), which starts the session. Every form carries
 the session's CSRF token (synchronizer token); a post without it, or from another origin, is
@@ -17,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from syncapp.sandbox.emanage import providers
+from syncapp.sandbox.emanage.accounts import issue_link_code
 from syncapp.sandbox.emanage.sso import (
     SESSION_COOKIE,
     WebSession,
@@ -26,6 +29,8 @@ from syncapp.sandbox.emanage.sso import (
     templates,
 )
 from syncapp.sandbox.emanage.state import EmanageState, digest
+
+INTEGRATIONS_PATH = "/crm/settings/integrations"
 
 
 def routes(state: EmanageState) -> list[BaseRoute]:
@@ -167,6 +172,32 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             )
         return RedirectResponse(f"/crm/payment-providers?saved={action}d", status_code=303)
 
+    async def settings_root(request: Request) -> Response:
+        return RedirectResponse(INTEGRATIONS_PATH, status_code=303)
+
+    async def integrations(request: Request) -> Response:
+        session = await guard(request)
+        if isinstance(session, Response):
+            return session
+        account = session.account
+        issued = None
+        if request.method == "POST":
+            if account["kind"] != "dedicated" or account["shop_domain"] is not None:
+                return message_page(
+                    request,
+                    409,
+                    "No link code needed",
+                    "Link codes connect a dedicated subscription that no store uses yet.",
+                )
+            with state.db.transaction() as conn:
+                issued = issue_link_code(state, conn, account["id"])
+        return render(
+            request,
+            session,
+            "crm/integrations.html",
+            {"issued": issued, "ttl_minutes": state.config.link_code_ttl_seconds // 60},
+        )
+
     async def sign_out(request: Request) -> Response:
         session = await guard(request)
         if isinstance(session, Response):
@@ -188,5 +219,7 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             toggle,
             methods=["POST"],
         ),
+        Route(INTEGRATIONS_PATH, integrations, methods=["GET", "POST"]),
+        Route("/crm/settings", settings_root, methods=["GET"]),
         Route("/crm/sign-out", sign_out, methods=["POST"]),
     ]

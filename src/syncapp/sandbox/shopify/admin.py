@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
 from syncapp.sandbox.shopify import documents, graphql_api
+from syncapp.sandbox.shopify.app_identity import app_identity
 from syncapp.sandbox.shopify.oauth import not_on_shop_host
 from syncapp.sandbox.shopify.shops import normalize_domain
 from syncapp.sandbox.shopify.state import SandboxState
@@ -69,6 +70,11 @@ def _csrf_token(secret: bytes, shop: str) -> str:
     return hmac.new(secret, shop.encode(), hashlib.sha256).hexdigest()
 
 
+def shop_handle(shop: str) -> str:
+    """The shop's handle, as the admin's URLs name it (``/store/demo/...``)."""
+    return shop.removesuffix(".myshopify.com")
+
+
 def _product_gid(number: str) -> str:
     return f"gid://shopify/Product/{number}"
 
@@ -101,7 +107,19 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         request: Request, name: str, context: dict[str, Any], status_code: int = 200
     ) -> HTMLResponse:
         shop = context["shop_domain"]
-        context = {**context, "csrf_token": _csrf_token(csrf_secret, shop), "statuses": STATUSES}
+        identity = app_identity(state.config)
+        found = context.get("shop")
+        context = {
+            **context,
+            "csrf_token": _csrf_token(csrf_secret, shop),
+            "statuses": STATUSES,
+            # The chrome of the admin around the app (embedded/base.html), same URLs.
+            "shop_handle": shop_handle(shop),
+            "shop_name": found["name"] if isinstance(found, dict) and found.get("name") else shop,
+            "app_name": identity.name,
+            "app_handle": identity.handle,
+            "nav_current": "products",
+        }
         response = _templates.TemplateResponse(request, name, context, status_code=status_code)
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = (
@@ -190,7 +208,9 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             return await _list_page(
                 request, shop, errors=created.errors, submitted=submitted, status_code=422
             )
-        return RedirectResponse(f"/store/{shop}/products/{created}?saved=1", status_code=303)
+        return RedirectResponse(
+            f"/store/{shop_handle(shop)}/products/{created}?saved=1", status_code=303
+        )
 
     async def _create(shop: str, submitted: dict[str, str]) -> str | SaveResult:
         """Create the product; its legacy id, or the errors to show."""
@@ -241,7 +261,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
                 result = await _save(shop, loaded["product"], form)
                 if not result.errors:
                     return RedirectResponse(
-                        f"/store/{shop}/products/{number}?saved=1", status_code=303
+                        f"/store/{shop_handle(shop)}/products/{number}?saved=1", status_code=303
                     )
                 errors, status_code = result.errors, result.status_code
         except LookupError:
@@ -297,12 +317,34 @@ def routes(state: SandboxState) -> list[BaseRoute]:
                 return SaveResult(_variant_messages(user_errors, labels))
         return SaveResult()
 
+    async def choose_store(request: Request) -> Response:
+        """``/``: the stores of this sandbox, as admin.shopify.com asks which store to open."""
+        if (refused := not_on_shop_host(request)) is not None:
+            return refused
+        with state.db.transaction() as conn:
+            rows = conn.execute("SELECT domain, name FROM shops ORDER BY name, domain").fetchall()
+        stores = [
+            {
+                "handle": shop_handle(r["domain"]),
+                "name": r["name"] or r["domain"],
+                "domain": r["domain"],
+            }
+            for r in rows
+        ]
+        response = _templates.TemplateResponse(request, "admin/stores.html", {"stores": stores})
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; style-src 'unsafe-inline'"
+        )
+        return response
+
     async def store_home(request: Request) -> Response:
         if (refused := not_on_shop_host(request)) is not None:
             return refused
         return RedirectResponse(f"/store/{request.path_params['shop']}/products", status_code=302)
 
     return [
+        Route("/", choose_store, methods=["GET"]),
         Route("/store/{shop}", store_home, methods=["GET"]),
         Route("/store/{shop}/products", list_products, methods=["GET"]),
         Route("/store/{shop}/products", add_product, methods=["POST"]),

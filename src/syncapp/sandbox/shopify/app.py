@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from syncapp.favicon import favicon_routes
 from syncapp.sandbox.guard import SandboxGuard
 from syncapp.sandbox.shopify import admin, embedded, graphql_api, oauth, webhooks
 from syncapp.sandbox.shopify.config import SandboxConfig
@@ -45,6 +46,7 @@ def create_app(config: SandboxConfig) -> Starlette:
 
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
+        *favicon_routes("S", "#95bf47"),
         *oauth.routes(state),
         *graphql_api.routes(state),
         *webhooks.routes(state, deliverer),

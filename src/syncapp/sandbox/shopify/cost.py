@@ -22,7 +22,15 @@ Complexity"):
   covered by the 2 points. With neither ``first`` nor ``last`` Shopify answers "you must provide
   one of first or last" and reports ``requestedQueryCost: 2`` (Shopify/shopify-api-js's recorded
   response for ``products { edges { node { id } } }``), so the page size is 0, not a guess;
-- a root mutation field costs 10. Shopify's answers show that the payload is not simply added:
+- a root mutation field costs 10 — except the product mutations Shopify prices by their input
+  ("dynamic complexity", changelog 2025-10-01: dynamic-complexity-for-productvariantsbulkcreate-
+  and-productvariantsbulkupdate-mutations and dynamic-complexity-cost-for-productcreate-and-
+  productupdate-mutations): ``productVariantsBulkCreate``/``Update`` cost 10 + 0.2 per input
+  variant + 0.6 per variant media + 0.4 per variant metafield + 1.9 per product media, and
+  ``productCreate``/``productUpdate`` 10 + 0.4 per product metafield + 1.9 per product media.
+  The changelog does not say how the fraction is rounded; the sandbox rounds up (an app pacing
+  against it never under-reserves) and counts a variant's media as its ``mediaSrc`` entries plus
+  one for a ``mediaId``. Shopify's answers show that the payload is not simply added:
   ``bulkOperationRunQuery { bulkOperation { id status createdAt } userErrors { field message } }``
   and ``draftOrderCreate { draftOrder { id legacyResourceId } userErrors { ... } }`` both report
   ``requestedQueryCost: 10`` (10 + 2 would be 12), while a ``fulfillmentCreate`` whose payload
@@ -44,6 +52,7 @@ sandbox errs on the side of not being throttled.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,7 +135,10 @@ def requested_cost(
     fields = _collect(ctx, root_type, [operation.selection_set])
     if operation.operation is OperationType.MUTATION:
         return sum(
-            max(MUTATION_COST, _selection_cost(ctx, _field_def(root_type, nodes), nodes))
+            max(
+                _mutation_base(ctx, _field_def(root_type, nodes), nodes),
+                _selection_cost(ctx, _field_def(root_type, nodes), nodes),
+            )
             for nodes in fields.values()
         )
     return sum(_field_cost(ctx, root_type, nodes) for nodes in fields.values())
@@ -155,9 +167,41 @@ def actual_cost(
             field_def = _field_def(root_type, nodes)
             value = root_data.get(key)
             below = _children_actual(ctx, field_def, nodes, value) if value is not None else 0
-            total += max(MUTATION_COST, below)
+            total += max(_mutation_base(ctx, field_def, nodes), below)
         return total
     return _object_actual(ctx, root_type, fields, root_data)
+
+
+# --- dynamic complexity of product mutations ----------------------------------------------------
+
+VARIANT_COST = 0.2
+VARIANT_MEDIA_COST = 0.6
+METAFIELD_COST = 0.4
+PRODUCT_MEDIA_COST = 1.9
+
+
+def _mutation_base(ctx: _Context, field_def: GraphQLField, nodes: Sequence[FieldNode]) -> int:
+    """A root mutation field's own points: 10, or its dynamic complexity (see the module doc)."""
+    name = nodes[0].name.value
+    if name not in (
+        "productVariantsBulkCreate",
+        "productVariantsBulkUpdate",
+        "productCreate",
+        "productUpdate",
+    ):
+        return MUTATION_COST
+    args = get_argument_values(field_def, nodes[0], ctx.variables)
+    points = float(MUTATION_COST) + PRODUCT_MEDIA_COST * len(args.get("media") or ())
+    if name.startswith("productVariantsBulk"):
+        for variant in args.get("variants") or ():
+            media = len(variant.get("mediaSrc") or ()) + (1 if variant.get("mediaId") else 0)
+            points += VARIANT_COST + VARIANT_MEDIA_COST * media
+            points += METAFIELD_COST * len(variant.get("metafields") or ())
+    else:
+        product = args.get("product") or args.get("input") or {}
+        points += METAFIELD_COST * len(product.get("metafields") or ())
+    # Sums of tenths in binary floating point: round off the noise before rounding up.
+    return math.ceil(round(points, 6))
 
 
 # --- preparation and field collection ------------------------------------------------------------

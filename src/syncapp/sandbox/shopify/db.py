@@ -14,6 +14,7 @@ from pathlib import Path
 from syncapp.sandbox.sqlite import SQLiteStore
 
 _SCHEMAS: list[str] = []
+_COLUMNS: list[tuple[str, str, str]] = []
 
 
 def register_schema(ddl: str) -> None:
@@ -47,6 +48,16 @@ register_schema(
 )
 
 
+def register_column(table: str, column: str, declaration: str) -> None:
+    """Declare a column added after ``table`` first shipped; a database lacking it gets it.
+
+    A sandbox restarted on an older file is then upgraded in place instead of failing.
+    """
+    entry = (table, column, declaration)
+    if entry not in _COLUMNS:
+        _COLUMNS.append(entry)
+
+
 def utcnow_iso() -> str:
     """Shopify-style timestamp with seconds precision and an explicit offset."""
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -57,3 +68,8 @@ class SandboxDB(SQLiteStore):
 
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _SCHEMAS)
+        with self.transaction() as conn:
+            for table, column, declaration in _COLUMNS:
+                present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")

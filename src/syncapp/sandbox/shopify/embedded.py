@@ -112,6 +112,34 @@ def launch_params(
     return dict(sorted(params.items()))
 
 
+# How the install screen words access scopes: what the app may do, with which data.
+_SCOPE_SUBJECTS = {
+    "assigned_fulfillment_orders": "fulfillment orders assigned to the app's locations",
+    "content": "blog posts, pages and comments",
+    "fulfillments": "fulfillment services",
+    "merchant_managed_fulfillment_orders": "fulfillment orders at the store's own locations",
+    "shipping": "shipping rates and countries",
+    "third_party_fulfillment_orders": "fulfillment orders of other fulfillment services",
+}
+
+
+def describe_scopes(scopes: list[str]) -> list[str]:
+    """Scopes in words, one line per kind of data ("View and edit products"): a ``write_``
+    scope includes reading, so a read and a write of the same data make one line."""
+    access: dict[str, bool] = {}  # subject -> may edit
+    for scope in scopes:
+        verb, _, subject = scope.partition("_")
+        if verb in ("read", "write") and subject:
+            access[subject] = access.get(subject, False) or verb == "write"
+        else:
+            access[scope] = access.get(scope, False)
+    return [
+        ("View and edit " if edit else "View ")
+        + _SCOPE_SUBJECTS.get(subject, subject.replace("_", " "))
+        for subject, edit in access.items()
+    ]
+
+
 def app_frame_url(app_url: str, path: str, params: dict[str, str]) -> str:
     """Where the iframe points: the app's URL, the admin path below the app, the query."""
     return f"{app_url.rstrip('/')}/{path.lstrip('/')}?{urlencode(params)}"
@@ -253,7 +281,12 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             return render(
                 request,
                 "embedded/install.html",
-                {"shop_domain": shop, "scopes": scopes, "return_path": path},
+                {
+                    "shop_domain": shop,
+                    "shop_name": _shop_name(state, shop),
+                    "scopes": describe_scopes(scopes),
+                    "return_path": path,
+                },
             )
         params = launch_params(config, shop, passthrough=dict(request.query_params))
         return render(

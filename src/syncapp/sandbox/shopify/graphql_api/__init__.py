@@ -6,11 +6,14 @@ Modules:
   search      the ``query:`` search syntax → SQL
   pagination  keyset cursor pagination (Relay connections)
   nodes       rows → GraphQL values; resolvers: lazily loaded fields and the query root
-  mutations   product mutations with userErrors and webhooks; payloads: REST webhook bodies
+  mutations   product, variant, option and metafield mutations with userErrors and webhooks;
+              payloads: REST webhook bodies
+  inventory   locations, inventory levels, inventorySetQuantities / inventoryAdjustQuantities
+  operations  asynchronous productSet and productOperation
   bulk        bulk query operations (bulk_store: their rows)
   billing     Billing API: app subscriptions, usage records (billing_store: rows, approve/decline)
   execution   parse/validate/execute with the "not implemented" default resolver
-  endpoint    the HTTP endpoint: auth, cost, throttle
+  endpoint    the HTTP endpoint: auth, cost, throttle (and the /_sandbox/graphql/faults switch)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from starlette.routing import BaseRoute, Route
 
 from syncapp.sandbox.shopify.graphql_api import bulk
-from syncapp.sandbox.shopify.graphql_api.endpoint import make_handlers
+from syncapp.sandbox.shopify.graphql_api.endpoint import make_faults_handler, make_handlers
 from syncapp.sandbox.shopify.graphql_api.execution import run_source
 from syncapp.sandbox.shopify.graphql_api.schema import admin_schema
 from syncapp.sandbox.shopify.state import SandboxState
@@ -42,6 +45,11 @@ def routes(state: SandboxState) -> list[BaseRoute]:
             methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         ),
         Route("/_sandbox/bulk/{name}", bulk_file, methods=["GET"]),
+        Route(
+            "/_sandbox/graphql/faults",
+            make_faults_handler(state),
+            methods=["GET", "POST", "DELETE"],
+        ),
     ]
 
 

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from graphql.type.definition import GraphQLOutputType, is_abstract_type
 
 from syncapp.sandbox.shopify.db import utcnow_iso
 from syncapp.sandbox.shopify.events import record_webhook
+from syncapp.sandbox.shopify.faults import BULK_URL_LIFETIME, ApiFaults
 from syncapp.sandbox.shopify.graphql_api import bulk_store, nodes, payloads
 from syncapp.sandbox.shopify.graphql_api.context import Context
 from syncapp.sandbox.shopify.graphql_api.ids import legacy_id
@@ -277,11 +279,14 @@ def run_query(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
                 )
             ],
         }
-    op_id = bulk_store.create(ctx.conn, ctx.shop.domain, "QUERY", args["query"])
+    op_id = bulk_store.create(
+        ctx.conn, ctx.shop.domain, "QUERY", args["query"], group_objects=bool(args["groupObjects"])
+    )
     state, shop_domain = ctx.state, ctx.shop.domain
+    faults = state.faults.current
 
     def launch() -> None:
-        start(state, shop_domain, op_id)
+        start(state, shop_domain, op_id, faults)
 
     ctx.after_commit.append(launch)
     row = bulk_store.get(ctx.conn, ctx.shop.domain, op_id)
@@ -337,10 +342,18 @@ MUTATIONS = {"bulkOperationRunQuery": run_query, "bulkOperationCancel": cancel}
 # ---- running -------------------------------------------------------------------------------
 
 
-def start(state: SandboxState, shop_domain: str, op_id: int) -> threading.Thread:
-    """Run operation ``op_id`` in a daemon thread (the sandbox process owns no worker pool)."""
+def start(
+    state: SandboxState, shop_domain: str, op_id: int, faults: ApiFaults | None = None
+) -> threading.Thread:
+    """Run operation ``op_id`` in a daemon thread (the sandbox process owns no worker pool).
+
+    ``faults`` are those set when the operation was created (``/_sandbox/graphql/faults``).
+    """
     thread = threading.Thread(
-        target=_run_safely, args=(state, shop_domain, op_id), name=f"bulk-{op_id}", daemon=True
+        target=_run_safely,
+        args=(state, shop_domain, op_id, faults or ApiFaults()),
+        name=f"bulk-{op_id}",
+        daemon=True,
     )
     thread.start()
     return thread
@@ -359,9 +372,9 @@ def _finish(state: SandboxState, shop_domain: str, op_id: int, **fields: Any) ->
         )
 
 
-def _run_safely(state: SandboxState, shop_domain: str, op_id: int) -> None:
+def _run_safely(state: SandboxState, shop_domain: str, op_id: int, faults: ApiFaults) -> None:
     try:
-        _run(state, shop_domain, op_id)
+        _run(state, shop_domain, op_id, faults)
     except Exception:
         log.exception("bulk operation %s failed", op_id)
         try:
@@ -447,10 +460,56 @@ def flatten(item: dict[str, Any], parent_id: str | None) -> Iterator[dict[str, A
             yield from flatten(child, item.get("id"))
 
 
-def _run(state: SandboxState, shop_domain: str, op_id: int) -> None:
+def ungrouped(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A page's lines as ``groupObjects: false`` may lay them out: children first, interleaved
+    across their parents (round-robin), then the parents.
+
+    Shopify (changelog bulk-operations-group-objects-default-changed-to-false, 2026-01):
+    ungrouped output is the default and faster, and documents no order, so a child may come
+    before its parent and lines of different products interleave. This layout is the most
+    hostile one a parser can meet; grouped output (``groupObjects: true``) keeps the old order.
+    """
+    roots = [line for line in lines if "__parentId" not in line]
+    by_parent: dict[Any, list[dict[str, Any]]] = {}
+    for line in lines:
+        if "__parentId" in line:
+            by_parent.setdefault(line["__parentId"], []).append(line)
+    children: list[dict[str, Any]] = []
+    queues = list(by_parent.values())
+    while queues:
+        children.extend(queue.pop(0) for queue in queues)
+        queues = [queue for queue in queues if queue]
+    return children + roots
+
+
+def _cancel_requested(state: SandboxState, shop_domain: str, op_id: int) -> bool:
+    with state.db.transaction() as conn:
+        current = bulk_store.get(conn, shop_domain, op_id)
+    return current is not None and current["status"] == "CANCELING"
+
+
+def _stay_running(
+    state: SandboxState, shop_domain: str, op_id: int, started: float, running_ms: int
+) -> bool:
+    """Hold the operation RUNNING until ``running_ms`` passed; False when canceled meanwhile."""
+    deadline = started + running_ms / 1000
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        if _cancel_requested(state, shop_domain, op_id):
+            return False
+        pause.wait(min(0.02, max(deadline - time.monotonic(), 0)))
+    return True
+
+
+def _file_url(state: SandboxState, name: str) -> str:
+    return f"{state.config.public_url.rstrip('/')}/_sandbox/bulk/{name}"
+
+
+def _run(state: SandboxState, shop_domain: str, op_id: int, faults: ApiFaults) -> None:
     from syncapp.sandbox.shopify.graphql_api.execution import run_prepared
     from syncapp.sandbox.shopify.graphql_api.schema import admin_schema
 
+    started = time.monotonic()
     schema = admin_schema(state.config.api_version)
     with state.db.transaction() as conn:
         row = bulk_store.get(conn, shop_domain, op_id)
@@ -458,6 +517,7 @@ def _run(state: SandboxState, shop_domain: str, op_id: int) -> None:
         if row["status"] == "CREATED":  # a cancel requested before the start stays requested
             bulk_store.update(conn, op_id, status="RUNNING")
     document, root = check_bulk_query(schema, row["query"])
+    grouped = bool(row["group_objects"])
     key = root.alias.value if root.alias else root.name.value
     directory = bulk_dir(state)
     directory.mkdir(parents=True, exist_ok=True)
@@ -465,22 +525,12 @@ def _run(state: SandboxState, shop_domain: str, op_id: int) -> None:
     path = directory / name
     objects = roots = 0
     after: str | None = None
+    canceled = False
     with path.open("w", encoding="utf-8") as out:
         while True:
-            with state.db.transaction() as conn:
-                current = bulk_store.get(conn, shop_domain, op_id)
-            if current is not None and current["status"] == "CANCELING":
-                out.close()
-                path.unlink(missing_ok=True)
-                _finish(
-                    state,
-                    shop_domain,
-                    op_id,
-                    status="CANCELED",
-                    object_count=objects,
-                    root_object_count=roots,
-                )
-                return
+            if _cancel_requested(state, shop_domain, op_id):
+                canceled = True
+                break
             result = run_prepared(
                 state,
                 schema,
@@ -494,16 +544,35 @@ def _run(state: SandboxState, shop_domain: str, op_id: int) -> None:
                 raise RuntimeError(f"bulk page failed: {result['errors'][0]['message']}")
             connection = result["data"][key]
             page_info = connection.pop(_PAGE_ALIAS)
+            lines: list[dict[str, Any]] = []
             for item in _connection_items(connection):
                 roots += 1
-                for line in flatten(item, None):
-                    objects += 1
-                    out.write(json.dumps(line, separators=(",", ":")) + "\n")
+                lines.extend(flatten(item, None))
+            for line in lines if grouped else ungrouped(lines):
+                objects += 1
+                out.write(json.dumps(line, separators=(",", ":")) + "\n")
             if not page_info["hasNextPage"]:
                 break
             after = page_info["endCursor"]
+    if not canceled and faults.bulk_running_ms:
+        canceled = not _stay_running(state, shop_domain, op_id, started, faults.bulk_running_ms)
+    if canceled or faults.bulk_outcome == "CANCELED":
+        path.unlink(missing_ok=True)
+        _finish(
+            state,
+            shop_domain,
+            op_id,
+            status="CANCELED",
+            object_count=objects,
+            root_object_count=roots,
+        )
+        return
+    ttl = faults.bulk_url_ttl_s if faults.bulk_url_ttl_s is not None else BULK_URL_LIFETIME
+    if faults.bulk_outcome is not None and faults.bulk_outcome.startswith("FAILED_"):
+        _fail_with_partial_data(state, shop_domain, op_id, path, faults.bulk_outcome, ttl)
+        return
     size = path.stat().st_size
-    url: str | None = f"{state.config.public_url.rstrip('/')}/_sandbox/bulk/{name}"
+    url: str | None = _file_url(state, name)
     if objects == 0:
         # Shopify gives no file for an empty result.
         path.unlink(missing_ok=True)
@@ -518,6 +587,40 @@ def _run(state: SandboxState, shop_domain: str, op_id: int) -> None:
         file_size=size,
         file_name=name if url else None,
         url=url,
+        url_expires_at=time.time() + ttl if url else None,
+    )
+
+
+def _fail_with_partial_data(
+    state: SandboxState, shop_domain: str, op_id: int, path: Path, outcome: str, ttl: float
+) -> None:
+    """FAILED with ``errorCode`` and the first half of the lines at ``partialDataUrl``.
+
+    Shopify (BulkOperationErrorCode TIMEOUT / INTERNAL_SERVER_ERROR: "partial or incomplete
+    data"; BulkOperation.partialDataUrl): a failed query may leave partial results; ``url``
+    stays null.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = lines[: len(lines) // 2]
+    path.unlink(missing_ok=True)
+    error_code = outcome.removeprefix("FAILED_")
+    partial_name: str | None = None
+    if kept:
+        partial_name = f"{secrets.token_urlsafe(24)}.jsonl"
+        (path.parent / partial_name).write_text("".join(kept), encoding="utf-8")
+    _finish(
+        state,
+        shop_domain,
+        op_id,
+        status="FAILED",
+        error_code=error_code,
+        object_count=len(kept) if partial_name else 0,
+        root_object_count=sum(1 for line in kept if '"__parentId"' not in line)
+        if partial_name
+        else 0,
+        partial_file_name=partial_name,
+        partial_data_url=_file_url(state, partial_name) if partial_name else None,
+        url_expires_at=time.time() + ttl if partial_name else None,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from syncapp.sandbox.shopify.db import register_schema, utcnow_iso
+from syncapp.sandbox.shopify.db import register_column, register_schema, utcnow_iso
 
 register_schema(
     """
@@ -29,6 +29,13 @@ register_schema(
         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'sb_bulk_operations');
     """
 )
+
+# groupObjects as asked (2026-01+ default false); a FAILED operation's partial result; when
+# the result URLs stop working (unix time).
+register_column("sb_bulk_operations", "group_objects", "INTEGER NOT NULL DEFAULT 0")
+register_column("sb_bulk_operations", "partial_file_name", "TEXT")
+register_column("sb_bulk_operations", "partial_data_url", "TEXT")
+register_column("sb_bulk_operations", "url_expires_at", "REAL")
 
 ACTIVE = ("CREATED", "RUNNING", "CANCELING")
 
@@ -58,11 +65,18 @@ def count_active(conn: sqlite3.Connection, shop_domain: str, op_type: str) -> in
     return int(row["n"])
 
 
-def create(conn: sqlite3.Connection, shop_domain: str, op_type: str, query: str) -> int:
+def create(
+    conn: sqlite3.Connection,
+    shop_domain: str,
+    op_type: str,
+    query: str,
+    *,
+    group_objects: bool = False,
+) -> int:
     cursor = conn.execute(
-        "INSERT INTO sb_bulk_operations (shop_domain, type, query, status, created_at)"
-        " VALUES (?, ?, ?, 'CREATED', ?)",
-        (shop_domain, op_type, query, utcnow_iso()),
+        "INSERT INTO sb_bulk_operations (shop_domain, type, query, status, created_at,"
+        " group_objects) VALUES (?, ?, ?, 'CREATED', ?, ?)",
+        (shop_domain, op_type, query, utcnow_iso(), 1 if group_objects else 0),
     )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
@@ -78,6 +92,9 @@ def update(conn: sqlite3.Connection, op_id: int, **fields: Any) -> None:
         "file_name",
         "url",
         "completed_at",
+        "partial_file_name",
+        "partial_data_url",
+        "url_expires_at",
     }
     unknown = set(fields) - allowed
     if unknown:
@@ -87,6 +104,15 @@ def update(conn: sqlite3.Connection, op_id: int, **fields: Any) -> None:
         f"UPDATE sb_bulk_operations SET {assignments} WHERE id = ?",  # noqa: S608
         (*fields.values(), op_id),
     )
+
+
+def by_file_name(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    """The operation whose result or partial result is the file ``name``."""
+    row = conn.execute(
+        "SELECT * FROM sb_bulk_operations WHERE file_name = ? OR partial_file_name = ?",
+        (name, name),
+    ).fetchone()
+    return dict(row) if row else None
 
 
 def interrupted(conn: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ refunded, and ``extensions.cost`` reports both costs and the bucket.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,14 +24,18 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from syncapp.sandbox.shopify import cost, throttle
-from syncapp.sandbox.shopify.graphql_api import bulk
+from syncapp.sandbox.shopify.faults import ApiFaults, parse_faults
+from syncapp.sandbox.shopify.graphql_api import bulk, bulk_store
 from syncapp.sandbox.shopify.graphql_api.execution import (
     format_error,
+    input_size_errors,
     operation_of,
     prepare,
     run_prepared,
 )
+from syncapp.sandbox.shopify.graphql_api.nodes import bulk_operation_status
 from syncapp.sandbox.shopify.graphql_api.schema import admin_schema, has_schema
+from syncapp.sandbox.shopify.oauth import not_on_shop_host
 from syncapp.sandbox.shopify.shops import PLAN_LIMITS, get_shop, shop_domain_from_host
 from syncapp.sandbox.shopify.state import SandboxState
 from syncapp.sandbox.shopify.tokens import shop_for_access_token
@@ -116,6 +121,13 @@ class GraphQLEndpoint:
         self.state = state
         self.buckets = throttle.BucketRegistry()
 
+    def _throttled(
+        self, requested: int, status: throttle.ThrottleStatus
+    ) -> tuple[int, dict[str, Any]]:
+        """THROTTLED on HTTP 200 (Shopify's usual answer), or on 429 when that fault is set."""
+        body = {"errors": [THROTTLED_ERROR], "extensions": _cost(requested, None, status)}
+        return (429 if self.state.faults.current.throttle_status == 429 else 200), body
+
     def handle(
         self, *, shop_domain: str, token: str | None, content_type: str, raw: bytes
     ) -> tuple[int, dict[str, Any]]:
@@ -153,6 +165,9 @@ class GraphQLEndpoint:
         if variable_errors:
             return 200, {"errors": variable_errors}
 
+        too_large = input_size_errors(schema, document, request.variables, request.operation_name)
+        if too_large:
+            return 200, {"errors": too_large}
         requested = cost.requested_cost(schema, document, request.variables, request.operation_name)
         capacity, rate = PLAN_LIMITS.get(shop.plan_name, PLAN_LIMITS["Standard"])
         now = time.monotonic()
@@ -162,11 +177,9 @@ class GraphQLEndpoint:
                 "errors": [max_cost_error(requested)],
                 "extensions": _cost(requested, None, bucket.status(now)),
             }
-        if not bucket.try_take(requested, now):
-            return 200, {
-                "errors": [THROTTLED_ERROR],
-                "extensions": _cost(requested, None, bucket.status(now)),
-            }
+        forced = self.state.faults.take_forced_throttle()
+        if forced or not bucket.try_take(requested, now):
+            return self._throttled(requested, bucket.status(now))
         try:
             body = run_prepared(
                 self.state, schema, shop_domain, document, request.variables, request.operation_name
@@ -184,6 +197,15 @@ class GraphQLEndpoint:
         extensions.update(_cost(requested, actual, bucket.status(now)))
         body["extensions"] = extensions
         return 200, body
+
+
+def retry_after(body: dict[str, Any]) -> int:
+    """``Retry-After`` of a 429, in whole seconds: how long the bucket needs to refill the
+    missing points, at least 1 (Shopify's REST Admin API sends seconds; pitfalls §27)."""
+    cost_info = body["extensions"]["cost"]
+    status = cost_info["throttleStatus"]
+    missing = max(cost_info["requestedQueryCost"] - status["currentlyAvailable"], 0)
+    return max(1, math.ceil(float(missing) / float(status["restoreRate"])))
 
 
 def _variable_errors(
@@ -228,7 +250,8 @@ def make_handlers(state: SandboxState) -> tuple[Any, Any]:
             content_type=request.headers.get("content-type", "application/json"),
             raw=raw,
         )
-        return JSONResponse(body, status_code=status)
+        headers = {"Retry-After": str(retry_after(body))} if status == 429 else None
+        return JSONResponse(body, status_code=status, headers=headers)
 
     async def bulk_file(request: Request) -> Response:
         name = request.path_params["name"]
@@ -236,9 +259,38 @@ def make_handlers(state: SandboxState) -> tuple[Any, Any]:
         path = directory / name
         if not _safe_name(name) or not path.is_file():
             return PlainTextResponse("Not Found", status_code=404)
+        with state.db.transaction() as conn:
+            row = bulk_store.by_file_name(conn, name)
+        if row is not None and bulk_operation_status(row) == "EXPIRED":
+            # Shopify's result URLs are signed storage URLs valid for seven days; past that the
+            # storage answers 400 ExpiredToken (as Google Cloud Storage does; inferred).
+            return Response(
+                "<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
+                "<Message>The provided token has expired.</Message></Error>",
+                status_code=400,
+                media_type="application/xml",
+            )
         return FileResponse(path, media_type="application/jsonl")
 
     return graphql, bulk_file
+
+
+def make_faults_handler(state: SandboxState) -> Any:
+    """``/_sandbox/graphql/faults``: GET shows, POST sets (JSON body), DELETE clears the faults."""
+
+    async def faults(request: Request) -> Response:
+        if (refused := not_on_shop_host(request)) is not None:
+            return refused
+        if request.method == "POST":
+            try:
+                state.faults.set(parse_faults(await request.json()))
+            except (ValueError, TypeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        elif request.method == "DELETE":
+            state.faults.set(ApiFaults())
+        return JSONResponse(state.faults.to_json())
+
+    return faults
 
 
 def _safe_name(name: str) -> bool:

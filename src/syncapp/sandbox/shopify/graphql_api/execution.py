@@ -16,6 +16,7 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLAbstractType,
     GraphQLError,
     GraphQLResolveInfo,
@@ -26,20 +27,48 @@ from graphql import (
     parse,
     validate,
 )
+from graphql.execution import get_argument_values, get_directive_values, get_variable_values
 
-from syncapp.sandbox.shopify.graphql_api import billing, bulk, mutations
+from syncapp.sandbox.shopify.graphql_api import billing, bulk, inventory, mutations, operations
 from syncapp.sandbox.shopify.graphql_api.context import Context
-from syncapp.sandbox.shopify.graphql_api.errors import field_not_implemented
+from syncapp.sandbox.shopify.graphql_api.errors import NOT_IMPLEMENTED_CODE, field_not_implemented
 from syncapp.sandbox.shopify.graphql_api.resolvers import FIELDS, Resolver
 from syncapp.sandbox.shopify.shops import Shop, get_shop
 from syncapp.sandbox.shopify.state import SandboxState
 
-ALL_FIELDS: dict[str, dict[str, Resolver]] = {
-    **FIELDS,
-    **billing.FIELDS,
-    "QueryRoot": {**FIELDS["QueryRoot"], **billing.QUERIES},
-    "Mutation": {**mutations.MUTATIONS, **bulk.MUTATIONS, **billing.MUTATIONS},
-}
+
+def _merge(*tables: dict[str, dict[str, Resolver]]) -> dict[str, dict[str, Resolver]]:
+    merged: dict[str, dict[str, Resolver]] = {}
+    for table in tables:
+        for type_name, fields in table.items():
+            merged.setdefault(type_name, {}).update(fields)
+    return merged
+
+
+ALL_FIELDS: dict[str, dict[str, Resolver]] = _merge(
+    FIELDS,
+    billing.FIELDS,
+    inventory.FIELDS,
+    operations.FIELDS,
+    {
+        "QueryRoot": {**billing.QUERIES, **inventory.QUERIES, **operations.QUERIES},
+        "Mutation": {
+            **mutations.MUTATIONS,
+            **bulk.MUTATIONS,
+            **billing.MUTATIONS,
+            **inventory.MUTATIONS,
+            **operations.MUTATIONS,
+        },
+    },
+)
+
+
+def _idempotency_key(info: GraphQLResolveInfo[Context]) -> str | None:
+    directive = info.schema.get_directive("idempotent")
+    if directive is None:
+        return None
+    values = get_directive_values(directive, info.field_nodes[0], info.variable_values)
+    return None if values is None else str(values["key"])
 
 
 def field_resolver(source: Any, info: GraphQLResolveInfo[Context], **args: Any) -> Any:
@@ -47,6 +76,8 @@ def field_resolver(source: Any, info: GraphQLResolveInfo[Context], **args: Any) 
     type_name = info.parent_type.name
     resolver = ALL_FIELDS.get(type_name, {}).get(info.field_name)
     if resolver is not None:
+        if type_name == "Mutation":
+            info.context.idempotency_key = _idempotency_key(info)
         return resolver(source, info.context, args)
     if isinstance(source, dict) and info.field_name in source:
         return source[info.field_name]
@@ -130,30 +161,129 @@ def run_prepared(
     *,
     bulk_mode: bool = False,
 ) -> dict[str, Any]:
-    """Execute in one transaction; returns ``{"data":…, "errors":[…]?, "extensions":…?}``."""
-    with state.db.transaction() as conn:
-        shop: Shop | None = get_shop(conn, shop_domain)
-        if shop is None:
-            raise LookupError(f"shop {shop_domain} does not exist in the sandbox")
-        ctx = Context(state=state, conn=conn, shop=shop, bulk=bulk_mode)
-        result = execute_sync(
-            schema,
-            document,
-            variable_values=dict(variables) if variables else None,
-            operation_name=operation_name,
-            context_value=ctx,
-            field_resolver=field_resolver,
-            type_resolver=type_resolver,
-        )
+    """Execute in one transaction; returns ``{"data":…, "errors":[…]?, "extensions":…?}``.
+
+    A mutation that touched anything the sandbox does not implement is rolled back whole (its
+    writes and its webhooks) and answers ``data: null``: committing it and answering a null
+    payload would make a retrying client repeat a change that did happen.
+    """
+    rolled_back = False
+    try:
+        with state.db.transaction() as conn:
+            shop: Shop | None = get_shop(conn, shop_domain)
+            if shop is None:
+                raise LookupError(f"shop {shop_domain} does not exist in the sandbox")
+            ctx = Context(state=state, conn=conn, shop=shop, bulk=bulk_mode)
+            result = execute_sync(
+                schema,
+                document,
+                variable_values=dict(variables) if variables else None,
+                operation_name=operation_name,
+                context_value=ctx,
+                field_resolver=field_resolver,
+                type_resolver=type_resolver,
+            )
+            if is_mutation(document, operation_name) and _not_implemented(result.errors):
+                raise _RollBack
+    except _RollBack:
+        rolled_back = True
+    body: dict[str, Any] = {}
+    if rolled_back:
+        body["errors"] = [
+            _rolled_back_error(e) for e in result.errors or () if _is_not_implemented(e)
+        ]
+        body["data"] = None
+        return body
     for callback in ctx.after_commit:
         callback()
-    body: dict[str, Any] = {}
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
     body["data"] = result.data
     if ctx.search_warnings:
         body["extensions"] = {"search": ctx.search_warnings}
     return body
+
+
+MAX_INPUT_ARRAY = 250
+# Arrays Shopify documents with a larger limit: productSet takes a product's 2,048 variants.
+_INPUT_ARRAY_LIMITS: dict[tuple[str, ...], int] = {("productSet", "input", "variants"): 2048}
+
+
+def input_size_errors(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+) -> list[dict[str, Any]]:
+    """Errors for input arrays of more than 250 items in the root fields' arguments.
+
+    Shopify: "Input arguments that accept an array have a maximum size of 250 for all APIs.
+    Requests return an error if an input array exceeds 250 items" (shopify.dev/docs/api/usage/
+    limits; changelog graphql-input-objects-limited-to-250-items). The request then runs
+    nothing. Only root fields are walked: they are where the sandbox takes input arrays.
+    """
+    operation = operation_of(document, operation_name)
+    if operation is None:
+        return []
+    root_type = schema.get_root_type(operation.operation)
+    coerced = get_variable_values(
+        schema, operation.variable_definitions or (), dict(variables or {})
+    )
+    if root_type is None or isinstance(coerced, list):
+        return []
+    errors: list[dict[str, Any]] = []
+    for selection in operation.selection_set.selections:
+        if not isinstance(selection, FieldNode):
+            continue
+        field_def = root_type.fields.get(selection.name.value)
+        if field_def is None:
+            continue
+        args = get_argument_values(field_def, selection, coerced)
+        location = selection.loc.source.get_location(selection.loc.start) if selection.loc else None
+        for name, value in args.items():
+            _walk_input([selection.name.value, name], value, errors, location)
+    return errors
+
+
+def _walk_input(path: list[str], value: Any, errors: list[dict[str, Any]], location: Any) -> None:
+    if isinstance(value, list):
+        limit = _INPUT_ARRAY_LIMITS.get(tuple(p for p in path if not p.isdigit()), MAX_INPUT_ARRAY)
+        if len(value) > limit:
+            error: dict[str, Any] = {
+                "message": (
+                    f"The input array size of {len(value)} is greater than the maximum allowed"
+                    f" of {limit}."
+                ),
+                "path": path,
+                "extensions": {"code": "MAX_INPUT_SIZE_EXCEEDED"},
+            }
+            if location is not None:
+                error["locations"] = [{"line": location.line, "column": location.column}]
+            errors.append(error)
+            return
+        for index, item in enumerate(value):
+            _walk_input([*path, str(index)], item, errors, location)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _walk_input([*path, key], item, errors, location)
+
+
+class _RollBack(Exception):
+    """Raised inside the transaction to undo a mutation that hit an unimplemented element."""
+
+
+def _is_not_implemented(error: GraphQLError) -> bool:
+    return (error.extensions or {}).get("code") == NOT_IMPLEMENTED_CODE
+
+
+def _not_implemented(errors: list[GraphQLError] | None) -> bool:
+    return any(_is_not_implemented(e) for e in errors or ())
+
+
+def _rolled_back_error(error: GraphQLError) -> dict[str, Any]:
+    formatted = format_error(error)
+    formatted["message"] += "; the mutation was rolled back: nothing changed, no webhook fired"
+    return formatted
 
 
 def run_source(
@@ -168,4 +298,7 @@ def run_source(
     prepared = prepare(schema, source)
     if not prepared.ok or prepared.document is None:
         return {"errors": prepared.errors}
+    too_large = input_size_errors(schema, prepared.document, variables, operation_name)
+    if too_large:
+        return {"errors": too_large}
     return run_prepared(state, schema, shop_domain, prepared.document, variables, operation_name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from syncapp.sandbox.shopify.graphql_api import store
@@ -72,9 +73,8 @@ def variant_node(row: dict[str, Any]) -> dict[str, Any]:
             "__typename": "InventoryItem",
             "id": gid("InventoryItem", row["id"] + store.INVENTORY_ITEM_OFFSET),
             "legacyResourceId": str(row["id"] + store.INVENTORY_ITEM_OFFSET),
+            "_variant_pk": row["id"],
             "sku": row["sku"],
-            "tracked": True,
-            "requiresShipping": True,
             "createdAt": row["created_at"],
             "updatedAt": row["updated_at"],
         },
@@ -194,11 +194,22 @@ def shop_node(shop: Shop) -> dict[str, Any]:
     }
 
 
+def bulk_operation_status(row: dict[str, Any], now: float | None = None) -> str:
+    """The stored status, or EXPIRED once the result URLs have stopped working.
+
+    Shopify's BulkOperationStatus.EXPIRED: "The bulk operation URL has expired".
+    """
+    expires = row.get("url_expires_at")
+    if expires is not None and (now if now is not None else time.time()) >= expires:
+        return "EXPIRED"
+    return str(row["status"])
+
+
 def bulk_operation_node(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "__typename": "BulkOperation",
         "id": gid("BulkOperation", row["id"]),
-        "status": row["status"],
+        "status": bulk_operation_status(row),
         "errorCode": row["error_code"],
         "createdAt": row["created_at"],
         "completedAt": row["completed_at"],
@@ -206,7 +217,7 @@ def bulk_operation_node(row: dict[str, Any]) -> dict[str, Any]:
         "rootObjectCount": str(row["root_object_count"]),
         "fileSize": str(row["file_size"]) if row["file_size"] is not None else None,
         "url": row["url"],
-        "partialDataUrl": None,
+        "partialDataUrl": row.get("partial_data_url"),
         "query": row["query"],
         "type": row["type"],
     }

@@ -16,7 +16,7 @@ from typing import Any
 from syncapp.sandbox.shopify.graphql_api import bulk_store, nodes, search, store
 from syncapp.sandbox.shopify.graphql_api.context import Context
 from syncapp.sandbox.shopify.graphql_api.errors import NotImplementedInSandbox, argument_error
-from syncapp.sandbox.shopify.graphql_api.ids import legacy_id, parse_gid
+from syncapp.sandbox.shopify.graphql_api.ids import gid, legacy_id, parse_gid
 from syncapp.sandbox.shopify.graphql_api.pagination import PageArgs, connection, fetch_page
 
 Resolver = Callable[[Any, Context, dict[str, Any]], Any]
@@ -74,6 +74,15 @@ def node_by_gid(ctx: Context, value: str) -> dict[str, Any] | None:
     if kind == "BulkOperation":
         row = bulk_store.get(ctx.conn, ctx.shop.domain, number)
         return nodes.bulk_operation_node(row) if row else None
+    if kind in ("Location", "InventoryItem", "ProductSetOperation"):
+        # These modules import this one: resolve them at call time.
+        from syncapp.sandbox.shopify.graphql_api import inventory, operations
+
+        if kind == "Location":
+            return inventory.location_by_gid(ctx, number)
+        if kind == "InventoryItem":
+            return inventory.inventory_item_by_gid(ctx, number)
+        return operations.operation_by_id(ctx, number)
     if kind == "Shop":
         return nodes.shop_node(ctx.shop) if number == ctx.shop.id else None
     if kind in ("AppSubscription", "AppUsageRecord"):
@@ -192,7 +201,10 @@ def product_by_identifier(_: Any, ctx: Context, args: dict[str, Any]) -> dict[st
         return product(None, ctx, {"id": identifier["id"]})
     if identifier.get("handle") is not None:
         return product_by_handle(None, ctx, {"handle": identifier["handle"]})
-    raise NotImplementedInSandbox("ProductIdentifierInput.customId")
+    from syncapp.sandbox.shopify.graphql_api.mutations import product_by_custom_id
+
+    row = product_by_custom_id(ctx, identifier["customId"])
+    return nodes.product_node(row) if row else None
 
 
 def product_variant(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any] | None:
@@ -394,6 +406,36 @@ def inventory_item_variant(src: dict[str, Any], ctx: Context, args: dict[str, An
     return load_variant(ctx, int(src["legacyResourceId"]) - store.INVENTORY_ITEM_OFFSET)
 
 
+def _item(src: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    item: dict[str, Any] = ctx.cached(
+        ("item", src["_variant_pk"]), lambda: store.inventory_item_of(ctx.conn, src["_variant_pk"])
+    )
+    return item
+
+
+def inventory_item_tracked(src: dict[str, Any], ctx: Context, args: dict[str, Any]) -> Any:
+    return bool(_item(src, ctx)["tracked"])
+
+
+def inventory_item_requires_shipping(
+    src: dict[str, Any], ctx: Context, args: dict[str, Any]
+) -> Any:
+    return bool(_item(src, ctx)["requires_shipping"])
+
+
+def inventory_item_measurement(src: dict[str, Any], ctx: Context, args: dict[str, Any]) -> Any:
+    item = _item(src, ctx)
+    return {
+        "__typename": "InventoryItemMeasurement",
+        "id": gid("InventoryItemMeasurement", src["_variant_pk"] + store.INVENTORY_ITEM_OFFSET),
+        "weight": {
+            "__typename": "Weight",
+            "value": float(item["weight_value"]),
+            "unit": item["weight_unit"],
+        },
+    }
+
+
 FIELDS: dict[str, dict[str, Resolver]] = {
     "QueryRoot": {
         "shop": shop,
@@ -430,5 +472,8 @@ FIELDS: dict[str, dict[str, Resolver]] = {
     },
     "InventoryItem": {
         "variant": inventory_item_variant,
+        "tracked": inventory_item_tracked,
+        "requiresShipping": inventory_item_requires_shipping,
+        "measurement": inventory_item_measurement,
     },
 }

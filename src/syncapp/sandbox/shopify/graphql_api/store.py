@@ -87,6 +87,15 @@ register_schema(
         updated_at TEXT NOT NULL,
         UNIQUE (owner_type, owner_id, namespace, key)
     );
+    -- A variant's inventory item; no row means Shopify's defaults (tracked, shipped, weight 0).
+    CREATE TABLE IF NOT EXISTS sb_inventory_items (
+        variant_id INTEGER PRIMARY KEY REFERENCES sb_variants (id) ON DELETE CASCADE,
+        tracked INTEGER NOT NULL DEFAULT 1,
+        requires_shipping INTEGER NOT NULL DEFAULT 1,
+        weight_value REAL NOT NULL DEFAULT 0,
+        weight_unit TEXT NOT NULL DEFAULT 'KILOGRAMS',
+        updated_at TEXT NOT NULL
+    );
     -- Start ids where Shopify's are today, so code that assumes small ids is caught here.
     INSERT INTO sqlite_sequence (name, seq) SELECT 'sb_products', 8100000000000
         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'sb_products');
@@ -415,6 +424,56 @@ def upsert_metafield(
         " updated_at = excluded.updated_at",
         (owner_type, owner_id, namespace, key, type_, value, now, now),
     )
+
+
+INVENTORY_ITEM_DEFAULTS: dict[str, Any] = {
+    "tracked": 1,
+    "requires_shipping": 1,
+    "weight_value": 0.0,
+    "weight_unit": "KILOGRAMS",
+}
+INVENTORY_ITEM_COLUMNS = tuple(INVENTORY_ITEM_DEFAULTS)
+
+
+def inventory_item_of(conn: sqlite3.Connection, variant_id: int) -> dict[str, Any]:
+    """The stored inventory-item fields of a variant, Shopify's defaults where none are set."""
+    row = conn.execute(
+        "SELECT * FROM sb_inventory_items WHERE variant_id = ?", (variant_id,)
+    ).fetchone()
+    return {**INVENTORY_ITEM_DEFAULTS, **(dict(row) if row else {})}
+
+
+def update_inventory_item(
+    conn: sqlite3.Connection, variant_id: int, fields: dict[str, Any]
+) -> None:
+    values = {key: fields[key] for key in INVENTORY_ITEM_COLUMNS if key in fields}
+    if not values:
+        return
+    current = {**inventory_item_of(conn, variant_id), **values}
+    conn.execute(
+        "INSERT INTO sb_inventory_items (variant_id, tracked, requires_shipping, weight_value,"
+        " weight_unit, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (variant_id) DO UPDATE SET tracked = excluded.tracked,"
+        " requires_shipping = excluded.requires_shipping, weight_value = excluded.weight_value,"
+        " weight_unit = excluded.weight_unit, updated_at = excluded.updated_at",
+        (
+            variant_id,
+            current["tracked"],
+            current["requires_shipping"],
+            current["weight_value"],
+            current["weight_unit"],
+            utcnow_iso(),
+        ),
+    )
+
+
+def delete_metafields_except(
+    conn: sqlite3.Connection, owner_type: str, owner_id: int, keep: set[tuple[str, str]]
+) -> None:
+    """Delete the owner's metafields whose (namespace, key) is not in ``keep``."""
+    for row in metafields_of(conn, owner_type, owner_id):
+        if (row["namespace"], row["key"]) not in keep:
+            conn.execute("DELETE FROM sb_metafields WHERE id = ?", (row["id"],))
 
 
 def tags_list(raw: str) -> list[str]:

@@ -6,7 +6,8 @@
 //   s-banner heading/tone/dismissible · s-button variant/tone/href/target/type/disabled/loading
 //   s-badge tone · s-stack direction/gap/padding/alignItems/justifyContent · s-box padding/
 //   background/border/borderRadius · s-link href/target · s-spinner size · s-divider
-//   s-unordered-list / s-list-item
+//   s-unordered-list / s-list-item · s-text-field label/name/value/placeholder/details/error/
+//   required/disabled (form-associated: its value posts with a <form>; .value as on Polaris)
 (function () {
   "use strict";
   const FONT = "-apple-system,BlinkMacSystemFont,'San Francisco','Segoe UI',Roboto,sans-serif";
@@ -196,4 +197,66 @@
 
   define("s-list-item", [], () =>
     `<style>${base}:host{display:list-item}</style><slot></slot>`);
+  // A text field keeps its <input> across attribute changes (re-rendering would drop what the
+  // merchant typed and the focus), so it is not built with define().
+  let fieldCount = 0;
+  customElements.define("s-text-field", class extends HTMLElement {
+    static get formAssociated() { return true; }
+    static get observedAttributes() {
+      return ["label", "name", "value", "placeholder", "details", "error", "required", "disabled"];
+    }
+    constructor() {
+      super();
+      this._internals = this.attachInternals ? this.attachInternals() : null;
+      this._value = this.getAttribute("value") || "";
+    }
+    connectedCallback() {
+      if (this.shadowRoot) return;
+      const id = `f${++fieldCount}`;
+      this.attachShadow({ mode: "open", delegatesFocus: true });
+      this.shadowRoot.innerHTML = `<style>${base}:host{display:block;min-width:0}
+        label{display:block;margin-bottom:4px}input{box-sizing:border-box;width:100%;min-height:32px;
+        font:13px/20px ${FONT};color:#303030;padding:5px 12px;border:1px solid #8a8a8a;border-radius:8px;background:#fdfdfd}
+        input:focus{outline:2px solid #005bd3;outline-offset:1px}input:disabled{background:#f7f7f7;color:#b5b5b5}
+        input[aria-invalid=true]{border-color:#c70a24;background:#fee9e8}.details{color:#616161}.error{color:#8e0b21}
+        </style><label for="${id}"></label><input id="${id}" type="text"><div class="details"></div>
+        <div class="error" role="alert"></div>`;
+      this._input = this.shadowRoot.querySelector("input");
+      this._input.value = this._value;
+      this._input.addEventListener("input", () => {
+        this._value = this._input.value;
+        this._sync();
+        this.dispatchEvent(new Event("input", { bubbles: true }));
+      });
+      this._input.addEventListener("change", () => this.dispatchEvent(new Event("change", { bubbles: true })));
+      this._render();
+    }
+    attributeChangedCallback(name) {
+      if (name === "value") this.value = this.getAttribute("value") || "";
+      this._render();
+    }
+    get value() { return this._value; }
+    set value(text) {
+      this._value = String(text == null ? "" : text);
+      if (this._input && this._input.value !== this._value) this._input.value = this._value;
+      this._sync();
+    }
+    get name() { return this.getAttribute("name") || ""; }
+    focus() { if (this._input) this._input.focus(); }
+    _sync() { if (this._internals) this._internals.setFormValue(this._value); }
+    _render() {
+      if (!this._input) return;
+      const root = this.shadowRoot;
+      root.querySelector("label").textContent = this.getAttribute("label") || "";
+      root.querySelector(".details").textContent = this.getAttribute("details") || "";
+      const error = this.getAttribute("error") || "";
+      root.querySelector(".error").textContent = error;
+      this._input.setAttribute("aria-invalid", error ? "true" : "false");
+      this._input.placeholder = this.getAttribute("placeholder") || "";
+      this._input.required = this.hasAttribute("required");
+      this._input.disabled = this.hasAttribute("disabled");
+      this._input.name = this.name;
+      this._sync();
+    }
+  });
 })();
