@@ -14,7 +14,9 @@ from syncapp.billing.plans import (
 )
 from syncapp.billing.service import (
     BillingError,
+    ConfirmationNeeded,
     PlanState,
+    charge_outcome,
     choose_plan,
     handle_subscription_update,
     plan_state,
@@ -27,9 +29,11 @@ __all__ = [
     "FREE",
     "BillingError",
     "Catalog",
+    "ConfirmationNeeded",
     "Features",
     "Plan",
     "PlanState",
+    "charge_outcome",
     "choose_plan",
     "features_for",
     "handle_subscription_update",

@@ -60,6 +60,11 @@ class BillingError(SyncAppError):
     """A plan change cannot be made as asked; the message tells the merchant why."""
 
 
+class ConfirmationNeeded(BillingError):
+    """The change cancels a paid plan: it is made only when sent again with ``confirmed``.
+    The message says what the merchant loses."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlanState:
     """The shop's plan as the App Home shows it."""
@@ -71,6 +76,7 @@ class PlanState:
     test: bool
     frozen_plan: Plan | None  # a paid plan whose billing Shopify has frozen
     pending_plan: Plan | None  # a plan waiting for the merchant's approval
+    declined_plan: Plan | None = None  # the newest charge, which the merchant declined
 
 
 def _shop_id(session: Session, shop: str) -> int:
@@ -91,6 +97,9 @@ def plan_state(session: Session, *, shop_id: int, catalog: Catalog) -> PlanState
     frozen = next((r for r in rows if r.status == "FROZEN" and catalog.get(r.plan)), None)
     newest = rows[0] if rows else None
     pending = catalog.get(newest.plan) if newest is not None and newest.status == PENDING else None
+    declined = (
+        catalog.get(newest.plan) if newest is not None and newest.status == "DECLINED" else None
+    )
     plan = catalog.get(active.plan) if active else None
     plan = plan or catalog.free
     return PlanState(
@@ -101,7 +110,25 @@ def plan_state(session: Session, *, shop_id: int, catalog: Catalog) -> PlanState
         test=active.test if active else False,
         frozen_plan=catalog.get(frozen.plan) if frozen and not active else None,
         pending_plan=pending,
+        declined_plan=declined,
     )
+
+
+def charge_outcome(
+    session: Session, *, shop_id: int, charge_id: str, catalog: Catalog
+) -> tuple[str, Plan] | None:
+    """The recorded status and plan of the charge the billing return names (``charge_id``,
+    the subscription's numeric id), or None when it is not this shop's."""
+    if not charge_id.isdigit():
+        return None
+    row = session.scalar(
+        select(AppSubscription).where(
+            AppSubscription.shop_id == shop_id,
+            AppSubscription.subscription_gid == f"gid://shopify/AppSubscription/{charge_id}",
+        )
+    )
+    plan = catalog.get(row.plan) if row is not None else None
+    return (row.status, plan) if row is not None and plan is not None else None
 
 
 def _user_errors(payload: dict[str, Any], what: str) -> None:
@@ -132,9 +159,12 @@ def choose_plan(
     catalog: Catalog,
     return_url: str,
     test: bool,
+    confirmed: bool = False,
 ) -> str | None:
     """Move ``shop`` to ``plan_handle``: the confirmation URL the merchant must approve for a
-    paid plan, or None when the change is done (the free plan: the paid one is cancelled)."""
+    paid plan, or None when the change is done (the free plan: the paid one is cancelled).
+
+    Cancelling a paid plan raises ConfirmationNeeded unless ``confirmed``."""
     plan = catalog.get(plan_handle)
     if plan is None:
         choices = ", ".join(p.handle for p in catalog.plans)
@@ -148,6 +178,16 @@ def choose_plan(
             )
         ).all()
         live_gids = [r.subscription_gid for r in live]
+    if plan.is_free and live_gids and not confirmed:
+        raise ConfirmationNeeded(
+            f"Moving to {plan.name} cancels the {current.plan.name} plan now: Shopify stops "
+            "billing it (prorated) and its features end"
+            + (
+                ", including your own eManageCRM subscription and order sync."
+                if current.features.dedicated_emanage or current.features.order_sync
+                else "."
+            )
+        )
     if plan.is_free:
         for gid in live_gids:
             data = _admin(runtime, shop, "app_subscription_cancel", {"id": gid, "prorate": True})
@@ -254,8 +294,10 @@ def _parse_time(value: Any) -> datetime | None:
 def handle_subscription_update(session: Session, runtime: ShopsRuntime, event: InboundEvent) -> str:
     """The worker's ``app_subscriptions/update`` handler: record the subscription's status.
 
-    Returns ``updated``, ``stale`` (an older change than the one recorded), ``unknown`` (a
-    subscription the app never asked for) or ``no_shop`` (uninstalled and redacted since).
+    Returns ``updated``, ``unchanged`` (the change already recorded), ``stale`` (an older
+    change than the one recorded), ``unknown`` (a subscription of another shop or one the app
+    never asked for) or ``no_shop`` (uninstalled and redacted since). A payload of another
+    topic, or naming another shop, is refused (:mod:`syncapp.billing.payloads`).
     """
     sub = parse(SubscriptionUpdate, event, runtime.payload_of(event)).app_subscription
     shop = session.scalar(select(Shop).where(Shop.domain == event.shop_domain))
@@ -282,6 +324,8 @@ def handle_subscription_update(session: Session, runtime: ShopsRuntime, event: I
     status = sub.status.upper()
     changed_at = _parse_time(sub.updated_at)
     recorded = utc(row.shopify_updated_at) if row.shopify_updated_at else None
+    if status == row.status and changed_at in (None, recorded):
+        return "unchanged"  # a redelivery or a replay of the change already recorded
     if recorded is not None and changed_at is not None:
         older = changed_at < recorded
         # Within one second: a terminal status wins, since nothing follows it.

@@ -233,7 +233,9 @@ async def finish_ctrwow_connect(
             row = session.get_one(Shop, shop_id)
             if row.uninstalled_at is not None:
                 raise CtrwowConnectError(f"{shop} uninstalled the app; install it again first.")
-            record_ctrwow_account(session, vault, shop_id=shop_id, account_id=account.id, pair=pair)
+            record_ctrwow_account(
+                session, vault, shop_id=shop_id, account_id=account.id, pair=pair, name=account.name
+            )
             _mark_done(session, shop_id, account.id, now)
 
     await anyio.to_thread.run_sync(record)

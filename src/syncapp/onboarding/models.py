@@ -83,6 +83,7 @@ class CtrwowAccount(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), unique=True)
     account_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255))  # as CTRwow names the account
     scopes: Mapped[str | None] = mapped_column(Text)
     refresh_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     refresh_locked_by: Mapped[str | None] = mapped_column(String(128))

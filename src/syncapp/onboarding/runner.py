@@ -342,6 +342,7 @@ class _UserDone:
 class _CtrwowDone:
     account_id: str
     pair: TokenPair
+    name: str | None = None
 
 
 _Done = _AccountDone | _UserDone | _CtrwowDone
@@ -456,7 +457,7 @@ async def _ctrwow_account(rt: OnboardingRuntime, inputs: _Inputs, email: str) ->
         account, pair = await rt.ctrwow.provision_account(
             inputs.shop_domain, email, inputs.shop_name, inputs.key("provision")
         )
-        return _CtrwowDone(account.id, pair)
+        return _CtrwowDone(account.id, pair, account.name)
     except CtrwowConflict as exc:
         if exc.code != "account_exists" or exc.existing_id is None:
             raise
@@ -498,13 +499,24 @@ def _record(session: Session, rt: OnboardingRuntime, inputs: _Inputs, done: _Don
         emanage.owner_user_id = done.user_id
         return done.user_id
     record_ctrwow_account(
-        session, rt.vault, shop_id=inputs.shop_id, account_id=done.account_id, pair=done.pair
+        session,
+        rt.vault,
+        shop_id=inputs.shop_id,
+        account_id=done.account_id,
+        pair=done.pair,
+        name=done.name,
     )
     return done.account_id
 
 
 def record_ctrwow_account(
-    session: Session, vault: Vault, *, shop_id: int, account_id: str, pair: TokenPair
+    session: Session,
+    vault: Vault,
+    *,
+    shop_id: int,
+    account_id: str,
+    pair: TokenPair,
+    name: str | None = None,
 ) -> None:
     """The shop's CTRwow account, its token pair and an ``active`` connection, in the caller's
     transaction (what the ``ctrwow_account`` step and the OAuth connect both record)."""
@@ -513,6 +525,8 @@ def record_ctrwow_account(
     if ctrwow is None:
         ctrwow = CtrwowAccount(shop_id=shop_id)
         session.add(ctrwow)
+    if ctrwow.account_id != account_id or name:
+        ctrwow.name = name  # a name belongs to its account; kept when it is the same one
     ctrwow.account_id = account_id
     ctrwow.scopes = " ".join(sorted(pair.scope))
     set_connection(session, shop_id, "ctrwow", "active", None, scopes=ctrwow.scopes)

@@ -110,6 +110,7 @@ class SignupView:
     emanage_websales_api_url: str | None
     emanage_owner_user_id: str | None
     ctrwow_account_id: str | None
+    ctrwow_account_name: str | None = None
 
 
 def signup_status(session: Session, *, shop_id: int) -> SignupView | None:
@@ -145,4 +146,5 @@ def signup_status(session: Session, *, shop_id: int) -> SignupView | None:
         emanage_websales_api_url=emanage.websales_api_url if emanage else None,
         emanage_owner_user_id=emanage.owner_user_id if emanage else None,
         ctrwow_account_id=ctrwow.account_id if ctrwow else None,
+        ctrwow_account_name=ctrwow.name if ctrwow else None,
     )

@@ -11,6 +11,7 @@ import structlog
 from shopify_app import AppConfig
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -101,6 +102,8 @@ def create_app(settings: Settings) -> Starlette:
                 | APP_HOME_PATHS,
             ),
             Middleware(WebhookRoute, path="/webhooks/shopify", endpoint=webhooks),
+            # Inside WebhookRoute: the webhook ingest (answered before this) never pays for it.
+            Middleware(GZipMiddleware, minimum_size=1024),
         ],
         lifespan=lifespan,
     )

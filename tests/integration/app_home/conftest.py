@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -30,6 +32,17 @@ CTRWOW_ID = "syncapp-ctrwow-home"
 CTRWOW_SECRET = "ctw_secret_home_0123456789abcdef0123"
 REDIRECT = "http://127.0.0.1:8000/ctrwow/callback"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 15) -> T:
+    """``check()``'s first true value, asked again until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if found := check():
+            return found
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.2)
 
 
 @dataclass
@@ -68,8 +81,8 @@ class Home:
         parts = urlparse(url)
         return self.system.sandbox_url + parts.path + (f"?{parts.query}" if parts.query else "")
 
-    def approve(self, confirmation_url: str) -> str:
-        """Approve the charge on Shopify's page; the returnUrl it redirects to."""
+    def approve(self, confirmation_url: str, decision: str = "approve") -> str:
+        """Approve (or decline) the charge on Shopify's page; where it redirects to."""
         confirmation_url = self.on_sandbox(confirmation_url)
         with httpx.Client(timeout=10) as browser:
             page = browser.get(confirmation_url)
@@ -77,7 +90,7 @@ class Home:
             match = _CSRF.search(page.text)
             assert match is not None
             response = browser.post(
-                confirmation_url.removesuffix("/confirm") + "/approve",
+                confirmation_url.removesuffix("/confirm") + f"/{decision}",
                 data={"csrf_token": match.group(1)},
             )
         assert response.status_code == 303, response.text

@@ -5,7 +5,6 @@ merchant consents on the served CTRwow sandbox, and the callback finishes the si
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -16,7 +15,7 @@ from sqlalchemy import select, update
 from syncapp.onboarding import RetryPolicy, open_onboarding, run_due_onboarding
 from syncapp.onboarding.models import CtrwowAccount, CtrwowAuthorization
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
-from syncapp.store.models import Connection, Credential, InboundEvent
+from syncapp.store.models import Connection, Credential
 from syncapp.store.vault import get_secret
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.integration.app_home.conftest import REDIRECT, Home
@@ -136,6 +135,9 @@ def test_connecting_through_ctrwow_finishes_the_sign_up_with_working_tokens(
     assert me.json()["id"] == accounts[0]["id"]
     page = home.system.open_app_home(shop)
     assert 'id="connect-ctrwow"' not in page.text
+    # Named as CTRwow names the merchant's account, not by its internal id.
+    assert '<span id="ctrwow-account">Own CTRwow</span>' in page.text
+    assert accounts[0]["id"] not in page.text
 
 
 def test_a_reused_state_is_refused(home: Home, request: pytest.FixtureRequest) -> None:
@@ -261,17 +263,9 @@ def test_an_uninstall_between_consent_and_callback_voids_the_state(
     shop = _needs_merchant(home, request)
     params = _consent(home, shop, _start(home, shop))
     settings = home.system.settings
-    with home.system.runtime.sessions() as session, session.begin():
-        session.add(
-            InboundEvent(
-                source="shopify",
-                shop_domain=shop,
-                topic="app/uninstalled",
-                delivery_id="uninstall-1",
-                triggered_at=datetime.now(UTC).isoformat(),
-                payload=json.dumps({"domain": shop}),
-            )
-        )
+    # Uninstalled in Shopify (which revokes the tokens and sends app/uninstalled).
+    assert home.system.control.post(f"/_sandbox/shops/{shop}/uninstall").status_code == 200
+    home.system.wait_for_event(shop, "app/uninstalled")
     worker = Worker(
         home.system.runtime,
         options=WorkerOptions(),

@@ -60,6 +60,8 @@ def test_a_refusal_is_said_in_plain_words_with_what_to_do(home: Home, shop: str)
     providers = home.system.fetch(shop, "/app/api/payment-providers").json()
     assert "could not read your payment processors" in providers["error"]
     assert not RAW.search(providers["error"]), providers["error"]
+    # The page shows the processors section its JSON endpoint renders.
+    assert "could not read your payment processors" in providers["html"]
+    assert not RAW.search(providers["html"]), "raw eManageCRM text in the section"
     page = home.system.open_app_home(shop).text
-    assert "could not read your payment processors" in page
     assert not RAW.search(page.split("<script>")[0]), "raw eManageCRM text on the page"

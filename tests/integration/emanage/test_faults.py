@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -55,3 +57,17 @@ async def test_control_routes_refuse_remote_clients(tmp_path: object) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as remote:
         response = await remote.get("/_sandbox/accounts")
     assert response.status_code == 404
+
+
+async def test_latency_makes_every_answer_wait_until_cleared(http: httpx.AsyncClient) -> None:
+    """latencySeconds delays each answer (a slow eManageCRM) and shows in the snapshot;
+    DELETE clears it; a bad value is refused."""
+    set_it = await http.post("/_sandbox/faults", json={"latencySeconds": 0.3})
+    assert set_it.json()["latencySeconds"] == 0.3
+    start = time.monotonic()
+    assert (await http.get("/healthz")).status_code == 200
+    assert time.monotonic() - start >= 0.3  # at least the latency: a lower bound, not a timing
+    cleared = await http.delete("/_sandbox/faults")
+    assert cleared.json()["latencySeconds"] == 0.0
+    refused = await http.post("/_sandbox/faults", json={"latencySeconds": -1})
+    assert refused.status_code == 400

@@ -221,6 +221,7 @@ def routes(state: EmanageState) -> list[BaseRoute]:
         if request.method == "DELETE":
             with f.lock:
                 f.fail_next, f.down_until, f.retry_after, f.status = 0, 0.0, None, 503
+                f.latency = 0.0
         elif request.method == "POST":
             body = await read_json_object(request)
             if isinstance(body, Response):
@@ -229,6 +230,9 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             fail_next = body.get("failNext", 0)
             down = body.get("downForSeconds", 0)
             retry_after = body.get("retryAfter")
+            latency = body.get("latencySeconds", f.latency)
+            if not isinstance(latency, int | float) or not 0 <= latency <= 60:
+                return _error(400, "latencySeconds must be a number from 0 to 60")
             if status not in FAULT_STATUSES:
                 return _error(400, f"status must be one of {sorted(FAULT_STATUSES)}")
             if not isinstance(fail_next, int) or fail_next < 0:
@@ -241,6 +245,7 @@ def routes(state: EmanageState) -> list[BaseRoute]:
                 return _error(400, "retryAfter must be a number >= 0")
             with f.lock:
                 f.status, f.fail_next, f.retry_after = status, fail_next, retry_after
+                f.latency = float(latency)
                 f.down_until = state.clock.now() + down if down else 0.0
         return JSONResponse(f.snapshot(state.clock.now()))
 

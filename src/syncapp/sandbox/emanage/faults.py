@@ -1,7 +1,8 @@
 """Injected failures, so the app's retries and backoff can be tested against a failing
 eManageCRM: ``POST /_sandbox/faults`` with ``{"failNext": N, "status": 503, "retryAfter": 2}``
-fails the next N requests, ``{"downForSeconds": T}`` answers 503 to everything for T seconds.
-Control routes under ``/_sandbox/`` never fail.
+fails the next N requests, ``{"downForSeconds": T}`` answers 503 to everything for T seconds,
+``{"latencySeconds": S}`` makes every answer (failures too) wait S seconds, as a slow or far
+eManageCRM does. Control routes under ``/_sandbox/`` never fail or wait.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 
+import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncapp.sandbox.emanage.state import EmanageState
@@ -38,6 +40,10 @@ class FaultsMiddleware:
         if scope["type"] != "http" or str(scope["path"]).startswith("/_sandbox/"):
             await self.app(scope, receive, send)
             return
+        with self.state.faults.lock:
+            latency = self.state.faults.latency
+        if latency > 0:
+            await anyio.sleep(latency)
         fault = self._take()
         if fault is None:
             await self.app(scope, receive, send)

@@ -39,12 +39,13 @@ class Clock:
 @dataclass
 class Faults:
     """Injected failures: the next ``fail_next`` requests get ``status``; until ``down_until``
-    every request gets 503."""
+    every request gets 503; every request waits ``latency`` seconds before it is answered."""
 
     fail_next: int = 0
     status: int = 503
     retry_after: float | None = None
     down_until: float = 0.0
+    latency: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self, now: float) -> dict[str, Any]:
@@ -53,6 +54,7 @@ class Faults:
             "status": self.status,
             "retryAfter": self.retry_after,
             "downForSeconds": max(0.0, round(self.down_until - now, 3)),
+            "latencySeconds": self.latency,
         }
 
 

@@ -7,13 +7,16 @@
 ``GET /auth/patch-id-token``        shopifyapp's page that lets App Bridge fetch a fresh
                                     ID token and reload (``app_home_patch_id_token``)
 ``GET /app/api/shop``               the shop's status as JSON (App Bridge fetch, Bearer)
+``GET /app/api/home``               the page's sections from local data, for its polling
+``POST /app/api/web-vitals``        App Bridge's web vitals report → Prometheus histograms
 ``POST /app/api/shop/refresh``      read the shop from Shopify again and store it
 ``POST /app/api/emanage/sso``       a one-time sign-in link into eManageCRM for the owner
 ``POST /app/api/emanage/link``      ``{subscription_id, link_code}``: use the merchant's own
                                     eManageCRM subscription (Pro and Scale plans)
-``GET /app/api/payment-providers``  payment processors, read live from eManageCRM
+``GET /app/api/payment-providers``  payment processors from eManageCRM (cached briefly)
 ``GET /app/api/billing``            the shop's plan and the plans on offer
-``POST /app/api/billing/plan``      ``{"plan": handle}`` → a confirmation URL or done
+``POST /app/api/billing/plan``      ``{"plan": handle[, "confirm": true]}`` → a confirmation
+                                    URL or done; cancelling a paid plan needs ``confirm``
 ``POST /app/api/onboarding/retry``  start a stopped sign-up again
 ``POST /app/api/ctrwow/connect``    → ``{"url"}``: CTRwow's authorization URL (OAuth + PKCE)
                                     when the sign-up needs the merchant's own CTRwow account
@@ -34,7 +37,9 @@ The first verified request of a shop without a valid token installs it
 
 from __future__ import annotations
 
+import hashlib
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -55,7 +60,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from syncapp.billing import BillingError, Catalog, choose_plan, load_catalog, plan_state
+from syncapp.billing import (
+    BillingError,
+    Catalog,
+    ConfirmationNeeded,
+    Plan,
+    charge_outcome,
+    choose_plan,
+    load_catalog,
+    plan_state,
+)
 from syncapp.billing.service import PlanState, refresh_from_shopify
 from syncapp.config import Settings
 from syncapp.connectors.ctrwow import CtrwowClient
@@ -86,6 +100,7 @@ from syncapp.shops.install import ensure_installed, refresh_shop_info
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.status import ShopStatus, shop_status
 from syncapp.store.models import Shop
+from syncapp.web.app_home.cache import TtlCache
 from syncapp.web.app_home.guard import (
     API_PREFIX,
     api_request_refusal,
@@ -94,6 +109,12 @@ from syncapp.web.app_home.guard import (
     origin_of,
     patch_params_refusal,
     public_request_url,
+)
+from syncapp.web.app_home.perf import (
+    BadReport,
+    ServerTiming,
+    parse_web_vitals,
+    record_web_vitals,
 )
 
 log = structlog.get_logger("syncapp.web.app_home")
@@ -107,6 +128,8 @@ ROUTE_PATHS = frozenset(
         BILLING_RETURN_PATH,
         PATCH_ID_TOKEN_PATH,
         "/app/api/shop",
+        "/app/api/home",
+        "/app/api/web-vitals",
         "/app/api/shop/refresh",
         "/app/api/emanage/sso",
         "/app/api/emanage/link",
@@ -123,6 +146,14 @@ SHOPIFY_ADMIN = "https://admin.shopify.com"
 _SHOP = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _MAX_BODY = 64 * 1024
 _HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# How old a cached eManageCRM answer may be: a page's own poll takes one of up to 15 s, a page
+# load or the merchant coming back to the tab one of up to 2 s (a floor, so reloading the
+# page again and again still asks eManageCRM at most every 2 s per process).
+PROVIDERS_MAX_AGE = 15.0
+PROVIDERS_MIN_AGE = 2.0
+# While a charge waits for approval, a status poll asks Shopify at most this often.
+BILLING_RECHECK_SECONDS = 10.0
+_MAX_VITALS_BODY = 4 * 1024
 
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("syncapp.web", "templates"),
@@ -138,6 +169,14 @@ _RETURN_NOTICES = {
         "You cancelled the CTRwow sign-in, so CTRwow is not connected yet. Choose “Connect "
         "your CTRwow account” when you are ready.",
         "warning",
+    ),
+    ("notice", "downgraded"): (
+        "Your paid plan is cancelled: this store is on the Free plan now.",
+        "success",
+    ),
+    ("notice", "linked"): (
+        "Your own eManageCRM subscription is connected; the shared account is closed.",
+        "success",
     ),
     ("ctrwow", "failed"): (
         "CTRwow did not connect your account. Try “Connect your CTRwow account” again; if it "
@@ -250,6 +289,7 @@ class Providers:
     items: tuple[ProviderView, ...] = ()
     error: str | None = None
     connected: bool = True
+    transient: bool = False  # eManageCRM did not answer: worth asking again soon
 
     @property
     def active(self) -> tuple[ProviderView, ...]:
@@ -304,6 +344,8 @@ class AppHome:
         self._http: httpx.AsyncClient | None = None
         self._emanage: EmanageClient | None = None
         self._ctrwow: CtrwowClient | None = None
+        self._provider_cache: TtlCache[Providers] = TtlCache()
+        self._billing_checked: dict[str, float] = {}
 
     async def aclose(self) -> None:
         """Close the eManageCRM HTTP client (at application shutdown)."""
@@ -455,41 +497,57 @@ class AppHome:
             plan = plan_state(session, shop_id=shop_id, catalog=self._options.catalog)
         return status, signup, plan
 
-    def _connections(self, shop: str) -> dict[str, ConnectionView]:
+    def _read_home(self, shop: str) -> _HomeData:
+        status, signup, plan = self._read_local(shop)
         with self._runtime.sessions() as session:
             shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
-            assert shop_id is not None  # the request installed it
-            return connection_views(session, shop_id=shop_id, now=datetime.now(UTC))
+            assert shop_id is not None  # _read_local found the row
+            needed = connect_needed(session, shop_id=shop_id)
+            connections = connection_views(session, shop_id=shop_id, now=datetime.now(UTC))
+        return _HomeData(status, signup, plan, needed, connections)
 
-    def _ctrwow_connect_needed(self, shop: str) -> bool:
-        with self._runtime.sessions() as session:
-            shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
-            return shop_id is not None and connect_needed(session, shop_id=shop_id)
-
-    async def _providers(self, signup: SignupView | None) -> Providers:
+    async def _providers(
+        self,
+        signup: SignupView | None,
+        timing: ServerTiming | None = None,
+        *,
+        max_age: float = PROVIDERS_MAX_AGE,
+    ) -> Providers:
         if signup is None or signup.emanage_account_id is None:
             return Providers(connected=False)
         client = self._emanage_client()
         if client is None:
             return Providers(error="eManageCRM is not configured for this app.")
-        try:
-            found = await client.list_payment_providers(account_id=signup.emanage_account_id)
-        except EmanageError as exc:
-            log.warning("app_home.providers_failed", error=str(exc))
-            return Providers(error=merchant_message(exc, doing="read your payment processors"))
-        return Providers(items=tuple(ProviderView.of(p) for p in found))
+        account_id = signup.emanage_account_id
+        timing = timing or ServerTiming()
 
-    async def _render_home(
-        self, verified: Verified, *, notice: str | None = None, notice_tone: str = "success"
-    ) -> Response:
-        status, signup, plan = await anyio.to_thread.run_sync(
-            lambda: self._read_local(verified.shop)
-        )
-        providers = await self._providers(signup)
-        ctrwow_connect = await anyio.to_thread.run_sync(
-            lambda: self._ctrwow_connect_needed(verified.shop)
-        )
-        connections = await anyio.to_thread.run_sync(lambda: self._connections(verified.shop))
+        async def fetch() -> Providers:
+            with timing.measure("emanage"):
+                try:
+                    found = await client.list_payment_providers(account_id=account_id)
+                except EmanageTransientError as exc:
+                    log.warning("app_home.providers_unavailable", error=str(exc))
+                    return Providers(
+                        error="eManageCRM is not answering right now; this list updates by "
+                        "itself when it does.",
+                        transient=True,
+                    )
+                except EmanageError as exc:
+                    log.warning("app_home.providers_failed", error=str(exc))
+                    return Providers(
+                        error=merchant_message(exc, doing="read your payment processors")
+                    )
+            return Providers(items=tuple(ProviderView.of(p) for p in found))
+
+        providers, cached = await self._provider_cache.get(account_id, fetch, max_age=max_age)
+        if cached:
+            timing.note("emanage", "cached")
+        return providers
+
+    def _context(
+        self, data: _HomeData, *, notice: str | None = None, notice_tone: str = "success"
+    ) -> dict[str, Any]:
+        signup = data.signup
         steps = []
         if signup is not None:
             for step in signup.steps:
@@ -509,35 +567,117 @@ class AppHome:
             JobStatus.NEEDS_MERCHANT,
             JobStatus.CANCELLED,
         )
-        html = _templates.get_template("app_home.html").render(
-            client_id=self._options.client_id,
-            assets_url=self._options.assets_url,
-            status=status,
-            signup=signup,
-            steps=steps,
-            signup_done=signup is not None and signup.status == JobStatus.DONE,
-            signup_stopped=stopped,
-            providers=providers,
-            plan=plan,
-            plans=self._options.catalog.plans,
-            test_charges=self._options.test_charges,
-            notice=notice,
-            notice_tone=notice_tone,
-            ctrwow_connect=ctrwow_connect,
-            connections=connections,
-        )
-        return HTMLResponse(html, headers=verified.headers)
+        return {
+            "client_id": self._options.client_id,
+            "assets_url": self._options.assets_url,
+            "status": data.status,
+            "signup": signup,
+            "steps": steps,
+            "signup_done": signup is not None and signup.status == JobStatus.DONE,
+            "signup_stopped": stopped,
+            "providers": None,  # filled in by the page from /app/api/payment-providers
+            "plan": data.plan,
+            "plans": self._options.catalog.plans,
+            "recommended": _recommended(data.plan, self._options.catalog),
+            "test_charges": self._options.test_charges,
+            "notice": notice,
+            "notice_tone": notice_tone,
+            "ctrwow_connect": data.ctrwow_connect,
+            "connections": data.connections,
+        }
+
+    async def _render_home(
+        self, verified: Verified, *, notice: str | None = None, notice_tone: str = "success"
+    ) -> Response:
+        timing = ServerTiming()
+        data = await timing.in_thread("db", lambda: self._read_home(verified.shop))
+        with timing.measure("render"):
+            context = self._context(data, notice=notice, notice_tone=notice_tone)
+            parts = _render_parts(context)
+            html = _templates.get_template("app_home.html").render(
+                **context, part_versions={name: part.version for name, part in parts.items()}
+            )
+        return HTMLResponse(html, headers=timing.headers(verified.headers))
 
     # --- handlers ---------------------------------------------------------------------------
 
     async def home(self, request: Request, verified: Verified) -> Response:
-        notice = _RETURN_NOTICES.get(("ctrwow", request.query_params.get("ctrwow", "")))
-        if notice is not None:
-            return await self._render_home(verified, notice=notice[0], notice_tone=notice[1])
+        for param in ("ctrwow", "notice"):
+            notice = _RETURN_NOTICES.get((param, request.query_params.get(param, "")))
+            if notice is not None:
+                return await self._render_home(verified, notice=notice[0], notice_tone=notice[1])
         return await self._render_home(verified)
 
+    async def home_status(self, request: Request, verified: Verified) -> Response:
+        """What the open page polls: its sections rendered from local data, with a version
+        each, so the page swaps only what changed. While a charge waits for approval Shopify
+        is asked again (at most every BILLING_RECHECK_SECONDS), so a decline shows up even
+        before its webhook is processed."""
+        timing = ServerTiming()
+        data = await timing.in_thread("db", lambda: self._read_home(verified.shop))
+        if data.plan.pending_plan is not None and self._billing_due(verified.shop):
+            catalog = self._options.catalog
+            try:
+                with timing.measure("shopify"):
+                    await anyio.to_thread.run_sync(
+                        lambda: refresh_from_shopify(
+                            self._runtime, shop=verified.shop, catalog=catalog
+                        )
+                    )
+            except (ShopifyAdminError, ShopError) as exc:
+                log.info("app_home.billing_recheck_failed", error=str(exc))
+            else:
+                data = await timing.in_thread("db", lambda: self._read_home(verified.shop))
+        with timing.measure("render"):
+            parts = _render_parts(self._context(data))
+        signup = data.signup
+        busy = signup is not None and signup.status not in (
+            JobStatus.DONE,
+            JobStatus.FAILED,
+            JobStatus.NEEDS_MERCHANT,
+            JobStatus.CANCELLED,
+        )
+        return JSONResponse(
+            {
+                "onboarding": str(signup.status) if signup else None,
+                "sections": {
+                    name: {"version": part.version, "html": part.html}
+                    for name, part in parts.items()
+                },
+                # Fast while the sign-up or a charge moves on its own, slow otherwise.
+                "poll_after_ms": 2000 if busy or data.plan.pending_plan else 10_000,
+            },
+            headers=timing.headers({**verified.headers, "Cache-Control": "no-store"}),
+        )
+
+    def _billing_due(self, shop: str) -> bool:
+        now = time.monotonic()
+        if now - self._billing_checked.get(shop, -BILLING_RECHECK_SECONDS) < (
+            BILLING_RECHECK_SECONDS
+        ):
+            return False
+        if len(self._billing_checked) > 10_000:
+            self._billing_checked.clear()
+        self._billing_checked[shop] = now
+        return True
+
+    async def web_vitals(self, request: Request, verified: Verified) -> Response:
+        """App Bridge's web vitals report (``shopify.webVitals.onReport``), as histograms."""
+        body = await request.body()
+        if len(body) > _MAX_VITALS_BODY:
+            return JSONResponse({"error": "report too large"}, status_code=413)
+        try:
+            metrics = parse_web_vitals(orjson.loads(body))
+        except (orjson.JSONDecodeError, BadReport) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400, headers=verified.headers)
+        record_web_vitals(metrics)
+        log.info("app_home.web_vitals", **{name.lower(): value for name, value in metrics})
+        return Response(status_code=204, headers=verified.headers)
+
     async def billing_return(self, request: Request, verified: Verified) -> Response:
+        """Shopify's return after the charge page: what became of the charge, in words."""
         catalog = self._options.catalog
+        charge_id = request.query_params.get("charge_id", "")
         try:
             state = await anyio.to_thread.run_sync(
                 lambda: refresh_from_shopify(self._runtime, shop=verified.shop, catalog=catalog)
@@ -546,23 +686,31 @@ class AppHome:
             log.warning("app_home.billing_refresh_failed", error=str(exc))
             return await self._render_home(
                 verified,
-                notice="Shopify did not confirm the plan yet; reload this page in a minute.",
+                notice="Shopify did not confirm the plan yet; this page updates when it does.",
                 notice_tone="warning",
             )
-        if state.status == "ACTIVE" and not state.plan.is_free:
-            notice = f"The {state.plan.name} plan is active. Thank you!"
-            tone = "success"
-        else:
-            notice = f"No new plan was approved; this store stays on {state.plan.name}."
-            tone = "info"
+
+        def outcome() -> tuple[str, Plan] | None:
+            with self._runtime.sessions() as session:
+                shop_id = session.scalar(select(Shop.id).where(Shop.domain == verified.shop))
+                assert shop_id is not None
+                return charge_outcome(
+                    session, shop_id=shop_id, charge_id=charge_id, catalog=catalog
+                )
+
+        found = await anyio.to_thread.run_sync(outcome)
+        notice, tone = _billing_notice(found, state)
+        log.info("app_home.billing_return", outcome=found[0] if found else None)
         return await self._render_home(verified, notice=notice, notice_tone=tone)
 
     async def patch_id_token(self, request: Request) -> Response:
         params = request.query_params
         refused = patch_params_refusal(params.get("shop"), params.get("shopify-reload"))
         if refused is not None:
+            # No shop, or not a shop's domain: most likely the app's address opened outside
+            # the admin. Nothing of the query is echoed; the page says where the app lives.
             log.info("app_home.patch_id_token_refused", reason=refused)
-            return Response(f"Bad Request: {refused}", status_code=400, media_type="text/plain")
+            return self._outside_admin_page()
         result = app_home_patch_id_token(
             {
                 "method": request.method,
@@ -578,15 +726,18 @@ class AppHome:
             # Opened outside the admin (the app's URL typed or bookmarked): no shop to patch
             # a token for. Say where the app lives instead of the library's bare 400.
             log.info("app_home.opened_outside_admin", code=result.log.code)
-            return _message_page(
-                "Open the Sync App from your Shopify admin",
-                "The Sync App runs inside your Shopify admin: open Apps, then Sync App. "
-                "This address works only when Shopify opens it.",
-                back_url=self._options.admin_url,
-                back_label="Go to your Shopify admin",
-                tone="info",
-            )
+            return self._outside_admin_page()
         return self._library_response(result.response)
+
+    def _outside_admin_page(self) -> Response:
+        return _message_page(
+            "Open the Sync App from your Shopify admin",
+            "The Sync App runs inside your Shopify admin: open Apps, then Sync App. "
+            "This address works only when Shopify opens it.",
+            back_url=self._options.admin_url,
+            back_label="Go to your Shopify admin",
+            tone="info",
+        )
 
     async def shop_json(self, request: Request, verified: Verified) -> Response:
         status = await anyio.to_thread.run_sync(
@@ -686,9 +837,22 @@ class AppHome:
         )
 
     async def providers_json(self, request: Request, verified: Verified) -> Response:
-        _, signup, _ = await anyio.to_thread.run_sync(lambda: self._read_local(verified.shop))
-        providers = await self._providers(signup)
-        return JSONResponse(providers.as_json(), headers=verified.headers)
+        """Payment processors from eManageCRM (cached: ``max_age`` seconds, at least
+        PROVIDERS_MIN_AGE), with the page's section rendered from them."""
+        try:
+            max_age = float(request.query_params.get("max_age", PROVIDERS_MAX_AGE))
+        except ValueError:
+            max_age = PROVIDERS_MAX_AGE
+        max_age = min(max(max_age, PROVIDERS_MIN_AGE), 60.0)
+        timing = ServerTiming()
+        _, signup, _ = await timing.in_thread("db", lambda: self._read_local(verified.shop))
+        providers = await self._providers(signup, timing, max_age=max_age)
+        with timing.measure("render"):
+            html = _render_block("payments_body", {"providers": providers})
+        return JSONResponse(
+            {**providers.as_json(), "html": html, "retry": providers.transient},
+            headers=timing.headers({**verified.headers, "Cache-Control": "no-store"}),
+        )
 
     async def billing_json(self, request: Request, verified: Verified) -> Response:
         _, _, plan = await anyio.to_thread.run_sync(lambda: self._read_local(verified.shop))
@@ -698,7 +862,8 @@ class AppHome:
         try:
             body = orjson.loads(await request.body())
             handle = str(body["plan"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            confirmed = body.get("confirm") is True
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             return JSONResponse({"error": 'send {"plan": "<handle>"}'}, status_code=400)
         opts = self._options
         try:
@@ -710,7 +875,15 @@ class AppHome:
                     catalog=opts.catalog,
                     return_url=opts.return_url(verified.shop),
                     test=opts.test_charges,
+                    confirmed=confirmed,
                 )
+            )
+        except ConfirmationNeeded as exc:
+            # Nothing changed: the page asks the merchant, then sends "confirm": true.
+            return JSONResponse(
+                {"error": str(exc), "confirm": str(exc), "reason": "confirm"},
+                status_code=409,
+                headers=verified.headers,
             )
         except BillingError as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
@@ -842,6 +1015,8 @@ class AppHome:
             Route(BILLING_RETURN_PATH, v(self.billing_return), methods=["GET"]),
             Route(PATCH_ID_TOKEN_PATH, self.patch_id_token, methods=["GET"]),
             Route("/app/api/shop", v(self.shop_json), methods=["GET"]),
+            Route("/app/api/home", v(self.home_status), methods=["GET"]),
+            Route("/app/api/web-vitals", v(self.web_vitals), methods=["POST"]),
             Route("/app/api/shop/refresh", v(self.refresh_shop), methods=["POST"]),
             Route("/app/api/emanage/sso", v(self.sso_link), methods=["POST"]),
             Route("/app/api/emanage/link", v(self.emanage_link), methods=["POST"]),
@@ -912,6 +1087,73 @@ def _as_json_error(response: Response) -> Response:
     message = raw or ("Unauthorized" if response.status_code == 401 else "refused")
     headers = {k: v for k, v in response.headers.items() if k.lower() in _APP_BRIDGE_HEADERS}
     return JSONResponse({"error": message}, status_code=response.status_code, headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class _HomeData:
+    """Everything the App Home shows that the app has itself (no network call)."""
+
+    status: ShopStatus
+    signup: SignupView | None
+    plan: PlanState
+    ctrwow_connect: bool
+    connections: dict[str, ConnectionView]
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    html: str
+    version: str
+
+
+# The sections of the page its polling swaps when their version changes (blocks of
+# app_home.html: one template renders the page and its updates).
+_PARTS = ("connections", "onboarding", "plan")
+
+
+def _render_block(name: str, context: dict[str, Any]) -> str:
+    template = _templates.get_template("app_home.html")
+    return "".join(template.blocks[name](template.new_context(context)))
+
+
+def _render_parts(context: dict[str, Any]) -> dict[str, _Part]:
+    out = {}
+    for name in _PARTS:
+        html = _render_block(name, context)
+        out[name] = _Part(html, hashlib.sha256(html.encode()).hexdigest()[:16])
+    return out
+
+
+def _recommended(state: PlanState, catalog: Catalog) -> str | None:
+    """The one plan the Plan section offers as its primary action: the first paid plan above
+    the current one (none when the store is on the top plan)."""
+    plans = list(catalog.plans)
+    current = next((i for i, p in enumerate(plans) if p.handle == state.plan.handle), -1)
+    return next((p.handle for p in plans[current + 1 :] if not p.is_free), None)
+
+
+def _billing_notice(found: tuple[str, Plan] | None, state: PlanState) -> tuple[str, str]:
+    """What the billing return says about the charge it names."""
+    if found is None:
+        return f"No new plan was approved; this store stays on {state.plan.name}.", "info"
+    status, plan = found
+    if status == "ACTIVE":
+        return f"The {plan.name} plan is active. Thank you!", "success"
+    if status == "DECLINED":
+        return (
+            f"You declined the {plan.name} plan, so nothing is charged; this store stays on "
+            f"{state.plan.name}.",
+            "warning",
+        )
+    if status == "PENDING":
+        return (
+            f"Shopify has not confirmed the {plan.name} plan yet; this page updates when it does.",
+            "info",
+        )
+    return (
+        f"The {plan.name} charge is {status.lower()}; this store is on {state.plan.name}.",
+        "info",
+    )
 
 
 def _unavailable(message: str) -> Response:

@@ -6,6 +6,11 @@
 //                             once with a new token; a 401 with
 //                             X-Shopify-API-Request-Failure-Reauthorize-Url leaves the iframe
 //   shopify.toast.show(msg)   a small toast at the bottom of the page
+//   shopify.webVitals.onReport(cb)  LCP, CLS, INP, FCP and TTFB of this page, measured with
+//                             PerformanceObserver, handed to cb as a WebVitalsReport
+//                             ({appId, appLoadId, shopId, userId, path, origin, metrics:
+//                             [{id, name, value}]}) after the first interaction and when the
+//                             page is hidden (only metrics that changed since the last report)
 //   open(url, "_top")         navigates the whole admin window (the parent does it)
 //   ?shopify-reload=<path>    (the "patch ID token" page) reloads <path> with a fresh id_token
 // The admin is the origin this script was loaded from; see the sandbox's admin-frame.js for
@@ -115,6 +120,56 @@
     return String(Date.now());
   }
 
+  // Web vitals, measured the way the web-vitals library does (simplified: CLS as the largest
+  // session window of shifts without recent input, INP as the longest interaction).
+  const vitals = { callback: null, values: { CLS: 0 }, sent: {}, loadId: Math.random().toString(36).slice(2) };
+  function observe(type, handle, options) {
+    try {
+      new PerformanceObserver(function (list) { list.getEntries().forEach(handle); })
+        .observe(Object.assign({ type: type, buffered: true }, options || {}));
+    } catch (error) { /* not supported by this browser */ }
+  }
+  observe("largest-contentful-paint", function (entry) { vitals.values.LCP = entry.startTime; });
+  observe("paint", function (entry) {
+    if (entry.name === "first-contentful-paint") vitals.values.FCP = entry.startTime;
+  });
+  let session = 0, sessionStart = 0, lastShift = 0;
+  observe("layout-shift", function (entry) {
+    if (entry.hadRecentInput) return;
+    if (session && (entry.startTime - lastShift > 1000 || entry.startTime - sessionStart > 5000)) session = 0;
+    if (!session) sessionStart = entry.startTime;
+    session += entry.value;
+    lastShift = entry.startTime;
+    vitals.values.CLS = Math.max(vitals.values.CLS, session);
+  });
+  observe("event", function (entry) {
+    if (entry.interactionId) vitals.values.INP = Math.max(vitals.values.INP || 0, entry.duration);
+  }, { durationThreshold: 16 });
+  const navigation = performance.getEntriesByType("navigation")[0];
+  if (navigation) vitals.values.TTFB = navigation.responseStart;
+  function reportVitals() {
+    if (!vitals.callback) return;
+    const metrics = Object.keys(vitals.values)
+      .filter(function (name) { return vitals.sent[name] !== vitals.values[name]; })
+      .map(function (name) {
+        vitals.sent[name] = vitals.values[name];
+        return { id: vitals.loadId + "-" + name, name: name, value: vitals.values[name] };
+      });
+    if (!metrics.length) return;
+    Promise.resolve(vitals.callback({
+      appId: apiKey, appLoadId: vitals.loadId, shopId: query.get("shop") || "", userId: "",
+      path: window.location.pathname, origin: window.location.origin, metrics: metrics,
+    })).catch(function () {});
+  }
+  ["pointerdown", "keydown"].forEach(function (type) {
+    // After the first interaction LCP is final; its own INP entry lands a frame later.
+    addEventListener(type, function () { setTimeout(reportVitals, 250); }, { once: true, capture: true });
+  });
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") reportVitals();
+  });
+  addEventListener("pagehide", reportVitals);
+
   window.shopify = {
     config: {
       apiKey: apiKey,
@@ -125,6 +180,12 @@
     environment: { embedded: embedded, mobile: false, pos: false },
     idToken: idToken,
     toast: { show: showToast },
+    webVitals: {
+      onReport: function (callback) {
+        vitals.callback = callback || null;
+        return Promise.resolve();
+      },
+    },
   };
 
   // The "patch ID token" page: reload the path it names with a fresh ID token.
