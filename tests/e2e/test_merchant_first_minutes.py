@@ -216,6 +216,12 @@ def test_a_pro_merchant_links_their_own_subscription_declines_a_charge_and_downg
         pw.expect(frame.locator("#emanage-account")).to_have_text(cid)
         pw.expect(frame.locator("#link-not-allowed")).to_be_visible()
         assert max(primaries_per_section(frame).values()) == 1, primaries_per_section(frame)
+        # The plan cards' buttons line up (each card as tall as its row, button at the bottom).
+        tops = {
+            round(frame.locator(f".plan-card[data-plan={h}] .plan-action").bounding_box()["y"])  # type: ignore[index]
+            for h in ("free", "pro", "scale")
+        }
+        assert len(tops) == 1, tops
 
         # Pro, approved.
         frame.locator("#choose-pro").click()
