@@ -172,21 +172,13 @@ def main() -> None:
     server = subprocess.Popen(
         [
             python,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "benchmarks.ingest.server:app",
-            "--port",
+            "-c",
+            # As `syncapp serve` runs it: the project's bounded-header httptools protocol.
+            "import uvicorn, sys; from syncapp.serving import uvicorn_options;"
+            " uvicorn.run('benchmarks.ingest.server:app', factory=True, port=int(sys.argv[1]),"
+            " workers=int(sys.argv[2]), loop='uvloop', log_level='warning', **uvicorn_options())",
             str(port),
-            "--workers",
             str(args.workers),
-            "--no-access-log",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--log-level",
-            "warning",
         ],
         env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         stdout=server_log,
@@ -204,7 +196,7 @@ def main() -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(1800):
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break

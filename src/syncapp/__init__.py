@@ -1,3 +1,3 @@
-"""Sync App: keeps a Shopify store, eManageCRM and CTRwow in sync."""
+"""Sync App: joins a Shopify store to eManageCRM and CTRwow."""
 
 __version__ = "0.1.0"

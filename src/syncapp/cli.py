@@ -1,16 +1,16 @@
 """``syncapp``: the operator's command line (typer).
 
-syncapp run                          everything, embedded: migrations, app, sandboxes, demo data
-syncapp serve                        the web service only
-syncapp worker                       the worker: uninstall and privacy webhooks (more later)
-syncapp db upgrade | check           migrations
-syncapp vault new-key | rotate       encryption keys of the credential vault
-syncapp sandbox shopify serve        the local Shopify
-syncapp sandbox shopify token SHOP   an Admin API token of the sandbox, for scripts
-syncapp sandbox emanage serve        the local eManageCRM
-syncapp sandbox ctrwow serve         the local CTRwow
-syncapp onboarding run               the sign-up runner alone (the worker also runs it)
-syncapp onboarding ctrwow-token SHOP a valid CTRwow access token of SHOP (refreshed if due)
+syncapp run                              everything, embedded: migrations, app, worker, sandboxes
+syncapp serve                            the web service only
+syncapp worker                           stored webhooks (uninstall, scopes, privacy, billing)
+                                         and the sign-up jobs
+syncapp db upgrade | check               migrations
+syncapp vault new-key | rotate           encryption keys of the credential vault
+syncapp shops list | show SHOP           shops, their connections and sign-up
+syncapp connections reset SHOP PROVIDER  forget one connection's credentials and set it up again
+syncapp onboarding run | retry SHOP      the sign-up runner alone; start a stopped sign-up again
+syncapp onboarding ctrwow-token SHOP     a valid CTRwow access token of SHOP (refreshed if due)
+syncapp sandbox shopify|emanage|ctrwow   the local stand-ins (serve; shopify token SHOP)
 """
 
 from __future__ import annotations
@@ -18,16 +18,26 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from cryptography.fernet import Fernet
 from rich.console import Console
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings
 from syncapp.errors import SyncAppError
+from syncapp.store.models import OnboardingJob, Shop
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+HELP = (
+    "Operate the Sync App: run it, migrate its database, rotate vault keys, and look at and "
+    "repair shops, their connections (Shopify, eManageCRM, CTRwow) and their sign-up."
+)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=HELP)
 db_app = typer.Typer(no_args_is_help=True, help="Database migrations.")
 vault_app = typer.Typer(no_args_is_help=True, help="Keys of the credential vault.")
 sandbox_app = typer.Typer(no_args_is_help=True, help="Local stand-ins for external systems.")
@@ -38,12 +48,40 @@ app.add_typer(sandbox_app, name="sandbox")
 sandbox_app.add_typer(shopify_sandbox_app, name="shopify")
 emanage_sandbox_app = typer.Typer(no_args_is_help=True, help="The local eManageCRM.")
 ctrwow_sandbox_app = typer.Typer(no_args_is_help=True, help="The local CTRwow.")
-onboarding_app = typer.Typer(no_args_is_help=True, help="The automatic eManageCRM/CTRwow sign-up.")
+onboarding_app = typer.Typer(
+    no_args_is_help=True, help="The automatic eManageCRM and CTRwow sign-up of each shop."
+)
 sandbox_app.add_typer(emanage_sandbox_app, name="emanage")
 sandbox_app.add_typer(ctrwow_sandbox_app, name="ctrwow")
 app.add_typer(onboarding_app, name="onboarding")
+shops_app = typer.Typer(no_args_is_help=True, help="Installed shops and where they stand.")
+connections_app = typer.Typer(no_args_is_help=True, help="A shop's connections to other systems.")
+app.add_typer(shops_app, name="shops")
+app.add_typer(connections_app, name="connections")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
+# Not a terminal (a pipe, a file): wide enough that table rows are not folded at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"syncapp {version('syncapp')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Operate the Sync App."""
 
 
 def _settings() -> Settings:
@@ -80,13 +118,13 @@ def db_check() -> None:
 
 @vault_app.command("new-key")
 def vault_new_key() -> None:
-    """Print a new key; put it first in SYNCAPP_SECRET_KEY, then run `syncapp vault rotate`."""
+    """Print a new vault key (put it first in SYNCAPP_SECRET_KEY)."""
     print(Fernet.generate_key().decode())
 
 
 @vault_app.command("rotate")
 def vault_rotate() -> None:
-    """Re-encrypt every stored credential and sealed webhook payload under the newest key."""
+    """Re-encrypt credentials and sealed payloads under the newest key."""
     from syncapp.store.db import make_engine, make_session_factory
     from syncapp.store.sealed import rotate_sealed_payloads
     from syncapp.store.vault import Vault, rotate_all
@@ -107,7 +145,7 @@ def vault_rotate() -> None:
 
 @app.command("serve")
 def serve() -> None:
-    """Run the web service (migrations must be applied)."""
+    """Run the web service alone (apply migrations first)."""
     import uvicorn
 
     from syncapp.serving import uvicorn_options
@@ -133,7 +171,7 @@ def serve() -> None:
 
 @app.command("worker")
 def worker() -> None:
-    """Run the worker: process stored webhooks (app/uninstalled, privacy requests)."""
+    """Run the worker: stored webhooks and the sign-up jobs."""
     from syncapp.logging import configure_logging
     from syncapp.worker import run_worker
 
@@ -156,7 +194,7 @@ def sandbox_shopify_serve(
 
 @shopify_sandbox_app.command("token")
 def sandbox_shopify_token(shop: str) -> None:
-    """Print an Admin API access token for SHOP (`demo` or `demo.myshopify.com`)."""
+    """Print an Admin API token of the local Shopify for SHOP."""
     from syncapp.sandbox_runner import sandbox_custom_token
 
     print(sandbox_custom_token(_settings(), shop))
@@ -164,7 +202,7 @@ def sandbox_shopify_token(shop: str) -> None:
 
 @emanage_sandbox_app.command("serve")
 def sandbox_emanage_serve() -> None:
-    """Run the local eManageCRM on SYNCAPP_SANDBOX_EMANAGE_PORT (the app's client registered)."""
+    """Run the local eManageCRM on SYNCAPP_SANDBOX_EMANAGE_PORT."""
     from syncapp.sandbox_runner import serve_emanage_sandbox
 
     serve_emanage_sandbox(_settings())
@@ -172,7 +210,7 @@ def sandbox_emanage_serve() -> None:
 
 @ctrwow_sandbox_app.command("serve")
 def sandbox_ctrwow_serve() -> None:
-    """Run the local CTRwow on SYNCAPP_SANDBOX_CTRWOW_PORT (the app as a partner client)."""
+    """Run the local CTRwow on SYNCAPP_SANDBOX_CTRWOW_PORT."""
     from syncapp.sandbox_runner import serve_ctrwow_sandbox
 
     serve_ctrwow_sandbox(_settings())
@@ -181,12 +219,20 @@ def sandbox_ctrwow_serve() -> None:
 @onboarding_app.command("run")
 def onboarding_run(
     once: Annotated[bool, typer.Option(help="exit when no sign-up job is left to do")] = False,
-    poll_seconds: Annotated[float, typer.Option(min=0.01)] = 1.0,
-    lease_seconds: Annotated[float, typer.Option(min=0.1)] = 60.0,
-    retry_base_seconds: Annotated[float, typer.Option(min=0.0)] = 2.0,
-    retry_cap_seconds: Annotated[float, typer.Option(min=0.0)] = 900.0,
+    poll_seconds: Annotated[
+        float, typer.Option(min=0.01, help="how often to look for due jobs")
+    ] = 1.0,
+    lease_seconds: Annotated[
+        float, typer.Option(min=0.1, help="how long a claimed job stays this runner's")
+    ] = 60.0,
+    retry_base_seconds: Annotated[
+        float, typer.Option(min=0.0, help="first retry delay of a failed step")
+    ] = 2.0,
+    retry_cap_seconds: Annotated[
+        float, typer.Option(min=0.0, help="longest retry delay of a failed step")
+    ] = 900.0,
 ) -> None:
-    """Advance due sign-up jobs until SIGINT/SIGTERM (or, with --once, until none is left)."""
+    """Run the sign-up jobs alone (the worker also runs them)."""
     import asyncio
     import signal
 
@@ -217,7 +263,7 @@ def onboarding_run(
 
 @onboarding_app.command("ctrwow-token")
 def onboarding_ctrwow_token(shop: str) -> None:
-    """Print a valid CTRwow access token of SHOP, refreshing it (once, across processes) if due."""
+    """Print a valid CTRwow access token of SHOP (refreshed if due)."""
     import asyncio
 
     from syncapp.onboarding import get_ctrwow_token, open_onboarding
@@ -237,9 +283,160 @@ def onboarding_ctrwow_token(shop: str) -> None:
     print(asyncio.run(main()))
 
 
+# --- shops and their connections ---------------------------------------------------------
+
+_STATE_STYLE = {
+    "connected": "[green]connected[/green]",
+    "setting_up": "[cyan]setting up[/cyan]",
+    "needs_you": "[yellow]needs the merchant[/yellow]",
+    "not_connected": "[red]not connected[/red]",
+}
+ShopArg = Annotated[str, typer.Argument(help="the shop: demo or demo.myshopify.com")]
+
+
+def _domain(shop: str) -> str:
+    shop = shop.strip().lower()
+    return shop if "." in shop else f"{shop}.myshopify.com"
+
+
+@contextmanager
+def _sessions() -> Iterator[sessionmaker[Session]]:
+    from syncapp.store.db import make_engine, make_session_factory
+
+    engine = make_engine(_settings().database_url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def _shop_or_exit(session: Session, shop: str) -> Shop:
+    row = session.scalar(select(Shop).where(Shop.domain == _domain(shop)))
+    if row is None:
+        err.print(f"[red]error:[/red] no shop {_domain(shop)} (see `syncapp shops list`)")
+        raise typer.Exit(2)
+    return row
+
+
+@shops_app.command("list")
+def shops_list() -> None:
+    """List shops with the state of each connection and sign-up."""
+    from rich.table import Table
+
+    from syncapp.onboarding.connections import PROVIDERS, TITLES, connection_views
+
+    table = Table("Shop", "Installed", *(TITLES[p] for p in PROVIDERS), "Sign-up")
+    with _sessions() as sessions, sessions() as session:
+        now = datetime.now(UTC)
+        for shop in session.scalars(select(Shop).order_by(Shop.domain)):
+            views = connection_views(session, shop_id=shop.id, now=now)
+            job = session.scalar(
+                select(OnboardingJob.status).where(
+                    OnboardingJob.shop_id == shop.id, OnboardingJob.kind == "signup"
+                )
+            )
+            table.add_row(
+                shop.domain,
+                "no (uninstalled)" if shop.uninstalled_at else "yes" if shop.installed_at else "no",
+                *(_STATE_STYLE[views[p].state] for p in PROVIDERS),
+                job or "none",
+            )
+    if table.row_count == 0:
+        err.print("no shops yet: a shop appears when its merchant first opens the app")
+        return
+    out.print(table)
+
+
+@shops_app.command("show")
+def shops_show(shop: ShopArg) -> None:
+    """Show one shop: details, connections and sign-up steps."""
+    from rich.table import Table
+
+    from syncapp.onboarding import signup_status
+    from syncapp.onboarding.connections import PROVIDERS, TITLES, connection_views
+    from syncapp.onboarding.plan import STEP_TITLES
+
+    with _sessions() as sessions, sessions() as session:
+        row = _shop_or_exit(session, shop)
+        views = connection_views(session, shop_id=row.id, now=datetime.now(UTC))
+        signup = signup_status(session, shop_id=row.id)
+        out.print(f"[bold]{row.domain}[/bold]  {row.name or ''}", soft_wrap=True)
+        for label, value in (
+            ("email", row.email),
+            ("currency", row.currency_code),
+            ("Shopify plan", row.plan_name),
+            ("installed at", row.installed_at),
+            ("uninstalled at", row.uninstalled_at),
+        ):
+            out.print(f"  {label:<15} {value if value is not None else '-'}", soft_wrap=True)
+        connections = Table("Connection", "State", "Account", "Detail", title="Connections")
+        for provider in PROVIDERS:
+            view = views[provider]
+            connections.add_row(
+                TITLES[provider], _STATE_STYLE[view.state], view.account or "", view.detail or ""
+            )
+        out.print(connections)
+        if signup is None:
+            out.print("sign-up: not started")
+            return
+        steps = Table("Step", "Status", "Attempts", "Last error", title=f"Sign-up: {signup.status}")
+        for step in signup.steps:
+            steps.add_row(
+                STEP_TITLES[step.step], str(step.status), str(step.attempts), step.last_error or ""
+            )
+        out.print(steps)
+
+
+@connections_app.command("reset")
+def connections_reset(
+    shop: ShopArg,
+    provider: Annotated[str, typer.Argument(help="shopify, emanage or ctrwow")],
+) -> None:
+    """Forget one connection's credentials and set it up again."""
+    from syncapp.onboarding.connections import PROVIDERS, ConnectionResetError, reset_connection
+
+    if provider not in PROVIDERS:
+        err.print(f"[red]error:[/red] PROVIDER must be one of {', '.join(PROVIDERS)}")
+        raise typer.Exit(2)
+    with _sessions() as sessions, sessions.begin() as session:
+        row = _shop_or_exit(session, shop)
+        try:
+            outcome = reset_connection(session, shop_id=row.id, provider=provider)
+        except ConnectionResetError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        domain = row.domain
+    err.print(f"{domain}: {provider} reset; {outcome}")
+
+
+@onboarding_app.command("retry")
+def onboarding_retry(shop: ShopArg) -> None:
+    """Start a failed, cancelled or blocked sign-up of SHOP again."""
+    from syncapp.onboarding import JobStatus, restart_signup
+
+    with _sessions() as sessions, sessions.begin() as session:
+        row = _shop_or_exit(session, shop)
+        before = session.scalar(
+            select(OnboardingJob.status).where(
+                OnboardingJob.shop_id == row.id, OnboardingJob.kind == "signup"
+            )
+        )
+        job = restart_signup(session, shop_id=row.id)
+        domain, after = row.domain, job.status
+    if before == JobStatus.DONE:
+        err.print(
+            f"{domain}: the sign-up is done, nothing to retry (to set one connection up again: "
+            f"syncapp connections reset {domain} PROVIDER)"
+        )
+    elif before == after:
+        err.print(f"{domain}: the sign-up is already {after}; the worker is on it")
+    else:
+        err.print(f"{domain}: sign-up {before or 'not started'} -> {after}; the worker runs it")
+
+
 @app.command("run")
 def run() -> None:
-    """Start the whole system on the embedded default and stop it all on Ctrl-C."""
+    """Run app, worker and sandboxes together; Ctrl-C stops all."""
     from syncapp.supervisor import run_embedded
 
     sys.exit(run_embedded(_settings()))

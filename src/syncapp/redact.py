@@ -92,13 +92,20 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+# Anything redact_text would change contains one of these; one C-level search rules it out.
+_TRIGGER = re.compile(r"=|Bearer|Basic|Token|eyJ|/sso/")
+
+
 def _redact_value(key: str, value: Any) -> Any:
     if isinstance(value, str):
-        if key.lower() in _SECRET_NAMES and value:
+        if key in _SECRET_NAMES and value:
             return REDACTED
+        # The hot path (a log line per webhook): most values contain no trigger at all.
+        if _TRIGGER.search(value) is None:
+            return value
         return redact_text(value)
     if isinstance(value, Mapping):
-        return {k: _redact_value(str(k), v) for k, v in value.items()}
+        return {k: _redact_value(str(k).lower(), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_redact_value(key, v) for v in value)
     return value
@@ -114,5 +121,13 @@ def redact_event(
     plain strings here. ``positional_args`` are masked as well for renderers that use them.
     """
     for key, value in event_dict.items():
-        event_dict[key] = _redact_value(key, value)
+        if value.__class__ is str:
+            # The hot path (a log line per webhook): one C-level search rules a value out.
+            if key not in _SECRET_NAMES and _TRIGGER.search(value) is None:
+                continue
+        elif isinstance(value, int | float | bool) or value is None:
+            continue
+        redacted = _redact_value(key, value)
+        if redacted is not value:
+            event_dict[key] = redacted
     return event_dict

@@ -54,6 +54,9 @@ from syncapp.store.models import InboundEvent
 log = structlog.get_logger("syncapp.worker")
 
 Handler = Callable[[Session, ShopsRuntime, InboundEvent], str]
+# Runs before a topic's handler with no transaction open (it may ask Shopify); raises
+# RefusedEvent to refuse the event, anything else to retry it.
+Precheck = Callable[[ShopsRuntime, InboundEvent], None]
 
 
 def default_handlers(
@@ -67,6 +70,14 @@ def default_handlers(
         "customers/redact": privacy.handle_customers_redact,
         "customers/data_request": privacy.handle_customers_data_request,
         "app_subscriptions/update": handle_subscription_update,
+    }
+
+
+def default_prechecks() -> dict[str, Precheck]:
+    """Confirmations some topics need from Shopify before their handler may run."""
+    return {
+        "app/uninstalled": uninstall.confirm_uninstalled,
+        "app/scopes_update": scopes.confirm_scopes,
     }
 
 
@@ -117,11 +128,13 @@ class Worker:
         *,
         options: WorkerOptions,
         handlers: Mapping[str, Handler] | None = None,
+        prechecks: Mapping[str, Precheck] | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._runtime = runtime
         self._options = options
         self._handlers = dict(handlers if handlers is not None else default_handlers())
+        self._prechecks = dict(prechecks if prechecks is not None else default_prechecks())
         self._jitter = jitter
 
     @property
@@ -197,6 +210,8 @@ class Worker:
     def process(self, event_id: int) -> str:
         """Handle one claimed event; returns ``done``, ``retry``, ``dead`` or ``gone``."""
         try:
+            if not self._precheck(event_id):
+                return "gone"
             with locked_transaction(self._runtime.sessions) as session:
                 event = session.get(InboundEvent, event_id)
                 if event is None or event.status != "processing":
@@ -224,6 +239,20 @@ class Worker:
             return self._failed(event_id, f"{type(exc).__name__}: {exc}")
         log.info("worker.event_done", event_id=event_id, topic=topic, shop=shop, outcome=outcome)
         return "done"
+
+    def _precheck(self, event_id: int) -> bool:
+        """Run the topic's precheck, if it has one; False when the event is no longer ours."""
+        with self._runtime.sessions() as session:
+            event = session.get(InboundEvent, event_id)
+            if event is None or event.status != "processing":
+                return False
+        check = self._prechecks.get(event.topic)
+        if check is not None:
+            with structlog.contextvars.bound_contextvars(
+                shop=event.shop_domain, event_id=event_id, topic=event.topic
+            ):
+                check(self._runtime, event)
+        return True
 
     def _failed(self, event_id: int, reason: str, *, refused: bool = False) -> str:
         with locked_transaction(self._runtime.sessions) as session:

@@ -30,6 +30,7 @@ class Running:
     shopify_url: str
     emanage_url: str
     ctrwow_url: str
+    env: dict[str, str]  # the system's environment, for the operator's commands against it
 
 
 @contextmanager
@@ -50,7 +51,8 @@ def syncapp_run(data_dir: Path, *, healthy_within: float = 120) -> Iterator[Runn
         }
     )
     urls = Running(
-        *(f"http://127.0.0.1:{ports[n]}" for n in ("app", "shopify", "emanage", "ctrwow"))
+        *(f"http://127.0.0.1:{ports[n]}" for n in ("app", "shopify", "emanage", "ctrwow")),
+        env=env,
     )
     log_path = data_dir / "run.log"
     with log_path.open("ab") as log:

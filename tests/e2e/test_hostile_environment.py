@@ -30,6 +30,7 @@ SUBSET = (
     "tests/integration/shops/test_tokens.py",
     "tests/integration/onboarding/test_crash_and_tokens.py",
     "tests/integration/sandbox/test_webhooks.py",
+    "tests/integration/app_home/test_usage_charges.py",
     "tests/unit/test_config.py",
     "tests/unit/onboarding/test_settings.py",
 )
@@ -67,10 +68,9 @@ def hostile_environment(trap: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def listeners_on(ports: range) -> Iterator[list[int]]:
+def listeners_on(ports: range) -> Iterator[None]:
     """Listen on each of ``ports`` on 127.0.0.1 (one already in use is taken anyway)."""
     sockets: list[socket.socket] = []
-    held: list[int] = []
     try:
         for port in ports:
             sock = socket.socket()
@@ -83,8 +83,7 @@ def listeners_on(ports: range) -> Iterator[list[int]]:
                 continue
             sock.listen()
             sockets.append(sock)
-            held.append(port)
-        yield held
+        yield
     finally:
         for sock in sockets:
             sock.close()
@@ -98,8 +97,9 @@ def test_the_suite_ignores_a_hostile_environment_and_taken_default_ports(tmp_pat
         "SYNCAPP_TEST_POSTGRES_URL": POSTGRES_URL,
     }
     root_before = {p.name for p in REPO.iterdir()}
-    with listeners_on(TAKEN_PORTS) as held:
-        assert held, "could not take a single port of 8000-8300"
+    # A port some other process already holds is taken all the same (on a shared machine that
+    # may be another run of this very test).
+    with listeners_on(TAKEN_PORTS):
         run = subprocess.run(
             [
                 sys.executable,

@@ -3,13 +3,18 @@
 From the Shopify sandbox admin: install the app, watch it sign the store up to eManageCRM and
 CTRwow, sign into eManageCRM once through the app's one-time link (refused the second time),
 add and activate a payment processor there, see it active in the app, choose a paid plan and
-approve the charge, and see the plan active. Each screen is saved to
+approve the charge, and see the plan active; then uninstall and install again and find every
+connection back and usable (the same CTRwow account answering the shop's new token, the same
+eManageCRM tenant opening signed in). Each screen is saved to
 ``test-artifacts/screenshots/<nn>-<name>.png``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -37,6 +42,27 @@ def accounts(base_url: str) -> list[dict[str, object]]:
     assert response.status_code == 200, response.text
     found: list[dict[str, object]] = response.json()["accounts"]
     return found
+
+
+def ctrwow_tokens(running: Running, shop: str) -> str | None:
+    """``syncapp onboarding ctrwow-token`` of the running system: the shop's CTRwow access
+    token, or None when it has none (the operator's command, run as a separate process)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "syncapp.cli", "onboarding", "ctrwow-token", shop],
+        env=running.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def wait_until(predicate: Callable[[], object], message: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.2)
 
 
 class Screens:
@@ -195,6 +221,40 @@ def test_a_merchant_installs_connects_sets_up_payments_and_subscribes(running: R
         pw.expect(frame.locator("#current-plan")).to_have_text("Pro")
         pw.expect(frame.locator("#plan")).to_contain_text("Active")
         screens.shot("plan-active")
+
+        # 8. Uninstall from the admin, then install again: every connection the uninstall cut
+        # comes back (the same CTRwow account with a new grant, the same eManageCRM tenant).
+        with page.expect_navigation():
+            page.get_by_role("button", name="Uninstall", exact=True).click()
+        install = page.get_by_role("button", name="Install", exact=True)
+        pw.expect(install).to_be_visible()
+        wait_until(lambda: not ctrwow_tokens(running, SHOP), "the CTRwow tokens were not deleted")
+        with page.expect_navigation():
+            install.click()
+        frame = page.frame_locator("#app-frame")
+        pw.expect(frame.locator("#shopify-connection")).to_contain_text("Connected")
+        pw.expect(frame.locator("#ctrwow-account")).to_have_text(
+            str(ctrwow["name"]), timeout=60_000
+        )
+        pw.expect(frame.locator("#emanage-account")).to_have_text(str(emanage["cid"]))
+        pw.expect(frame.locator("#connect-ctrwow")).to_have_count(0)
+        pw.expect(frame.locator("#onboarding")).to_have_count(0)  # the sign-up has finished
+        pw.expect(frame.locator("#provider-list")).to_contain_text("MID-E2E-0001")
+        screens.shot("reinstalled-connected")
+        assert [a["shopDomain"] for a in accounts(running.emanage_url)] == [SHOP]
+        assert len(accounts(running.ctrwow_url)) == 1
+
+        # ... and usable: CTRwow answers the shop's token, eManageCRM opens signed in.
+        token = ctrwow_tokens(running, SHOP)
+        me = httpx.get(
+            f"{running.ctrwow_url}/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert me.status_code == 200, me.text
+        assert me.json()["id"] == ctrwow["id"]
+        with context.expect_page() as opened:
+            frame.locator("#open-emanage").click()
+        opened.value.wait_for_url(f"{running.emanage_url}/crm/**")
+        screens.shot("reinstalled-emanage-signed-in", opened.value)
         browser.close()
 
 

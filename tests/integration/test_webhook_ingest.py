@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ from syncapp.store.models import InboundEvent
 from syncapp.web.app import create_app
 from tests.builders import shopify_hmac, signed_delivery
 from tests.conftest import CLIENT_SECRET, OLD_CLIENT_SECRET, make_settings
+from tests.waiting import wait_until
 
 URL = "/webhooks/shopify"
 
@@ -298,7 +298,13 @@ def test_a_webhook_waits_for_another_writer_while_the_server_keeps_answering(
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(client.post, URL, content=body, headers=headers)
-            time.sleep(0.3)  # let the batch find the lock taken
+            wait_until(
+                lambda: (
+                    (REGISTRY.get_sample_value("syncapp_ingest_lock_waits_total") or 0)
+                    > waits_before
+                ),
+                what="the batch found the write lock taken",
+            )
             assert client.get("/healthz").status_code == 200
             assert not pending.done()
             blocker.execute("ROLLBACK")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from syncapp.store.db import make_engine, sqlite_write_lock, sqlite_write_lock_path
 from tests.subprocesses import child_env
+from tests.waiting import flock_waiters, wait_until
 
 HOLD_IN_CHILD = """
 import fcntl, sys, time
@@ -37,12 +38,14 @@ def test_the_lock_is_reentrant_within_a_thread_and_exclusive_across_threads(
         with sqlite_write_lock(engine):
             order.append("other")
 
+    path = sqlite_write_lock_path(engine)
+    assert path is not None
     with sqlite_write_lock(engine), sqlite_write_lock(engine):  # nested: no self-deadlock
         thread = threading.Thread(target=other)
         thread.start()
-        entered.wait(5)
-        thread.join(0.3)
-        assert thread.is_alive()  # waiting for us
+        assert entered.wait(5)
+        wait_until(lambda: flock_waiters(path) == 1, what="the other thread blocked on the lock")
+        assert order == []
         order.append("first")
     thread.join(5)
     assert order == ["first", "other"]
@@ -70,7 +73,7 @@ def test_another_process_holding_the_lock_makes_us_wait(tmp_path: Path) -> None:
         assert child.stdout.readline().strip() == "held"
         thread = threading.Thread(target=take)
         thread.start()
-        thread.join(0.3)
+        wait_until(lambda: flock_waiters(path) == 1, what="our thread blocked on the lock")
         assert got == []
         child.stdin.write("release\n")
         child.stdin.flush()

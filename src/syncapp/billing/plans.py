@@ -63,13 +63,13 @@ DEFAULT_PLANS: tuple[Plan, ...] = (
     Plan(
         handle=FREE,
         name="Free",
-        summary="One funnel on the shared eManageCRM instance; products stay in sync.",
+        summary="Your store signed up to a shared eManageCRM instance and to CTRwow, for you.",
         max_funnels=1,
     ),
     Plan(
         handle="pro",
         name="Pro",
-        summary="Up to 10 funnels, your own eManageCRM subscription, orders in sync both ways.",
+        summary="Your own eManageCRM subscription instead of the shared instance.",
         price=Decimal("49.00"),
         usage_price=Decimal("0.10"),
         usage_cap=Decimal("100.00"),
@@ -81,7 +81,7 @@ DEFAULT_PLANS: tuple[Plan, ...] = (
     Plan(
         handle="scale",
         name="Scale",
-        summary="Unlimited funnels and orders, your own eManageCRM subscription.",
+        summary="Your own eManageCRM subscription, and no per-order charge.",
         price=Decimal("199.00"),
         dedicated_emanage=True,
         order_sync=True,

@@ -294,8 +294,10 @@ def _parse_time(value: Any) -> datetime | None:
 def handle_subscription_update(session: Session, runtime: ShopsRuntime, event: InboundEvent) -> str:
     """The worker's ``app_subscriptions/update`` handler: record the subscription's status.
 
-    Returns ``updated``, ``stale`` (an older change than the one recorded), ``unknown`` (a
-    subscription the app never asked for) or ``no_shop`` (uninstalled and redacted since).
+    Returns ``updated``, ``unchanged`` (the change already recorded), ``stale`` (an older
+    change than the one recorded), ``unknown`` (a subscription of another shop or one the app
+    never asked for) or ``no_shop`` (uninstalled and redacted since). A payload of another
+    topic, or naming another shop, is refused (:mod:`syncapp.billing.payloads`).
     """
     sub = parse(SubscriptionUpdate, event, runtime.payload_of(event)).app_subscription
     shop = session.scalar(select(Shop).where(Shop.domain == event.shop_domain))
@@ -322,6 +324,8 @@ def handle_subscription_update(session: Session, runtime: ShopsRuntime, event: I
     status = sub.status.upper()
     changed_at = _parse_time(sub.updated_at)
     recorded = utc(row.shopify_updated_at) if row.shopify_updated_at else None
+    if status == row.status and changed_at in (None, recorded):
+        return "unchanged"  # a redelivery or a replay of the change already recorded
     if recorded is not None and changed_at is not None:
         older = changed_at < recorded
         # Within one second: a terminal status wins, since nothing follows it.

@@ -27,6 +27,8 @@ from syncapp.errors import SyncAppError
 from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingStep
 from syncapp.onboarding.plan import JobStatus, Step, StepStatus
 from syncapp.onboarding.runner import SIGNUP, set_connection, utc
+from syncapp.shops.tokens import ACCESS_TOKEN as SHOPIFY_ACCESS
+from syncapp.shops.tokens import REFRESH_TOKEN as SHOPIFY_REFRESH
 from syncapp.store.models import Connection, Credential, OnboardingJob, Shop
 
 PROVIDERS: tuple[str, ...] = ("shopify", "emanage", "ctrwow")
@@ -111,8 +113,8 @@ def connection_views(session: Session, *, shop_id: int, now: datetime) -> dict[s
     views: dict[str, ConnectionView] = {}
     provider = "shopify"
     shopify_status, shopify_detail = status(provider)
-    usable = _alive(session, shop_id, provider, "access_token", now) or _alive(
-        session, shop_id, provider, "refresh_token", now
+    usable = _alive(session, shop_id, provider, SHOPIFY_ACCESS, now) or _alive(
+        session, shop_id, provider, SHOPIFY_REFRESH, now
     )
     if shop.uninstalled_at is None and shopify_status == "active" and usable:
         views[provider] = ConnectionView(provider, State.CONNECTED, account=shop.domain)

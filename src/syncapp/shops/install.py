@@ -18,11 +18,18 @@ After the commit it reads the shop (ShopInfo: name, email, currency, plan) throu
 API and stores it; if that read fails the shop is installed anyway and the next App Home
 request tries again. A shop whose connection ``needs_attention`` (its refresh token was
 refused) gets a fresh exchange the same way, which is how it recovers.
+
+An exchange that fails (Shopify refuses the token, e.g. for a shop that uninstalled the app,
+or does not answer) is recorded on the shop with a backoff (:data:`EXCHANGE_RETRY`): until it
+ends, requests of that shop get a 401 (refused) or a 503 (Shopify unreachable) with
+``Retry-After`` and Shopify is not called. A successful exchange clears it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopInfo, fetch_shop_info
+from syncapp.onboarding.plan import RetryPolicy, backoff_delay
 from syncapp.shops.errors import ShopError
 from syncapp.shops.locking import Lease, lease_owner, lock_row, locked_transaction
 from syncapp.shops.runtime import ShopsRuntime
@@ -56,6 +64,11 @@ INSTALL_LEASE = Lease(Shop.install_locked_by, Shop.install_locked_until, timedel
 STILL_INSTALLING = Res(
     status=503, body="The app is still being installed; retry shortly", headers={"Retry-After": "2"}
 )
+# Backoff after a failed token exchange, per shop (max_attempts unused: it never gives up,
+# since a reinstall makes the next exchange succeed). Short enough for a reinstall.
+EXCHANGE_RETRY = RetryPolicy(base_seconds=4.0, cap_seconds=120.0, max_attempts=1)
+REFUSED = "refused"
+UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +104,47 @@ def _has_valid_token(session: Session, runtime: ShopsRuntime, shop: Shop | None)
         pair.refresh_expires_at is None or pair.refresh_expires_at > now
     )
     return alive or refreshable
+
+
+def _backoff_response(row: Shop, now: datetime) -> Res | None:
+    """The answer for a shop still in its exchange backoff, or None when it may exchange."""
+    retry_at = row.install_retry_at
+    if retry_at is None:
+        return None
+    if retry_at.tzinfo is None:  # SQLite returns naive datetimes (stored as UTC)
+        retry_at = retry_at.replace(tzinfo=UTC)
+    if retry_at <= now:
+        return None
+    wait = {"Retry-After": str(max(1, math.ceil((retry_at - now).total_seconds())))}
+    if row.install_error == UNAVAILABLE:
+        return Res(status=503, body="Shopify is not answering; retry shortly", headers=wait)
+    return Res(
+        status=401,
+        body="Shopify refused to connect this store (is the app installed?); "
+        "open the app again from the Shopify admin",
+        headers=wait,
+    )
+
+
+def _record_exchange_failure(runtime: ShopsRuntime, shop_id: int, kind: str) -> Shop | None:
+    with locked_transaction(runtime.sessions) as session:
+        row: Shop | None = session.scalar(lock_row(select(Shop).where(Shop.id == shop_id)))
+        if row is None:
+            return None
+        row.install_failures = (row.install_failures or 0) + 1
+        delay = backoff_delay(row.install_failures, policy=EXCHANGE_RETRY, jitter=random.random())
+        row.install_retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        row.install_error = kind
+        session.flush()
+        session.expunge(row)
+        return row
+
+
+def _failure_kind(result_code: str, statuses: list[int]) -> str:
+    """Whether Shopify refused the exchange or could not be reached (network, 5xx)."""
+    if result_code == "network_error" or any(s in (0, 429) or s >= 500 for s in statuses):
+        return UNAVAILABLE
+    return REFUSED
 
 
 def _ensure_shop_row(runtime: ShopsRuntime, domain: str) -> None:
@@ -150,6 +204,9 @@ def ensure_installed(
         row = session.scalar(select(Shop).where(Shop.domain == shop))
         if _has_valid_token(session, runtime, row):
             return InstallOutcome(shop=shop)
+        waiting = _backoff_response(row, datetime.now(UTC)) if row is not None else None
+        if waiting is not None:
+            return InstallOutcome(shop=shop, response=waiting)
 
     _ensure_shop_row(runtime, shop)
     owner = lease_owner()
@@ -193,10 +250,14 @@ def _exchange_holding_lease(
 ) -> InstallOutcome:
     """Exchange with no transaction open during the call; store what Shopify gave."""
     with runtime.sessions() as session:
-        # Whoever held the lease before us may have just installed.
-        if _has_valid_token(session, runtime, session.get(Shop, shop_id)):
+        # Whoever held the lease before us may have just installed, or just failed.
+        row = session.get(Shop, shop_id)
+        if _has_valid_token(session, runtime, row):
             log.info("install.already_done_by_another_request", shop=shop)
             return InstallOutcome(shop=shop)
+        waiting = _backoff_response(row, datetime.now(UTC)) if row is not None else None
+        if waiting is not None:
+            return InstallOutcome(shop=shop, response=waiting)
     log.info("install.token_exchange_started", shop=shop)
     with runtime.http() as http:
         result = runtime.shopify.exchange_using_token_exchange(
@@ -207,8 +268,21 @@ def _exchange_holding_lease(
         )
     token = result.access_token
     if not result.ok or token is None or not token.token:
-        log.warning("install.token_exchange_failed", shop=shop, code=result.log.code)
-        return InstallOutcome(shop=shop, response=result.response)
+        kind = _failure_kind(result.log.code, [h.res.status for h in result.http_logs])
+        failed = _record_exchange_failure(runtime, shop_id, kind)
+        log.warning(
+            "install.token_exchange_failed",
+            shop=shop,
+            code=result.log.code,
+            kind=kind,
+            failures=failed.install_failures if failed else None,
+        )
+        if result.log.code == "invalid_subject_token" and result.response.status in (302, 401):
+            # Shopify did not accept this ID token: App Bridge is asked for a fresh one once;
+            # the backoff stops a loop of them.
+            return InstallOutcome(shop=shop, response=result.response)
+        waiting = _backoff_response(failed, datetime.now(UTC)) if failed is not None else None
+        return InstallOutcome(shop=shop, response=waiting or STILL_INSTALLING)
     with locked_transaction(runtime.sessions) as session:
         row = session.scalar(lock_row(select(Shop).where(Shop.id == shop_id)))
         if row is None:
@@ -221,6 +295,7 @@ def _exchange_holding_lease(
         log.info("install.tokens_stored", shop=shop, expires=token.expires)
         row.installed_at = datetime.now(UTC)
         row.uninstalled_at = None
+        row.install_failures, row.install_retry_at, row.install_error = 0, None, None
         _upsert_connection(session, shop_id=row.id, scopes=token.scope)
         _reset_onboarding(session, shop_id=row.id, reinstalled=reinstalled)
         log.info("install.onboarding_queued", shop=shop)

@@ -193,6 +193,21 @@ def _record(
     )
 
 
+def _already_done(session: Session, event: InboundEvent, request_ref: str) -> bool:
+    """A request of this topic and shop with ``request_ref`` was completed before: ``event``
+    is a replay under a new webhook id (Shopify's own redeliveries keep theirs)."""
+    return (
+        session.scalar(
+            select(PrivacyRequest.id).where(
+                PrivacyRequest.topic == event.topic,
+                PrivacyRequest.shop_hash == shop_hash(event.shop_domain),
+                PrivacyRequest.request_ref == request_ref,
+            )
+        )
+        is not None
+    )
+
+
 def _count(session: Session, statement: Any) -> int:
     return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
 
@@ -281,8 +296,14 @@ def _delete_exports(runtime: ShopsRuntime, session: Session, domain: str, custom
 def handle_customers_redact(session: Session, runtime: ShopsRuntime, event: InboundEvent) -> str:
     """Erase what the app holds about one customer of the shop (see the module docstring)."""
     domain = event.shop_domain
-    request = parse(CustomersRedact, event, runtime.payload_of(event))
+    text = runtime.payload_of(event)
+    request = parse(CustomersRedact, event, text)
     _checked(session, event, request)
+    # The request carries no id of its own: the signed body identifies it.
+    body_ref = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if _already_done(session, event, body_ref):
+        log.info("privacy.customer_redact_replayed", shop=domain)
+        return "duplicate"
     customer_id = str(request.customer.id)
     redacted = 0
     for row, document in list(
@@ -300,6 +321,7 @@ def handle_customers_redact(session: Session, runtime: ShopsRuntime, event: Inbo
         event=event,
         shop=domain,
         summary={"events_redacted": redacted, "export_files": exports},
+        request_ref=body_ref,
     )
     log.info("privacy.customer_redacted", shop=domain, events=redacted, exports=exports)
     return "erased"
@@ -326,6 +348,9 @@ def handle_customers_data_request(
     _checked(session, event, request)
     customer = request.customer
     request_id = str(request.data_request.id)
+    if _already_done(session, event, request_id):
+        log.info("privacy.data_request_replayed", shop=domain, request=request_id)
+        return "duplicate"
     held = [
         {
             "event_id": row.id,

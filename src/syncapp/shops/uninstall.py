@@ -16,6 +16,13 @@ The payload (the REST ``Shop``) must name the shop of the header (``myshopify_do
 ``domain``; and its ``id`` when the install recorded one): a signed body of another topic or
 shop replayed as ``app/uninstalled`` is refused (:mod:`syncapp.shops.payloads`).
 
+Nothing in a delivery proves *when* it was sent (``X-Shopify-Triggered-At`` is not signed, and
+the payload is the shop, which looks the same at every uninstall), so an old delivery replayed
+under a new webhook id after a reinstall would otherwise undo it. Before the handler runs, the
+worker asks Shopify (:func:`confirm_uninstalled`, no transaction held): while the shop's access
+token still works the app is installed, and the event is refused. Shopify revokes the tokens
+before it sends ``app/uninstalled``.
+
 An event triggered before the shop's current installation (a late or redelivered one after a
 reinstall) is stale and ignored, so it cannot undo the reinstall. ``X-Shopify-Triggered-At``
 may have whole-second precision and comes from Shopify's clock, so "before" means more than
@@ -32,10 +39,18 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from syncapp.connectors.shopify.admin import ShopifyUnauthorized, fetch_shop_info
+from syncapp.errors import RefusedEvent
+from syncapp.shops.errors import ShopifyReauthorizationRequired, ShopNotInstalled
 from syncapp.shops.locking import lock_row
 from syncapp.shops.payloads import ShopResource, check_shop, parse
 from syncapp.shops.runtime import ShopsRuntime, utc
-from syncapp.shops.tokens import PROVIDER, UNINSTALLED, delete_shopify_credentials
+from syncapp.shops.tokens import (
+    PROVIDER,
+    UNINSTALLED,
+    delete_shopify_credentials,
+    get_admin_token,
+)
 from syncapp.store.models import Connection, InboundEvent, OnboardingJob, Shop
 
 log = structlog.get_logger("syncapp.shops.uninstall")
@@ -64,6 +79,33 @@ def parse_triggered_at(value: str | None) -> datetime | None:
 def event_time(event: InboundEvent) -> datetime:
     """When Shopify triggered ``event`` (its header), else when we received it."""
     return parse_triggered_at(event.triggered_at) or utc(event.received_at)
+
+
+def confirm_uninstalled(runtime: ShopsRuntime, event: InboundEvent) -> None:
+    """Refuse ``event`` (RefusedEvent) while Shopify still accepts the shop's access token.
+
+    Runs before the handler, with no transaction open. A shop without a usable grant (not
+    installed here, or its refresh token refused) needs no confirmation; a network failure or
+    a throttled call raises for the worker to retry.
+    """
+    try:
+        token = get_admin_token(runtime, shop=event.shop_domain)
+    except (ShopNotInstalled, ShopifyReauthorizationRequired):
+        return
+    with runtime.http() as http:
+        try:
+            fetch_shop_info(
+                shop=event.shop_domain,
+                access_token=token,
+                api_version=runtime.api_version,
+                http=http,
+            )
+        except ShopifyUnauthorized:
+            return
+    raise RefusedEvent(
+        "app/uninstalled refused: Shopify still accepts the shop's access token, so the app is"
+        " installed (a delivery replayed or sent before a reinstall)"
+    )
 
 
 def handle_app_uninstalled(

@@ -50,7 +50,9 @@ class Shop(Base):
     """A Shopify shop that has installed the app (or did, until it is redacted).
 
     ``install_locked_*`` is the lease of the token exchange at install, so two first requests
-    make one exchange without a lock held during the call to Shopify.
+    make one exchange without a lock held during the call to Shopify. ``install_failures``,
+    ``install_retry_at`` and ``install_error`` are the backoff after failed exchanges: no
+    exchange is tried before ``install_retry_at``.
     """
 
     __tablename__ = "shops"
@@ -67,6 +69,9 @@ class Shop(Base):
     uninstalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     install_locked_by: Mapped[str | None] = mapped_column(String(64))
     install_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    install_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    install_retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    install_error: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -5,7 +5,6 @@ merchant consents on the served CTRwow sandbox, and the callback finishes the si
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -16,7 +15,7 @@ from sqlalchemy import select, update
 from syncapp.onboarding import RetryPolicy, open_onboarding, run_due_onboarding
 from syncapp.onboarding.models import CtrwowAccount, CtrwowAuthorization
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
-from syncapp.store.models import Connection, Credential, InboundEvent
+from syncapp.store.models import Connection, Credential
 from syncapp.store.vault import get_secret
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.integration.app_home.conftest import REDIRECT, Home
@@ -264,17 +263,9 @@ def test_an_uninstall_between_consent_and_callback_voids_the_state(
     shop = _needs_merchant(home, request)
     params = _consent(home, shop, _start(home, shop))
     settings = home.system.settings
-    with home.system.runtime.sessions() as session, session.begin():
-        session.add(
-            InboundEvent(
-                source="shopify",
-                shop_domain=shop,
-                topic="app/uninstalled",
-                delivery_id="uninstall-1",
-                triggered_at=datetime.now(UTC).isoformat(),
-                payload=json.dumps({"domain": shop}),
-            )
-        )
+    # Uninstalled in Shopify (which revokes the tokens and sends app/uninstalled).
+    assert home.system.control.post(f"/_sandbox/shops/{shop}/uninstall").status_code == 200
+    home.system.wait_for_event(shop, "app/uninstalled")
     worker = Worker(
         home.system.runtime,
         options=WorkerOptions(),

@@ -106,6 +106,8 @@ def test_a_reinstall_reconnects_the_same_ctrwow_account_and_emanage_tenant(
     name = ctrwow_all["accounts"][0]["name"]
     assert f'<span id="ctrwow-account">{name}</span>' in page  # named, not its id
     assert ctrwow_id not in page
+    shopify = page.split('id="shopify-connection"')[1].split("</dd>")[0]
+    assert ">Connected</s-badge>" in shopify
     assert 'id="ctrwow-setting-up"' not in page
 
 

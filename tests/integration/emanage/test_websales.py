@@ -116,12 +116,13 @@ async def test_a_missing_x_cid_is_denied(http: httpx.AsyncClient) -> None:
     assert response.json() == {"message": "Authorization has been denied for this request."}
 
 
-async def test_a_malformed_x_cid_is_a_bad_request(http: httpx.AsyncClient) -> None:
-    """An X_CID that is not a GUID is 400."""
+async def test_a_malformed_x_cid_is_denied(http: httpx.AsyncClient) -> None:
+    """An X_CID that is not a GUID is a wrong credential: 401, as the contract's apiKey
+    scheme (any string) leads a client to expect, not a 400."""
     who = await onboard(http)
     web_key = await seed(http, who)
     response = await http.get(f"/api/campaigns/{web_key}/settings", headers={"X_CID": "abc"})
-    assert response.status_code == 400
+    assert response.status_code == 401
 
 
 async def test_another_accounts_cid_is_denied(http: httpx.AsyncClient) -> None:

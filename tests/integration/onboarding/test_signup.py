@@ -3,7 +3,7 @@ a dedicated subscription and stops for the merchant when only they can unblock i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +13,7 @@ from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingS
 from syncapp.onboarding.runtime import OnboardingRuntime
 from syncapp.store.models import Connection
 from syncapp.store.vault import get_secret
-from tests.integration.onboarding.conftest import SHOP, SHOP_EMAIL, World, run_to_end
+from tests.integration.onboarding.conftest import FAST, SHOP, SHOP_EMAIL, World, run_to_end
 
 pytestmark = pytest.mark.anyio
 
@@ -81,6 +81,7 @@ async def test_a_failing_emanage_is_retried_with_backoff_and_the_error_is_visibl
     assert response.status_code == 200
     shop_id = world.install()
 
+    before = datetime.now(UTC)
     await _run_once(runtime)
     with world.session() as session:
         step = session.scalar(
@@ -91,7 +92,10 @@ async def test_a_failing_emanage_is_retried_with_backoff_and_the_error_is_visibl
         assert step.last_error is not None
         assert "eManageCRM is not available right now" in step.last_error
         assert step.next_attempt_at is not None
-        assert step.next_attempt_at.replace(tzinfo=UTC) > datetime.now(UTC)
+        # At least half the first backoff step after the failure ("equal jitter"), however
+        # long the attempt took: comparing with the time of this read would race it.
+        least = timedelta(seconds=FAST.base_seconds / 2)
+        assert step.next_attempt_at.replace(tzinfo=UTC) >= before + least
     assert world.job(shop_id).last_error is not None
 
     assert await run_to_end(runtime, world, shop_id) == "done"

@@ -73,6 +73,12 @@ class Received:
     body: bytes
 
 
+def _open_gate() -> threading.Event:
+    gate = threading.Event()
+    gate.set()
+    return gate
+
+
 @dataclass
 class WebhookReceiver:
     """The app's webhook endpoint stand-in: records requests, answers with planned statuses."""
@@ -82,8 +88,15 @@ class WebhookReceiver:
     # Seconds each answer takes, and the most requests seen open at once.
     answer_delay: float = 0.0
     max_concurrent: int = 0
+    # Cleared: every request is held open until it is set again.
+    gate: threading.Event = field(default_factory=_open_gate)
     _open: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def open_requests(self) -> int:
+        with self._lock:
+            return self._open
 
     def app(self) -> Starlette:
         async def receive(request: Request) -> Response:
@@ -92,6 +105,8 @@ class WebhookReceiver:
                 self._open += 1
                 self.max_concurrent = max(self.max_concurrent, self._open)
             try:
+                while not self.gate.is_set():  # noqa: ASYNC110 - set from the test thread
+                    await asyncio.sleep(0.005)
                 if self.answer_delay:
                     await asyncio.sleep(self.answer_delay)
             finally:

@@ -142,7 +142,7 @@ def test_changing_a_price_fires_products_update_with_the_new_price(
     """Saving a new price goes through the Admin API and the app hears products/update."""
     recv, _ = receiver
     ids = make_product(sandbox, "Cap", price="10.00")
-    recv.wait_for(2)
+    recv.wait_for(3)  # products/create, the products/update that follows it, the price's
     recv.requests.clear()
 
     saved = sandbox.control.post(

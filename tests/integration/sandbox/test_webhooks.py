@@ -16,6 +16,7 @@ from shopify_app import ShopifyApp
 
 from syncapp.sandbox.shopify.config import WebhookSubscription
 from syncapp.sandbox.shopify.events import record_webhook
+from tests.waiting import wait_until
 
 from .conftest import (
     CLIENT_ID,
@@ -55,6 +56,24 @@ def verified(request: Received) -> bool:
         }
     )
     return result.ok
+
+
+def settled(sandbox: RunningSandbox, timeout: float = 5.0) -> None:
+    """Wait until the sandbox will send nothing more: every recorded event fanned out and no
+    delivery pending (a delivery is recorded only after its last copy was answered)."""
+
+    def done() -> bool:
+        with sandbox.state.db.transaction() as conn:
+            last = conn.execute("SELECT coalesce(max(id), 0) FROM webhook_outbox").fetchone()[0]
+            row = conn.execute(
+                "SELECT last_outbox_id FROM webhook_fanout_cursor WHERE id = 1"
+            ).fetchone()
+            pending = conn.execute(
+                "SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'"
+            ).fetchone()[0]
+        return row is not None and row[0] >= last and pending == 0
+
+    wait_until(done, timeout=timeout, what="the sandbox's deliveries settled")
 
 
 def closed_port_url() -> str:
@@ -125,7 +144,7 @@ def test_a_delivery_fails_after_eight_retries(sandbox: RunningSandbox, receiver:
     fire(sandbox)
 
     [delivery] = sandbox.wait_for_deliveries(1, status="failed")
-    time.sleep(0.2)
+    settled(sandbox)
 
     assert delivery["attempts"] == 9
     assert delivery["last_status_code"] == 500
@@ -135,13 +154,15 @@ def test_a_delivery_fails_after_eight_retries(sandbox: RunningSandbox, receiver:
 def test_at_most_sixteen_deliveries_are_in_flight_at_once(
     sandbox: RunningSandbox, receiver: Receiver
 ) -> None:
-    """A slow receiver sees a bounded number of concurrent deliveries, and all of them."""
+    """A receiver holding every request open sees exactly 16 at once — then, released, all 40."""
     recv, _ = receiver
-    recv.answer_delay = 0.2
+    recv.gate.clear()
     with sandbox.state.db.transaction() as conn:
         for n in range(40):
             record_webhook(conn, shop_domain=SHOP, topic="products/update", payload={"id": n})
 
+    wait_until(lambda: recv.open_requests >= 16, what="16 deliveries held open")
+    recv.gate.set()
     requests = recv.wait_for(40, timeout=10)
 
     assert recv.max_concurrent == 16
@@ -178,7 +199,7 @@ def test_the_duplicate_fault_sends_extra_copies_with_one_webhook_id(
     fire(sandbox)
 
     requests = recv.wait_for(3)
-    time.sleep(0.1)
+    settled(sandbox)
 
     assert len(recv.requests) == 3
     assert len({r.headers["x-shopify-webhook-id"] for r in requests}) == 1
@@ -221,9 +242,16 @@ def test_deleting_faults_restores_normal_delivery(
     reset = sandbox.control.delete("/_sandbox/webhooks/faults")
     fire(sandbox)
     recv.wait_for(1)
-    time.sleep(0.1)
+    settled(sandbox)
 
-    assert reset.json() == {"duplicate": 0, "delay_ms": 0, "reorder": False}
+    assert reset.json() == {
+        "duplicate": 0,
+        "delay_ms": 0,
+        "reorder": False,
+        "redeliver_new_id": 0,
+        "coalesce_ms": 0,
+        "drop_next": 0,
+    }
     assert len(recv.requests) == 1
 
 
@@ -246,7 +274,7 @@ def test_a_shop_without_the_app_gets_no_product_webhooks(
     assert redact.status_code == 200
 
     recv.wait_for(1)
-    time.sleep(0.1)
+    settled(sandbox)
 
     assert recv.topics() == ["shop/redact"]
     assert sandbox.deliveries(shop="bare", topic="products/update") == []
@@ -296,10 +324,12 @@ def test_a_pending_delivery_resumes_after_a_restart(tmp_path: Path, receiver: Re
     with running_sandbox(down) as first:
         first.create_shop(SHOP)
         fire(first)
-        [pending] = first.wait_for_deliveries(1, status="pending", topic="products/update")
-        while pending["attempts"] == 0:
-            time.sleep(0.01)
-            [pending] = first.deliveries(topic="products/update")
+        first.wait_for_deliveries(1, status="pending", topic="products/update")
+        wait_until(
+            lambda: first.deliveries(topic="products/update")[0]["attempts"] > 0,
+            what="the first attempt failed",
+        )
+        [pending] = first.deliveries(topic="products/update")
 
     with running_sandbox(replace(down, app_url=url)) as second:
         [request] = recv.wait_for(1)

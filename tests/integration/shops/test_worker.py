@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from syncapp.sandbox.shopify.oauth import load_access_scopes
 from syncapp.shops.errors import ShopNotInstalled
 from syncapp.shops.tokens import get_admin_token
 from syncapp.store.models import Connection, Credential, InboundEvent, OnboardingJob, Shop
 from tests.builders import product_payload, signed_delivery
-from tests.integration.sandbox.conftest import CLIENT_SECRET
+from tests.integration.sandbox.conftest import APP_TOML, CLIENT_SECRET
 from tests.integration.shops.conftest import System, handle_for
 
 
@@ -82,7 +83,8 @@ def test_app_uninstalled_twice_is_harmless(
     system = sqlite_system
     shop = system.create_shop(handle_for(request))
     system.install(shop)
-    first = deliver(system, "app/uninstalled", shop, {"domain": shop})
+    assert system.control.post(f"/_sandbox/shops/{shop}/uninstall").status_code == 200
+    first = system.wait_for_event(shop, "app/uninstalled").id
     system.drain()
     with system.runtime.sessions() as session:
         stamp = session.scalar(select(Shop.uninstalled_at))
@@ -129,7 +131,8 @@ def test_a_reinstall_restores_the_shop_with_fresh_tokens(
 def test_a_stale_uninstall_does_not_undo_a_later_reinstall(
     sqlite_system: System, request: pytest.FixtureRequest
 ) -> None:
-    """An app/uninstalled triggered before the current install is ignored (tokens kept)."""
+    """An app/uninstalled sent before the current install (or replayed since) is refused while
+    Shopify still accepts the shop's token: dead-lettered, tokens kept."""
     system = sqlite_system
     shop = system.create_shop(handle_for(request))
     system.install(shop)
@@ -142,7 +145,10 @@ def test_a_stale_uninstall_does_not_undo_a_later_reinstall(
     system.drain()
     assert get_admin_token(system.runtime, shop=shop)
     with system.runtime.sessions() as session:
-        assert session.scalar(select(InboundEvent.status)) == "done"
+        row = session.scalar(select(InboundEvent))
+        assert row is not None
+        assert row.status == "dead"
+        assert "Shopify still accepts the shop's access token" in (row.last_error or "")
 
 
 def _blocked_data_request(system: System, shop: str) -> int:
@@ -268,33 +274,39 @@ def test_the_worker_logs_dead_letters_with_the_event_and_shop(
 def test_a_scopes_update_replaces_the_granted_scopes(
     sqlite_system: System, request: pytest.FixtureRequest
 ) -> None:
-    """app/scopes_update through the webhook endpoint: the connection gets the new grant."""
+    """app/scopes_update through the webhook endpoint: the connection gets the new grant
+    (checked against the shop's grant in Shopify); a grant Shopify does not confirm — another
+    shop's body — is refused and changes nothing."""
     system = sqlite_system
     shop = system.create_shop(handle_for(request))
     system.install(shop)
-    granted = ["read_products", "write_products", "read_orders", "read_discounts"]
-    payload = {
-        "id": 1,
-        "previous": granted[:3],
-        "current": granted,
-        "updated_at": datetime.now(UTC).isoformat(),
-    }
-    body, headers = signed_delivery(
-        CLIENT_SECRET, topic="app/scopes_update", shop=shop, payload=payload
-    )
-    headers["X-Shopify-Triggered-At"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-    assert system.app.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    granted = load_access_scopes(APP_TOML).split(",")
+    with system.runtime.sessions.begin() as session:
+        # Recorded before the merchant approved the rest.
+        session.execute(update(Connection).values(scopes="read_products"))
+
+    def scopes_update(current: list[str]) -> int:
+        payload = {
+            "id": 1,
+            "previous": ["read_products"],
+            "current": current,
+            "updated_at": datetime.now(UTC).isoformat(),
+        }
+        return deliver(system, "app/scopes_update", shop, payload)
+
+    forged = scopes_update(["read_products", "read_discounts"])
     system.drain()
+    assert event(system, forged).status == "dead"
+    assert "not the shop's grant in Shopify" in (event(system, forged).last_error or "")
     with system.runtime.sessions() as session:
-        update_id = session.scalar(
-            select(InboundEvent.id).where(InboundEvent.topic == "app/scopes_update")
-        )
-    assert update_id is not None
-    assert event(system, update_id).status == "done"
+        assert session.scalar(select(Connection.scopes)) == "read_products"
+    genuine = scopes_update(granted)
+    system.drain()
+    assert event(system, genuine).status == "done"
     with system.runtime.sessions() as session:
         connection = session.scalar(select(Connection).where(Connection.provider == "shopify"))
         assert connection is not None
-        assert connection.scopes == "read_products,write_products,read_orders,read_discounts"
+        assert connection.scopes == ",".join(granted)
 
 
 def test_a_scopes_update_without_current_scopes_is_dead_lettered(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,6 +24,7 @@ from syncapp.connectors.emanage.errors import (
     EmanageValidationError,
     error_from_response,
     is_transient,
+    merchant_message,
     parse_retry_after,
 )
 
@@ -124,3 +127,25 @@ def test_retry_after_never_raises(value: str) -> None:
     """Any header value yields a non-negative number or None."""
     result = parse_retry_after(value)
     assert result is None or result >= 0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (503, b'{"code": "unavailable", "message": "maintenance"}', "not answering right now"),
+        (429, b'{"code": "rate_limited"}', "not answering right now"),
+        (401, b'{"code": "invalid_token", "message": "expired"}', "did not accept the Sync App"),
+        (401, b'{"error": "invalid_client"}', "did not accept the Sync App"),
+        (403, b'{"code": "account_suspended"}', "reactivate it in eManageCRM"),
+        (400, b'{"error": "invalid_target", "error_description": "suspended"}', "reactivate"),
+        (422, b'{"code": "bad", "message": "field x"}', "Try again"),
+    ],
+)
+def test_merchant_messages_say_what_happened_and_what_to_do_in_plain_words(
+    status: int, body: bytes, says: str
+) -> None:
+    """Every error reads as plain words naming the action, never eManageCRM's own answer."""
+    message = merchant_message(error_from_response(status, {}, body), doing="open eManageCRM")
+    assert says in message
+    assert "could not open eManageCRM" in message
+    assert not re.search(r"HTTP|\d{3}|_|answered|expired|maintenance|field x", message), message

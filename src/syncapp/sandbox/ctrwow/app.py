@@ -26,6 +26,7 @@ from syncapp.sandbox.ctrwow import api, control, oauth
 from syncapp.sandbox.ctrwow.config import CtrwowSandboxConfig
 from syncapp.sandbox.ctrwow.db import SandboxDB
 from syncapp.sandbox.ctrwow.state import SandboxState
+from syncapp.sandbox.guard import SandboxGuard
 
 
 def load_contract(config: CtrwowSandboxConfig) -> dict[str, Any]:
@@ -98,5 +99,8 @@ def create_app(config: CtrwowSandboxConfig) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(FaultInjection, state=state)
+    app.add_middleware(
+        SandboxGuard, public_url=config.public_url, page_prefixes=("/oauth/authorize",)
+    )
     app.state.sandbox = state
     return app

@@ -539,10 +539,16 @@ def routes(state: SandboxState) -> list[BaseRoute]:
     async def revoke(request: Request) -> Response:
         return await revoke_endpoint(state, request)
 
+    async def authorize(request: Request) -> Response:
+        # One route for both methods: two routes on one path made Starlette's 405 (e.g. to
+        # OPTIONS) list only the first one's methods in Allow.
+        if request.method == "POST":
+            return await authorize_post(request)
+        return await authorize_get(request)
+
     return [
         Route("/.well-known/oauth-authorization-server", metadata, methods=["GET"]),
-        Route("/oauth/authorize", authorize_get, methods=["GET"]),
-        Route("/oauth/authorize", authorize_post, methods=["POST"]),
+        Route("/oauth/authorize", authorize, methods=["GET", "POST"]),
         Route("/oauth/token", token, methods=["POST"]),
         Route("/oauth/revoke", revoke, methods=["POST"]),
     ]

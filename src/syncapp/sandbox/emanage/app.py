@@ -22,6 +22,7 @@ from syncapp.sandbox.emanage.contract import load_contract
 from syncapp.sandbox.emanage.db import EmanageDB
 from syncapp.sandbox.emanage.faults import FaultsMiddleware
 from syncapp.sandbox.emanage.state import EmanageState
+from syncapp.sandbox.guard import SandboxGuard
 
 
 def create_app(config: EmanageSandboxConfig) -> Starlette:
@@ -34,6 +35,11 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(contract)
+
+    async def no_route(request: Request, exc: Exception) -> Response:
+        # As ASP.NET Web API answers a URI no route matches: JSON, never Starlette's text.
+        message = "No HTTP resource was found that matches the request URI."
+        return JSONResponse({"code": "not_found", "message": message}, status_code=404)
 
     async def crm_root(request: Request) -> Response:
         return RedirectResponse("/crm/", status_code=307)
@@ -61,7 +67,11 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(FaultsMiddleware, state=state)],
+        exception_handlers={404: no_route},
+        middleware=[
+            Middleware(SandboxGuard, public_url=config.public_url, page_prefixes=("/crm/",)),
+            Middleware(FaultsMiddleware, state=state),
+        ],
     )
     app.state.sandbox = state
     return app

@@ -2,8 +2,8 @@
 shapes and quirks (docs/contracts/emanage.md, "Evidenced"):
 
 * every call carries the account's client id in the ``X_CID`` header (underscore included);
-  missing or not the campaign's → 401 ``{"message": "Authorization has been denied for this
-  request."}`` (ASP.NET's wording), not a GUID → 400 ``{"message": "The request is invalid."}``;
+  missing, not a GUID or not the campaign's → 401 ``{"message": "Authorization has been denied
+  for this request."}`` (ASP.NET's wording: a wrong credential, whatever its shape);
 * top-level JSON is camelCase, but ``productPrices`` is a dictionary keyed by price type with
   PascalCase ``{Value, FormattedValue}`` members;
 * ``/products/prices`` answers ``{prices, location}``; ``/products/prices/{countryCode}`` the
@@ -68,10 +68,9 @@ def _message(status: int, message: str) -> JSONResponse:
 def _campaign(conn: sqlite3.Connection, request: Request) -> sqlite3.Row | Response:
     """The active campaign the request names, if ``X_CID`` is its account's client id."""
     cid = request.headers.get("x_cid")
-    if cid is None or not cid.strip():
+    if cid is None or not cid.strip() or not UUID_RE.match(cid.strip()):
+        # The contract's apiKey scheme allows any value: a malformed one is a wrong key.
         return _message(401, DENIED)
-    if not UUID_RE.match(cid.strip()):
-        return _message(400, "The request is invalid.")
     web_key = str(request.path_params["web_key"]).strip().upper()
     row: sqlite3.Row | None = conn.execute(
         "SELECT c.*, a.cid AS account_cid, a.status AS account_status FROM campaigns c"

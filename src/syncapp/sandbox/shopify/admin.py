@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         try:
             shop = normalize_domain(str(request.path_params["shop"]))
         except ValueError as exc:
-            return HTMLResponse(f"Not a shop: {exc}", status_code=404)
+            return HTMLResponse(f"Not a shop: {html.escape(str(exc))}", status_code=404)
         if request.method == "POST":
             origin = request.headers.get("origin")
             if origin and urlparse(origin).netloc != request.headers.get("host"):

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from syncapp.favicon import favicon_routes
+from syncapp.sandbox.guard import SandboxGuard
 from syncapp.sandbox.shopify import admin, embedded, graphql_api, oauth, webhooks
 from syncapp.sandbox.shopify.config import SandboxConfig
 from syncapp.sandbox.shopify.db import SandboxDB
@@ -53,6 +54,7 @@ def create_app(config: SandboxConfig) -> Starlette:
         *embedded.routes(state),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(SandboxGuard, public_url=config.public_url, page_prefixes=("/store/",))
     app.state.sandbox = state
     app.state.deliverer = deliverer
     return app

@@ -14,10 +14,15 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class WebhookSubscription:
-    """One ``[[webhooks.subscriptions]]`` entry: topics delivered to ``uri``."""
+    """One ``[[webhooks.subscriptions]]`` entry: topics delivered to ``uri``.
+
+    ``name`` (optional, up to 50 of ``[A-Za-z0-9_-]``) is sent as ``X-Shopify-Name``
+    (changelog webhook-subscriptions-now-support-a-name-field-for-identification, 2026-04).
+    """
 
     topics: tuple[str, ...]
     uri: str
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,9 @@ class SandboxConfig:
     webhook_retry_delays: tuple[float, ...] = (10, 30, 60, 300, 900, 1800, 3600, 7200)
     public_url: str = "http://127.0.0.1:8100"
     deliver_webhooks: bool = True
+    # Shopify follows products/create at once with products/update (statamic-rad-pack/shopify
+    # #239; pitfalls §3); off only for tests that count one event per change.
+    update_after_create: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -44,5 +52,10 @@ def load_subscriptions(toml_path: Path) -> tuple[WebhookSubscription, ...]:
     subs = []
     for entry in data.get("webhooks", {}).get("subscriptions", []):
         topics = tuple(entry.get("topics", ())) + tuple(entry.get("compliance_topics", ()))
-        subs.append(WebhookSubscription(topics=topics, uri=str(entry["uri"])))
+        name = entry.get("name")
+        subs.append(
+            WebhookSubscription(
+                topics=topics, uri=str(entry["uri"]), name=str(name) if name else None
+            )
+        )
     return tuple(subs)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import secrets
 import time
 from pathlib import Path
@@ -225,7 +226,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
         try:
             shop = normalize_domain(str(request.path_params["shop"]))
         except ValueError as exc:
-            return HTMLResponse(f"Not a shop: {exc}", status_code=404)
+            return HTMLResponse(f"Not a shop: {html.escape(str(exc))}", status_code=404)
         if request.method == "POST":
             origin = request.headers.get("origin")
             if origin and urlparse(origin).netloc != request.headers.get("host"):

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import uuid
 from typing import Any
 
-from syncapp.sandbox.shopify.db import utcnow_iso
+from syncapp.sandbox.shopify.db import register_column, utcnow_iso
+
+# Unix time to the microsecond: the deliverer coalesces bursts closer than a second.
+register_column("webhook_outbox", "recorded_at", "REAL")
 
 
 def record_webhook(
@@ -23,7 +27,15 @@ def record_webhook(
     now = utcnow_iso()
     conn.execute(
         "INSERT INTO webhook_outbox (shop_domain, topic, event_id, payload, triggered_at,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (shop_domain, topic, event_id, json.dumps(payload, separators=(",", ":")), now, now),
+        " created_at, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            shop_domain,
+            topic,
+            event_id,
+            json.dumps(payload, separators=(",", ":")),
+            now,
+            now,
+            time.time(),
+        ),
     )
     return event_id

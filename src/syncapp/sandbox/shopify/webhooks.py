@@ -14,8 +14,9 @@ Two steps, both durable in the sandbox's database so a restarted sandbox resumes
    and, once they are used up, the delivery is ``failed``. At most ``max_in_flight`` requests
    run at once.
 
-Faults (``POST /_sandbox/webhooks/faults``) live in the deliverer, not in the database: they are
-a test knob and a restarted sandbox starts without them.
+Faults (``POST /_sandbox/webhooks/faults``: duplicates with the same or a new Webhook-Id,
+delays, reordering, bursts merged into one products/update, dropped deliveries) live in the
+deliverer, not in the database: they are a test knob and a restarted sandbox starts without them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from syncapp.sandbox.shopify.db import register_schema
+from syncapp.sandbox.shopify.db import register_column, register_schema
 from syncapp.sandbox.shopify.oauth import not_on_shop_host
 from syncapp.sandbox.shopify.shops import normalize_domain
 from syncapp.sandbox.shopify.state import SandboxState
@@ -74,6 +75,8 @@ register_schema(
     );
     CREATE INDEX IF NOT EXISTS webhook_deliveries_due
         ON webhook_deliveries (status, next_attempt_at);
+    CREATE INDEX IF NOT EXISTS webhook_outbox_by_resource
+        ON webhook_outbox (shop_domain, topic, id);
     CREATE TABLE IF NOT EXISTS webhook_fanout_cursor (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         last_outbox_id INTEGER NOT NULL
@@ -82,13 +85,27 @@ register_schema(
 )
 
 
+# The subscription's name, sent as X-Shopify-Name.
+register_column("webhook_deliveries", "name", "TEXT")
+
+# Topics whose bursts Shopify merges into one delivery, keyed by the resource's ``id``.
+COALESCED_TOPICS = frozenset({"products/update"})
+
+
 @dataclass(frozen=True)
 class WebhookFaults:
-    """Misbehaviour Shopify is allowed: extra copies, late deliveries, shuffled order."""
+    """Misbehaviour Shopify is allowed: extra copies (``duplicate``: same Webhook-Id;
+    ``redeliver_new_id``: a new Webhook-Id, same Event-Id), late deliveries, shuffled order,
+    bursts merged into one ``products/update`` (``coalesce_ms``: changes to one product closer
+    than that give one delivery, of the last state), and ``drop_next`` deliveries never sent.
+    """
 
     duplicate: int = 0
     delay_ms: int = 0
     reorder: bool = False
+    redeliver_new_id: int = 0
+    coalesce_ms: int = 0
+    drop_next: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,7 @@ class _Due:
     event_id: str
     payload: bytes
     triggered_at: str
+    name: str | None = None
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -228,26 +246,59 @@ class WebhookDeliverer:
 
     # --- database side (runs in a worker thread) -------------------------------------------
 
+    def _coalesced(self, conn: sqlite3.Connection, event: sqlite3.Row, window: float) -> bool:
+        """Whether a later event of the same resource within ``window`` s replaces ``event``.
+
+        Shopify debounces bursts into one products/update, "not necessarily in the order of
+        changes made" (changelog webhooks-delivered-from-shopify-are-being-improved-to-send-
+        payloads-more-efficiently; pitfalls §4). The last event carries the latest state.
+        """
+        later = conn.execute(
+            "SELECT 1 FROM webhook_outbox WHERE shop_domain = ? AND topic = ? AND id > ?"
+            " AND json_extract(payload, '$.id') = ?"
+            " AND COALESCE(recorded_at, 0) - ? <= ? LIMIT 1",
+            (
+                event["shop_domain"],
+                event["topic"],
+                event["id"],
+                event["resource_id"],
+                event["recorded_at"] or 0,
+                window,
+            ),
+        ).fetchone()
+        return later is not None
+
     def _fan_out(self) -> int:
         subscriptions = self._state.config.subscriptions
         now = time.time()
         created = 0
+        window = self._faults.coalesce_ms / 1000
         with self._state.db.transaction() as conn:
             row = conn.execute(
                 "SELECT last_outbox_id FROM webhook_fanout_cursor WHERE id = 1"
             ).fetchone()
             cursor = row["last_outbox_id"] if row else 0
             events = conn.execute(
-                "SELECT o.id, o.shop_domain, o.topic, s.app_installed FROM webhook_outbox o"
+                # The resource id is read only when coalescing: payloads can be large.
+                "SELECT o.id, o.shop_domain, o.topic, o.recorded_at, s.app_installed,"
+                " CASE WHEN ? > 0 THEN json_extract(o.payload, '$.id') END AS resource_id"
+                " FROM webhook_outbox o"
                 " LEFT JOIN shops s ON s.domain = o.shop_domain"
                 " WHERE o.id > ? ORDER BY o.id LIMIT ?",
-                (cursor, FAN_OUT_BATCH),
+                (window, cursor, FAN_OUT_BATCH),
             ).fetchall()
             if not events:
                 return 0
             rows = []
+            last_done = cursor
             for event in events:
+                coalescing = window > 0 and event["topic"] in COALESCED_TOPICS
+                if coalescing and now - (event["recorded_at"] or 0) < window:
+                    break  # a later change may still merge into it: this and the rest wait
+                last_done = event["id"]
                 if not event["app_installed"] and event["topic"] not in ALWAYS_DELIVERED_TOPICS:
+                    continue
+                if coalescing and self._coalesced(conn, event, window):
                     continue
                 for sub in subscriptions:
                     if event["topic"] in sub.topics:
@@ -260,19 +311,21 @@ class WebhookDeliverer:
                                 sub.uri,
                                 now,
                                 now,
+                                sub.name,
                             )
                         )
             conn.executemany(
                 "INSERT OR IGNORE INTO webhook_deliveries (id, outbox_id, shop_domain, topic,"
-                " uri, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " uri, next_attempt_at, created_at, name) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             created = len(rows)
-            conn.execute(
-                "INSERT INTO webhook_fanout_cursor (id, last_outbox_id) VALUES (1, ?)"
-                " ON CONFLICT (id) DO UPDATE SET last_outbox_id = excluded.last_outbox_id",
-                (events[-1]["id"],),
-            )
+            if last_done != cursor:
+                conn.execute(
+                    "INSERT INTO webhook_fanout_cursor (id, last_outbox_id) VALUES (1, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET last_outbox_id = excluded.last_outbox_id",
+                    (last_done,),
+                )
         return created
 
     def _claim_due(self, limit: int, busy: set[str]) -> list[_Due]:
@@ -280,7 +333,7 @@ class WebhookDeliverer:
         due: list[_Due] = []
         with self._state.db.transaction() as conn:
             rows = conn.execute(
-                "SELECT d.id, d.outbox_id, d.shop_domain, d.topic, d.uri, d.attempts,"
+                "SELECT d.id, d.outbox_id, d.shop_domain, d.topic, d.uri, d.attempts, d.name,"
                 " o.event_id, o.payload, o.triggered_at, s.app_installed"
                 " FROM webhook_deliveries d JOIN webhook_outbox o ON o.id = d.outbox_id"
                 " LEFT JOIN shops s ON s.domain = d.shop_domain"
@@ -310,11 +363,26 @@ class WebhookDeliverer:
                         event_id=row["event_id"],
                         payload=row["payload"].encode("utf-8"),
                         triggered_at=row["triggered_at"],
+                        name=row["name"],
                     )
                 )
                 if len(due) >= limit:
                     break
         return due
+
+    def _take_drop(self) -> bool:
+        """True (and one fewer left) when the next delivery is to be dropped."""
+        if self._faults.drop_next <= 0:
+            return False
+        self._faults = replace(self._faults, drop_next=self._faults.drop_next - 1)
+        return True
+
+    def _record_dropped(self, due: _Due) -> None:
+        with self._state.db.transaction() as conn:
+            conn.execute(
+                "UPDATE webhook_deliveries SET status = 'dropped', last_error = ? WHERE id = ?",
+                ("dropped by the drop_next fault: never sent", due.id),
+            )
 
     def _record(self, due: _Due, status_code: int | None, error: str | None) -> None:
         now = time.time()
@@ -351,7 +419,7 @@ class WebhookDeliverer:
 
     def _headers(self, due: _Due) -> dict[str, str]:
         config = self._state.config
-        return {
+        headers = {
             "Content-Type": "application/json",
             "User-Agent": "Shopify-Captain-Hook",
             "X-Shopify-Topic": due.topic,
@@ -362,6 +430,9 @@ class WebhookDeliverer:
             "X-Shopify-Event-Id": due.event_id,
             "X-Shopify-Triggered-At": due.triggered_at,
         }
+        if due.name:
+            headers["X-Shopify-Name"] = due.name
+        return headers
 
     async def _post(self, due: _Due) -> tuple[int | None, str | None]:
         assert self._client is not None
@@ -380,11 +451,19 @@ class WebhookDeliverer:
 
     async def _deliver(self, due: _Due) -> None:
         faults = self._faults
+        if due.attempts == 0 and self._take_drop():
+            # Shopify: delivery is "not always guaranteed" (pitfalls §7); reconcile instead.
+            await asyncio.to_thread(self._record_dropped, due)
+            return
         if faults.delay_ms > 0:
             await asyncio.sleep(faults.delay_ms / 1000)
         status_code, error = await self._post(due)
         for _ in range(faults.duplicate):
             await self._post(due)
+        for _ in range(faults.redeliver_new_id):
+            # The same event again as a new delivery: a new Webhook-Id, the same Event-Id
+            # (Shopify/shopify-app-js PR #3129; ignore-duplicates guide: dedupe on Event-Id).
+            await self._post(replace(due, id=str(uuid.uuid4())))
         await asyncio.to_thread(self._record, due, status_code, error)
 
     async def _deliver_in_order(self, batch: list[_Due]) -> None:
@@ -440,9 +519,10 @@ def list_deliveries(
 def _parse_faults(body: Any) -> WebhookFaults:
     if not isinstance(body, dict):
         raise ValueError("the body must be a JSON object")
-    unknown = set(body) - {"duplicate", "delay_ms", "reorder"}
+    known = set(WebhookFaults.__dataclass_fields__)
+    unknown = set(body) - known
     if unknown:
-        raise ValueError(f"unknown fault(s) {sorted(unknown)}; use duplicate, delay_ms, reorder")
+        raise ValueError(f"unknown fault(s) {sorted(unknown)}; use {', '.join(sorted(known))}")
     duplicate, delay_ms, reorder = (
         body.get("duplicate", 0),
         body.get("delay_ms", 0),
@@ -454,7 +534,13 @@ def _parse_faults(body: Any) -> WebhookFaults:
         raise ValueError("delay_ms must be an integer from 0 to 60000")
     if not isinstance(reorder, bool):
         raise ValueError("reorder must be true or false")
-    return WebhookFaults(duplicate=duplicate, delay_ms=delay_ms, reorder=reorder)
+    counts = {}
+    for name, top in (("redeliver_new_id", 10), ("coalesce_ms", 60000), ("drop_next", 10000)):
+        value = body.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+            raise ValueError(f"{name} must be an integer from 0 to {top}")
+        counts[name] = value
+    return WebhookFaults(duplicate=duplicate, delay_ms=delay_ms, reorder=reorder, **counts)
 
 
 def routes(state: SandboxState, deliverer: WebhookDeliverer) -> list[BaseRoute]:

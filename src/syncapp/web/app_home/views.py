@@ -501,7 +501,7 @@ class AppHome:
         status, signup, plan = self._read_local(shop)
         with self._runtime.sessions() as session:
             shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
-            assert shop_id is not None  # the request installed it
+            assert shop_id is not None  # _read_local found the row
             needed = connect_needed(session, shop_id=shop_id)
             connections = connection_views(session, shop_id=shop_id, now=datetime.now(UTC))
         return _HomeData(status, signup, plan, needed, connections)
@@ -525,11 +525,17 @@ class AppHome:
             with timing.measure("emanage"):
                 try:
                     found = await client.list_payment_providers(account_id=account_id)
+                except EmanageTransientError as exc:
+                    log.warning("app_home.providers_unavailable", error=str(exc))
+                    return Providers(
+                        error="eManageCRM is not answering right now; this list updates by "
+                        "itself when it does.",
+                        transient=True,
+                    )
                 except EmanageError as exc:
                     log.warning("app_home.providers_failed", error=str(exc))
                     return Providers(
-                        error=merchant_message(exc, doing="read your payment processors"),
-                        transient=isinstance(exc, EmanageTransientError),
+                        error=merchant_message(exc, doing="read your payment processors")
                     )
             return Providers(items=tuple(ProviderView.of(p) for p in found))
 
@@ -701,10 +707,10 @@ class AppHome:
         params = request.query_params
         refused = patch_params_refusal(params.get("shop"), params.get("shopify-reload"))
         if refused is not None:
-            # Opened outside the admin (the app's URL typed or bookmarked, or a mangled link):
-            # no shop to patch a token for. Say where the app lives, never a bare 400.
+            # No shop, or not a shop's domain: most likely the app's address opened outside
+            # the admin. Nothing of the query is echoed; the page says where the app lives.
             log.info("app_home.patch_id_token_refused", reason=refused)
-            return _outside_admin_page(self._options.admin_url)
+            return self._outside_admin_page()
         result = app_home_patch_id_token(
             {
                 "method": request.method,
@@ -717,9 +723,21 @@ class AppHome:
             self._config,
         )
         if result.response.status == 400:
+            # Opened outside the admin (the app's URL typed or bookmarked): no shop to patch
+            # a token for. Say where the app lives instead of the library's bare 400.
             log.info("app_home.opened_outside_admin", code=result.log.code)
-            return _outside_admin_page(self._options.admin_url)
+            return self._outside_admin_page()
         return self._library_response(result.response)
+
+    def _outside_admin_page(self) -> Response:
+        return _message_page(
+            "Open the Sync App from your Shopify admin",
+            "The Sync App runs inside your Shopify admin: open Apps, then Sync App. "
+            "This address works only when Shopify opens it.",
+            back_url=self._options.admin_url,
+            back_label="Go to your Shopify admin",
+            tone="info",
+        )
 
     async def shop_json(self, request: Request, verified: Verified) -> Response:
         status = await anyio.to_thread.run_sync(
@@ -1052,6 +1070,25 @@ def _message_page(
     )
 
 
+# Headers of the library's refusals that App Bridge acts on; kept when the body becomes JSON.
+_APP_BRIDGE_HEADERS = (
+    "x-shopify-retry-invalid-session-request",
+    "x-shopify-api-request-failure-reauthorize-url",
+    "retry-after",
+)
+
+
+def _as_json_error(response: Response) -> Response:
+    """A refusal of an ``/app/api/*`` request as JSON (``{"error": …}``), App Bridge headers
+    kept: the JSON routes answer JSON, whatever shopifyapp's response body is."""
+    if response.media_type == "application/json":
+        return response
+    raw = bytes(response.body).decode("utf-8", errors="replace").strip()
+    message = raw or ("Unauthorized" if response.status_code == 401 else "refused")
+    headers = {k: v for k, v in response.headers.items() if k.lower() in _APP_BRIDGE_HEADERS}
+    return JSONResponse({"error": message}, status_code=response.status_code, headers=headers)
+
+
 @dataclass(frozen=True, slots=True)
 class _HomeData:
     """Everything the App Home shows that the app has itself (no network call)."""
@@ -1116,36 +1153,6 @@ def _billing_notice(found: tuple[str, Plan] | None, state: PlanState) -> tuple[s
     return (
         f"The {plan.name} charge is {status.lower()}; this store is on {state.plan.name}.",
         "info",
-    )
-
-
-# Headers of the library's refusals that App Bridge acts on; kept when the body becomes JSON.
-_APP_BRIDGE_HEADERS = (
-    "x-shopify-retry-invalid-session-request",
-    "x-shopify-api-request-failure-reauthorize-url",
-    "retry-after",
-)
-
-
-def _as_json_error(response: Response) -> Response:
-    """A refusal of an ``/app/api/*`` request as JSON (``{"error": …}``), App Bridge headers
-    kept: the JSON routes answer JSON, whatever shopifyapp's response body is."""
-    if response.media_type == "application/json":
-        return response
-    raw = bytes(response.body).decode("utf-8", errors="replace").strip()
-    message = raw or ("Unauthorized" if response.status_code == 401 else "refused")
-    headers = {k: v for k, v in response.headers.items() if k.lower() in _APP_BRIDGE_HEADERS}
-    return JSONResponse({"error": message}, status_code=response.status_code, headers=headers)
-
-
-def _outside_admin_page(admin_url: str) -> Response:
-    return _message_page(
-        "Open the Sync App from your Shopify admin",
-        "The Sync App runs inside your Shopify admin: open Apps, then Sync App. This address "
-        "works only when Shopify opens it.",
-        back_url=admin_url,
-        back_label="Go to your Shopify admin",
-        tone="info",
     )
 
 

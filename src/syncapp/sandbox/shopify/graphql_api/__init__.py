@@ -6,11 +6,14 @@ Modules:
   search      the ``query:`` search syntax → SQL
   pagination  keyset cursor pagination (Relay connections)
   nodes       rows → GraphQL values; resolvers: lazily loaded fields and the query root
-  mutations   product mutations with userErrors and webhooks; payloads: REST webhook bodies
+  mutations   product, variant, option and metafield mutations with userErrors and webhooks;
+              payloads: REST webhook bodies
+  inventory   locations, inventory levels, inventorySetQuantities / inventoryAdjustQuantities
+  operations  asynchronous productSet and productOperation
   bulk        bulk query operations (bulk_store: their rows)
   billing     Billing API: app subscriptions, usage records (billing_store: rows, approve/decline)
   execution   parse/validate/execute with the "not implemented" default resolver
-  endpoint    the HTTP endpoint: auth, cost, throttle
+  endpoint    the HTTP endpoint: auth, cost, throttle (and the /_sandbox/graphql/faults switch)
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ class Context:
     cache: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     search_warnings: list[dict[str, Any]] = field(default_factory=list)
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # The @idempotent(key:) of the root mutation field being resolved, if it has one.
+    idempotency_key: str | None = None
 
     def cached(self, key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
         if key not in self.cache:

@@ -27,21 +27,48 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.execution import get_argument_values, get_variable_values
+from graphql.execution import get_argument_values, get_directive_values, get_variable_values
 
-from syncapp.sandbox.shopify.graphql_api import billing, bulk, mutations
+from syncapp.sandbox.shopify.graphql_api import billing, bulk, inventory, mutations, operations
 from syncapp.sandbox.shopify.graphql_api.context import Context
 from syncapp.sandbox.shopify.graphql_api.errors import NOT_IMPLEMENTED_CODE, field_not_implemented
 from syncapp.sandbox.shopify.graphql_api.resolvers import FIELDS, Resolver
 from syncapp.sandbox.shopify.shops import Shop, get_shop
 from syncapp.sandbox.shopify.state import SandboxState
 
-ALL_FIELDS: dict[str, dict[str, Resolver]] = {
-    **FIELDS,
-    **billing.FIELDS,
-    "QueryRoot": {**FIELDS["QueryRoot"], **billing.QUERIES},
-    "Mutation": {**mutations.MUTATIONS, **bulk.MUTATIONS, **billing.MUTATIONS},
-}
+
+def _merge(*tables: dict[str, dict[str, Resolver]]) -> dict[str, dict[str, Resolver]]:
+    merged: dict[str, dict[str, Resolver]] = {}
+    for table in tables:
+        for type_name, fields in table.items():
+            merged.setdefault(type_name, {}).update(fields)
+    return merged
+
+
+ALL_FIELDS: dict[str, dict[str, Resolver]] = _merge(
+    FIELDS,
+    billing.FIELDS,
+    inventory.FIELDS,
+    operations.FIELDS,
+    {
+        "QueryRoot": {**billing.QUERIES, **inventory.QUERIES, **operations.QUERIES},
+        "Mutation": {
+            **mutations.MUTATIONS,
+            **bulk.MUTATIONS,
+            **billing.MUTATIONS,
+            **inventory.MUTATIONS,
+            **operations.MUTATIONS,
+        },
+    },
+)
+
+
+def _idempotency_key(info: GraphQLResolveInfo[Context]) -> str | None:
+    directive = info.schema.get_directive("idempotent")
+    if directive is None:
+        return None
+    values = get_directive_values(directive, info.field_nodes[0], info.variable_values)
+    return None if values is None else str(values["key"])
 
 
 def field_resolver(source: Any, info: GraphQLResolveInfo[Context], **args: Any) -> Any:
@@ -49,6 +76,8 @@ def field_resolver(source: Any, info: GraphQLResolveInfo[Context], **args: Any) 
     type_name = info.parent_type.name
     resolver = ALL_FIELDS.get(type_name, {}).get(info.field_name)
     if resolver is not None:
+        if type_name == "Mutation":
+            info.context.idempotency_key = _idempotency_key(info)
         return resolver(source, info.context, args)
     if isinstance(source, dict) and info.field_name in source:
         return source[info.field_name]

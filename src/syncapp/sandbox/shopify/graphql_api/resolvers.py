@@ -74,6 +74,15 @@ def node_by_gid(ctx: Context, value: str) -> dict[str, Any] | None:
     if kind == "BulkOperation":
         row = bulk_store.get(ctx.conn, ctx.shop.domain, number)
         return nodes.bulk_operation_node(row) if row else None
+    if kind in ("Location", "InventoryItem", "ProductSetOperation"):
+        # These modules import this one: resolve them at call time.
+        from syncapp.sandbox.shopify.graphql_api import inventory, operations
+
+        if kind == "Location":
+            return inventory.location_by_gid(ctx, number)
+        if kind == "InventoryItem":
+            return inventory.inventory_item_by_gid(ctx, number)
+        return operations.operation_by_id(ctx, number)
     if kind == "Shop":
         return nodes.shop_node(ctx.shop) if number == ctx.shop.id else None
     if kind in ("AppSubscription", "AppUsageRecord"):
@@ -192,7 +201,10 @@ def product_by_identifier(_: Any, ctx: Context, args: dict[str, Any]) -> dict[st
         return product(None, ctx, {"id": identifier["id"]})
     if identifier.get("handle") is not None:
         return product_by_handle(None, ctx, {"handle": identifier["handle"]})
-    raise NotImplementedInSandbox("ProductIdentifierInput.customId")
+    from syncapp.sandbox.shopify.graphql_api.mutations import product_by_custom_id
+
+    row = product_by_custom_id(ctx, identifier["customId"])
+    return nodes.product_node(row) if row else None
 
 
 def product_variant(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any] | None:

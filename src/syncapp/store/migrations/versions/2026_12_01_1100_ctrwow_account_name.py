@@ -1,7 +1,7 @@
 """ctrwow_accounts.name: the CTRwow account's own name, shown instead of its id
 
 Revision ID: 1100
-Revises: 0700
+Revises: 0900
 Create Date: 2026-12-01 22:30:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1100"
-down_revision = "0700"
+down_revision = "0900"
 branch_labels = None
 depends_on = None
 
