@@ -68,6 +68,11 @@ def cross_site_refusal(
     if hostname in LOOPBACK_HOSTS:
         own.add(f"http://{host}".lower())
     origin = headers.get("origin")
+    if origin == "null":
+        # What a browser sends for a form post from a page with Referrer-Policy: no-referrer
+        # (the CRM's pages) and from sandboxed frames: no origin claimed, so Sec-Fetch-Site
+        # decides (and a simple body to a control route is refused below).
+        origin = None
     if origin is not None and origin.lower() not in own:
         return CrossSite(f"requests from {origin} are refused")
     site = headers.get("sec-fetch-site")
