@@ -1108,7 +1108,9 @@ class _Part:
 
 # The sections of the page its polling swaps when their version changes (blocks of
 # app_home.html: one template renders the page and its updates).
-_PARTS = ("connections", "onboarding", "plan")
+# "sso": the Open eManageCRM button appears once the sign-up has made the owner user, also
+# on a page loaded before that.
+_PARTS = ("connections", "onboarding", "sso", "plan")
 
 
 def _render_block(name: str, context: dict[str, Any]) -> str:
