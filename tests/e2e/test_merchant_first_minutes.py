@@ -104,6 +104,17 @@ def failed_responses(context: pw.BrowserContext) -> list[str]:
     return failed
 
 
+def primaries_per_section(frame: pw.FrameLocator) -> dict[str, int]:
+    """How many visible primary buttons each section of the app has (Polaris: at most one)."""
+    counts: dict[str, int] = frame.locator("body").evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll("s-section")].map((section) =>
+          [section.id || section.getAttribute("heading"),
+           [...section.querySelectorAll('s-button[variant="primary"]')]
+             .filter((b) => b.getBoundingClientRect().width > 0).length]))"""
+    )
+    return counts
+
+
 def open_app(page: pw.Page, url: str) -> pw.FrameLocator:
     """The app in the admin frame, with its sections and the processors loaded."""
     page.goto(url)
@@ -264,6 +275,13 @@ def test_a_pro_merchant_links_their_own_subscription_declines_a_charge_and_downg
         cid = next(str(a["cid"]) for a in accounts(running.emanage_url) if a["shopDomain"] == SHOP)
         pw.expect(frame.locator("#emanage-account")).to_have_text(cid)
         pw.expect(frame.locator("#link-not-allowed")).to_be_visible()
+        assert max(primaries_per_section(frame).values()) == 1, primaries_per_section(frame)
+        # The plan cards' buttons line up (each card as tall as its row, button at the bottom).
+        tops = {
+            round(frame.locator(f".plan-card[data-plan={h}] .plan-action").bounding_box()["y"])  # type: ignore[index]
+            for h in ("free", "pro", "scale")
+        }
+        assert len(tops) == 1, tops
 
         # Pro, approved.
         frame.locator("#choose-pro").click()
@@ -329,6 +347,7 @@ def test_a_pro_merchant_links_their_own_subscription_declines_a_charge_and_downg
         pw.expect(frame.locator("#confirm-box")).to_be_visible()
 
         pw.expect(frame.locator("#confirm-text")).to_contain_text("cancels the Pro plan now")
+        assert max(primaries_per_section(frame).values()) == 1, primaries_per_section(frame)
         screens.shot("downgrade-confirmation")
         frame.locator("#confirm-no").click()
         pw.expect(frame.locator("#confirm-box")).to_be_hidden()

@@ -15,7 +15,8 @@ make their browser send requests there. So, on each sandbox:
   ``X-Content-Type-Options: nosniff``, so whatever a page echoes cannot run as script.
 
 "Own origin" is the sandbox's configured public URL, or ``http://<Host>`` when ``Host`` is a
-loopback name (a DNS-rebinding page has its own name in ``Host`` and is refused).
+loopback name (a DNS-rebinding page has its own name in ``Host`` and is refused). ``Origin:
+null`` (a form on a ``no-referrer`` page) passes only with ``Sec-Fetch-Site: same-origin``.
 """
 
 from __future__ import annotations
@@ -68,9 +69,15 @@ def cross_site_refusal(
     if hostname in LOOPBACK_HOSTS:
         own.add(f"http://{host}".lower())
     origin = headers.get("origin")
-    if origin is not None and origin.lower() not in own:
-        return CrossSite(f"requests from {origin} are refused")
     site = headers.get("sec-fetch-site")
+    if origin == "null":
+        # A form posted from a page with "Referrer-Policy: no-referrer" (the CRM's, the
+        # sign-in's) carries "Origin: null"; so does a sandboxed frame on any site. Only the
+        # browser's Sec-Fetch-Site tells them apart.
+        if site is None or site.lower() != "same-origin":
+            return CrossSite("an opaque origin is refused unless Sec-Fetch-Site is same-origin")
+    elif origin is not None and origin.lower() not in own:
+        return CrossSite(f"requests from {origin} are refused")
     if site is not None and site.lower() not in ("same-origin", "none"):
         return CrossSite(f"{site} requests are refused")
     if control and origin is None and site is None:

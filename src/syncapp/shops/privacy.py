@@ -22,7 +22,8 @@ phone or ``gid://shopify/Customer/<id>`` (:func:`mentions_customer`, a pure func
 
 Every request's payload is parsed with its model and must name the header's shop
 (``shop_domain``, and ``shop_id`` when the install recorded the shop's id), else it is refused
-(:mod:`syncapp.shops.payloads`). ``shop/redact`` for a shop that is installed, or was
+(:mod:`syncapp.shops.payloads`). ``shop/redact`` for a shop that is installed (asked at
+Shopify by :func:`confirm_shop_redact` when this app has no uninstall recorded), or was
 uninstalled less than :data:`REDACT_AFTER` ago (Shopify sends it 48 hours after the uninstall,
 and not at all after a reinstall), is refused too: a replayed or forged request cannot erase a
 shop the merchant still uses. Refused requests are dead-lettered with the reason, and change
@@ -55,6 +56,7 @@ from syncapp.shops.payloads import (
     parse,
 )
 from syncapp.shops.runtime import ShopsRuntime, utc
+from syncapp.shops.uninstall import shopify_accepts_token
 from syncapp.store.files import private_dirs
 from syncapp.store.locking import lock_row
 from syncapp.store.models import (
@@ -212,9 +214,24 @@ def _count(session: Session, statement: Any) -> int:
     return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _refuse_early_redact(shop: Shop) -> None:
-    if shop.uninstalled_at is None:
+def confirm_shop_redact(runtime: ShopsRuntime, event: InboundEvent) -> None:
+    """The worker's precheck: refuse ``shop/redact`` while the shop has the app installed.
+
+    A shop recorded as installed here is asked about at Shopify (no transaction held): while
+    its token still works the request is refused; if Shopify refuses it, the app was uninstalled
+    and its ``app/uninstalled`` never processed here, and the redaction goes ahead.
+    """
+    with runtime.sessions() as session:
+        shop = session.scalar(select(Shop).where(Shop.domain == event.shop_domain))
+        installed_here = shop is not None and shop.uninstalled_at is None
+    if installed_here and shopify_accepts_token(runtime, event.shop_domain):
         raise RefusedEvent("shop/redact refused: the shop has the app installed")
+
+
+def _refuse_early_redact(shop: Shop) -> None:
+    """Refuse a redaction sooner than Shopify sends one after the recorded uninstall."""
+    if shop.uninstalled_at is None:
+        return  # installed here, but not at Shopify (confirm_shop_redact asked)
     since = datetime.now(UTC) - utc(shop.uninstalled_at)
     if since < REDACT_AFTER:
         hours = since.total_seconds() / 3600

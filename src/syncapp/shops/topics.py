@@ -69,6 +69,7 @@ def prechecks() -> dict[str, Precheck]:
     return {
         "app/uninstalled": uninstall.confirm_uninstalled,
         "app/scopes_update": scopes.confirm_scopes,
+        "shop/redact": privacy.confirm_shop_redact,
     }
 
 

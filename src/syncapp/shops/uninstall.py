@@ -81,31 +81,34 @@ def event_time(event: InboundEvent) -> datetime:
     return parse_triggered_at(event.triggered_at) or utc(event.received_at)
 
 
-def confirm_uninstalled(runtime: ShopsRuntime, event: InboundEvent) -> None:
-    """Refuse ``event`` (RefusedEvent) while Shopify still accepts the shop's access token.
+def shopify_accepts_token(runtime: ShopsRuntime, domain: str) -> bool:
+    """True while Shopify still accepts the shop's access token: the app is installed there.
 
-    Runs before the handler, with no transaction open. A shop without a usable grant (not
-    installed here, or its refresh token refused) needs no confirmation; a network failure or
-    a throttled call raises for the worker to retry.
+    False when the shop has no usable grant here (not installed, its refresh token refused)
+    or Shopify answers 401. A network failure or a throttled call raises (retry later).
+    No transaction is held during the call.
     """
     try:
-        token = get_admin_token(runtime, shop=event.shop_domain)
+        token = get_admin_token(runtime, shop=domain)
     except (ShopNotInstalled, ShopifyReauthorizationRequired):
-        return
+        return False
     with runtime.http() as http:
         try:
             fetch_shop_info(
-                shop=event.shop_domain,
-                access_token=token,
-                api_version=runtime.api_version,
-                http=http,
+                shop=domain, access_token=token, api_version=runtime.api_version, http=http
             )
         except ShopifyUnauthorized:
-            return
-    raise RefusedEvent(
-        "app/uninstalled refused: Shopify still accepts the shop's access token, so the app is"
-        " installed (a delivery replayed or sent before a reinstall)"
-    )
+            return False
+    return True
+
+
+def confirm_uninstalled(runtime: ShopsRuntime, event: InboundEvent) -> None:
+    """The worker's precheck: refuse ``event`` while Shopify still accepts the shop's token."""
+    if shopify_accepts_token(runtime, event.shop_domain):
+        raise RefusedEvent(
+            "app/uninstalled refused: Shopify still accepts the shop's access token, so the"
+            " app is installed (a delivery replayed or sent before a reinstall)"
+        )
 
 
 def handle_app_uninstalled(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from syncapp.sandbox.emanage import EmanageSandboxConfig, SystemClient
 from syncapp.sandbox.emanage import create_app as create_emanage
 from tests.integration.emanage.conftest import serve
 from tests.integration.shops.conftest import System, running_system
+from tests.waiting import wait_until
 
 EMANAGE_ID = "syncapp-emanage-home"
 EMANAGE_SECRET = "emanage-system-secret-home-0123456789"
@@ -37,12 +37,16 @@ T = TypeVar("T")
 
 def wait_for(check: Callable[[], T | None], timeout: float = 15) -> T:
     """``check()``'s first true value, asked again until ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if found := check():
-            return found
-        assert time.monotonic() < deadline, "the condition did not come true in time"
-        time.sleep(0.2)
+    found: list[T] = []
+
+    def ready() -> bool:
+        value = check()
+        if value:
+            found.append(value)
+        return bool(value)
+
+    wait_until(ready, timeout=timeout)
+    return found[-1]
 
 
 @dataclass

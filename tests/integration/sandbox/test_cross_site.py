@@ -85,6 +85,13 @@ def test_shopify_control_routes_serve_scripts_and_same_origin_pages(
         headers={"Origin": origin, "Sec-Fetch-Site": "same-origin", "Content-Type": "text/plain"},
     )
     assert same_origin.status_code == 200, same_origin.text
+    # A form on a "Referrer-Policy: no-referrer" page: Chromium sends "Origin: null".
+    opaque = shared_sandbox.control.post(
+        f"/_sandbox/shops/{shop}/id_token",
+        content="{}",
+        headers={"Origin": "null", "Sec-Fetch-Site": "same-origin", "Content-Type": "text/plain"},
+    )
+    assert opaque.status_code == 200, opaque.text
     assert shared_sandbox.control.post(f"/_sandbox/shops/{shop}/uninstall").status_code == 200
 
 

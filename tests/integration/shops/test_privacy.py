@@ -4,11 +4,12 @@ the shop remains in any table; customer redaction and data requests touch only t
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import String, Text, inspect, select, text, update
+from sqlalchemy import String, Text, func, inspect, select, text, update
 
 from syncapp.store.models import InboundEvent, PrivacyRequest, Shop
 from tests.builders import signed_delivery
@@ -177,3 +178,54 @@ def test_a_customer_data_request_exports_what_is_held_about_the_customer(
         record = session.scalar(select(PrivacyRequest))
         assert record is not None
         assert (record.request_ref, record.export_path) == ("4242", f"{shop}/4242.json")
+
+
+def test_shop_redact_is_refused_while_installed_and_within_48_hours_of_the_uninstall(
+    sqlite_system: System, request: pytest.FixtureRequest
+) -> None:
+    """Installed (Shopify still accepts its token): refused. Uninstalled an hour ago: refused.
+    Both dead-lettered with the reason; the shop, its tokens and its events stay."""
+    system = sqlite_system
+    shop = system.create_shop(handle_for(request))
+    system.install(shop)
+    deliver(system, "orders/create", shop, order(1001, CUSTOMER))
+    system.control.post(f"/_sandbox/shops/{shop}/compliance/shop-redact")
+    system.wait_for_event(shop, "shop/redact")
+    system.drain()
+    system.control.post(f"/_sandbox/shops/{shop}/uninstall")
+    system.wait_for_event(shop, "app/uninstalled")
+    system.drain()
+    with system.runtime.sessions.begin() as session:
+        session.execute(
+            update(Shop)
+            .where(Shop.domain == shop)
+            .values(uninstalled_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    system.control.post(f"/_sandbox/shops/{shop}/compliance/shop-redact")
+    deadline = time.monotonic() + 10
+    while True:
+        with system.runtime.sessions() as session:
+            count = session.scalar(select(func.count()).where(InboundEvent.topic == "shop/redact"))
+        if count == 2:
+            break
+        assert time.monotonic() < deadline, "the second shop/redact did not arrive"
+        time.sleep(0.05)
+    system.drain()
+    with system.runtime.sessions() as session:
+        redacts = session.scalars(
+            select(InboundEvent)
+            .where(InboundEvent.topic == "shop/redact")
+            .order_by(InboundEvent.id)
+        ).all()
+        assert [(r.status, (r.last_error or "").split(":")[1].strip()) for r in redacts] == [
+            ("dead", "shop/redact refused"),
+            ("dead", "shop/redact refused"),
+        ]
+        assert "installed" in (redacts[0].last_error or "")
+        assert "uninstalled 1.0 h ago" in (redacts[1].last_error or "")
+        assert session.scalar(select(Shop.id).where(Shop.domain == shop)) is not None
+        assert (
+            session.scalar(select(InboundEvent.id).where(InboundEvent.topic == "orders/create"))
+            is not None
+        )
+        assert session.scalars(select(PrivacyRequest)).all() == []

@@ -255,13 +255,13 @@ class WebhookDeliverer:
         """
         later = conn.execute(
             "SELECT 1 FROM webhook_outbox WHERE shop_domain = ? AND topic = ? AND id > ?"
-            " AND json_extract(payload, '$.id') = json_extract(?, '$.id')"
+            " AND json_extract(payload, '$.id') = ?"
             " AND COALESCE(recorded_at, 0) - ? <= ? LIMIT 1",
             (
                 event["shop_domain"],
                 event["topic"],
                 event["id"],
-                event["payload"],
+                event["resource_id"],
                 event["recorded_at"] or 0,
                 window,
             ),
@@ -279,11 +279,13 @@ class WebhookDeliverer:
             ).fetchone()
             cursor = row["last_outbox_id"] if row else 0
             events = conn.execute(
-                "SELECT o.id, o.shop_domain, o.topic, o.payload, o.recorded_at, s.app_installed"
+                # The resource id is read only when coalescing: payloads can be large.
+                "SELECT o.id, o.shop_domain, o.topic, o.recorded_at, s.app_installed,"
+                " CASE WHEN ? > 0 THEN json_extract(o.payload, '$.id') END AS resource_id"
                 " FROM webhook_outbox o"
                 " LEFT JOIN shops s ON s.domain = o.shop_domain"
                 " WHERE o.id > ? ORDER BY o.id LIMIT ?",
-                (cursor, FAN_OUT_BATCH),
+                (window, cursor, FAN_OUT_BATCH),
             ).fetchall()
             if not events:
                 return 0

@@ -848,7 +848,7 @@ class AppHome:
         _, signup, _ = await timing.in_thread("db", lambda: self._read_local(verified.shop))
         providers = await self._providers(signup, timing, max_age=max_age)
         with timing.measure("render"):
-            html = _render_block("payments_body", {"providers": providers})
+            html = _render_block("payments_body", {"providers": providers, "signup": signup})
         return JSONResponse(
             {**providers.as_json(), "html": html, "retry": providers.transient},
             headers=timing.headers({**verified.headers, "Cache-Control": "no-store"}),

@@ -122,20 +122,11 @@ class GraphQLEndpoint:
         self.buckets = throttle.BucketRegistry()
 
     def _throttled(
-        self, requested: int, status: throttle.ThrottleStatus, *, forced: bool
+        self, requested: int, status: throttle.ThrottleStatus
     ) -> tuple[int, dict[str, Any]]:
-        """THROTTLED on HTTP 200 (Shopify's usual answer), or on 429 when that fault is set.
-
-        The 429 carries ``Retry-After`` in whole seconds: the time the bucket needs to refill
-        the missing points (at least 1), as Shopify's REST Admin API sends it.
-        """
+        """THROTTLED on HTTP 200 (Shopify's usual answer), or on 429 when that fault is set."""
         body = {"errors": [THROTTLED_ERROR], "extensions": _cost(requested, None, status)}
-        if self.state.faults.current.throttle_status != 429:
-            return 200, body
-        missing = max(requested - status.currently_available, 0)
-        wait = 1 if forced else max(1, math.ceil(missing / status.restore_rate))
-        body["_headers"] = {"Retry-After": str(wait)}
-        return 429, body
+        return (429 if self.state.faults.current.throttle_status == 429 else 200), body
 
     def handle(
         self, *, shop_domain: str, token: str | None, content_type: str, raw: bytes
@@ -188,7 +179,7 @@ class GraphQLEndpoint:
             }
         forced = self.state.faults.take_forced_throttle()
         if forced or not bucket.try_take(requested, now):
-            return self._throttled(requested, bucket.status(now), forced=forced)
+            return self._throttled(requested, bucket.status(now))
         try:
             body = run_prepared(
                 self.state, schema, shop_domain, document, request.variables, request.operation_name
@@ -206,6 +197,15 @@ class GraphQLEndpoint:
         extensions.update(_cost(requested, actual, bucket.status(now)))
         body["extensions"] = extensions
         return 200, body
+
+
+def retry_after(body: dict[str, Any]) -> int:
+    """``Retry-After`` of a 429, in whole seconds: how long the bucket needs to refill the
+    missing points, at least 1 (Shopify's REST Admin API sends seconds; pitfalls §27)."""
+    cost_info = body["extensions"]["cost"]
+    status = cost_info["throttleStatus"]
+    missing = max(cost_info["requestedQueryCost"] - status["currentlyAvailable"], 0)
+    return max(1, math.ceil(float(missing) / float(status["restoreRate"])))
 
 
 def _variable_errors(
@@ -250,7 +250,7 @@ def make_handlers(state: SandboxState) -> tuple[Any, Any]:
             content_type=request.headers.get("content-type", "application/json"),
             raw=raw,
         )
-        headers = body.pop("_headers", None)
+        headers = {"Retry-After": str(retry_after(body))} if status == 429 else None
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def bulk_file(request: Request) -> Response:
