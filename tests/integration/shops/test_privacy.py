@@ -116,7 +116,9 @@ def test_after_uninstall_and_shop_redact_nothing_of_the_shop_remains(
         assert [r.topic for r in records] == ["customers/data_request", "shop/redact"]
         assert all(r.completed_at is not None and r.export_path is None for r in records)
         # The other shop is untouched.
-        remaining = session.scalars(select(InboundEvent.shop_domain)).all()
+        remaining = session.scalars(
+            select(InboundEvent.shop_domain).where(InboundEvent.source == "shopify")
+        ).all()
         assert remaining == [other]
 
 
