@@ -62,7 +62,7 @@ def bus_status(
         bool, typer.Option("--per-shop", help="One row per topic and shop.")
     ] = False,
 ) -> None:
-    """Pending, in flight, dead letters and the oldest pending event's age, per topic."""
+    """Depth, in flight, dead letters and oldest age, per topic."""
     now = datetime.now(UTC)
     rows = operators.status(_sessions(), per_shop=per_shop)
     table = Table(title="syncapp bus")
@@ -175,7 +175,7 @@ def dlq_drop(
 
 @bus_app.command("asyncapi")
 def bus_asyncapi() -> None:
-    """Print the AsyncAPI document of every event type (docs/asyncapi.yaml is this output)."""
+    """Print the AsyncAPI document of every event type."""
     import yaml
 
     from syncapp.events import asyncapi
