@@ -1,9 +1,9 @@
 """`syncapp run` (what `make run` starts): the whole embedded system over real HTTP.
 
 Starts the supervisor as a child process on free ports with a temporary data dir, and checks
-what a new user would: both services healthy within 60 s, the demo shop seeded through the real
-Admin API, a change in the Shopify sandbox reaching the app as a signed, stored webhook, a
-clean stop on Ctrl-C, and state surviving a restart.
+what a new user would: both services healthy (within the supervisor's limit), the demo shop
+seeded through the real Admin API, a change in the Shopify sandbox reaching the app as a signed,
+stored webhook, a clean stop on Ctrl-C, and state surviving a restart.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncapp.supervisor import HEALTHY_WITHIN
 from tests.subprocesses import child_env
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +64,7 @@ class System:
                 stderr=subprocess.STDOUT,
             )
         started = time.monotonic()
-        deadline = started + 60
+        deadline = started + HEALTHY_WITHIN
         while time.monotonic() < deadline:
             assert self.process.poll() is None, (self.data_dir / "run.log").read_text()
             try:
@@ -75,7 +76,9 @@ class System:
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
-        raise AssertionError("not healthy within 60 s:\n" + (self.data_dir / "run.log").read_text())
+        raise AssertionError(
+            f"not healthy within {HEALTHY_WITHIN:g} s:\n" + (self.data_dir / "run.log").read_text()
+        )
 
     def interrupt(self) -> int:
         assert self.process is not None
