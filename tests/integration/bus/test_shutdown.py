@@ -29,6 +29,7 @@ def _start(medium: Medium, seconds: float) -> subprocess.Popen[str]:
     for line in process.stdout:
         if line.startswith("ready"):
             return process
+    process.kill()  # never leave it running
     raise AssertionError(f"the consumer exited with {process.wait()} before claiming")
 
 
