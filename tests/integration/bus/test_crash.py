@@ -61,13 +61,17 @@ def test_sigkill_at_random_points_loses_nothing_and_applies_each_effect_once(
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     process = _consumer(medium)
-    deadline = time.monotonic() + 120
-    while _done(medium) < EVENTS:
-        assert time.monotonic() < deadline, f"only {_done(medium)} of {EVENTS} done"
-        assert process.poll() is None, "the consumer exited"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
+    try:
+        deadline = time.monotonic() + 120
+        while _done(medium) < EVENTS:
+            assert time.monotonic() < deadline, f"only {_done(medium)} of {EVENTS} done"
+            assert process.poll() is None, "the consumer exited"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
     with medium.engine.connect() as conn:
         counts = conn.execute(
             text("SELECT event_id, count(*) FROM effects GROUP BY event_id HAVING count(*) > 1")
