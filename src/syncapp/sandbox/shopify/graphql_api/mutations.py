@@ -929,6 +929,16 @@ _BULK_UPDATE_CODES = {
 }
 
 
+def _product_argument(ctx: Context, args: dict[str, Any], errors: Errors) -> dict[str, Any] | None:
+    """The shop's product named by ``args["productId"]``; None with PRODUCT_DOES_NOT_EXIST
+    added to ``errors`` when there is none (the variant and option mutations' first check)."""
+    number = legacy_id(args["productId"], "Product")
+    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    if existing is None:
+        errors.add(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
+    return existing
+
+
 def _bulk_payload(
     typename: str, product_id: int | None, variant_ids: list[int], ctx: Context, errors: Errors
 ) -> dict[str, Any]:
@@ -945,10 +955,8 @@ def variants_bulk_update(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
         raise NotImplementedInSandbox("Argument 'media' of 'Mutation.productVariantsBulkUpdate'")
     errors = Errors("ProductVariantsBulkUpdateUserError")
     typename = "ProductVariantsBulkUpdatePayload"
-    number = legacy_id(args["productId"], "Product")
-    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    existing = _product_argument(ctx, args, errors)
     if existing is None:
-        errors.add(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
         return _bulk_payload(typename, None, [], ctx, errors)
     product_id = existing["id"]
     current = {v["id"]: v for v in store.variants_of(ctx.conn, product_id)}
@@ -1072,10 +1080,8 @@ def variants_bulk_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
         raise NotImplementedInSandbox("Argument 'media' of 'Mutation.productVariantsBulkCreate'")
     errors = Errors("ProductVariantsBulkCreateUserError")
     typename = "ProductVariantsBulkCreatePayload"
-    number = legacy_id(args["productId"], "Product")
-    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    existing = _product_argument(ctx, args, errors)
     if existing is None:
-        errors.add(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
         return _bulk_payload(typename, None, [], ctx, errors)
     product_id = existing["id"]
     strategy = args.get("strategy") or "DEFAULT"
@@ -1293,10 +1299,8 @@ def variants_bulk_delete(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str
     """
     errors = Errors("ProductVariantsBulkDeleteUserError")
     typename = "ProductVariantsBulkDeletePayload"
-    number = legacy_id(args["productId"], "Product")
-    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    existing = _product_argument(ctx, args, errors)
     if existing is None:
-        errors.add(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
         return {"__typename": typename, "product": None, "userErrors": errors.items}
     product_id = existing["id"]
     current = {v["id"]: v for v in store.variants_of(ctx.conn, product_id)}
@@ -1344,10 +1348,8 @@ def options_create(_: Any, ctx: Context, args: dict[str, Any]) -> dict[str, Any]
     """
     errors = Errors("ProductOptionsCreateUserError")
     typename = "ProductOptionsCreatePayload"
-    number = legacy_id(args["productId"], "Product")
-    existing = store.get_product(ctx.conn, ctx.shop.domain, number) if number else None
+    existing = _product_argument(ctx, args, errors)
     if existing is None:
-        errors.add(["productId"], "Product does not exist", "PRODUCT_DOES_NOT_EXIST")
         return {"__typename": typename, "product": None, "userErrors": errors.items}
     product_id = existing["id"]
     options = store.options_of(ctx.conn, product_id)
