@@ -3,7 +3,7 @@
 Everything logs through structlog; the standard library's loggers (uvicorn, alembic) are routed
 through the same renderer so a line never comes out in two formats. Context such as
 ``request_id``, ``shop`` and ``event_id`` is bound with ``structlog.contextvars`` and appears in
-every line logged while it is bound. Every line, ours and the libraries' (uvicorn's access log,
+every line logged while it is bound. Every line, ours and the libraries' (uvicorn's errors,
 httpx's request lines), passes :func:`syncapp.redact.redact_event` last before rendering, so a
 URL's ``id_token``, ``code`` or ``state`` and any ``Authorization`` value never reach a log.
 """
@@ -73,12 +73,18 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS[level])
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "alembic"):
+    for name in ("uvicorn", "uvicorn.error", "alembic"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
         lg.setLevel(logging.NOTSET)  # follow the root's level, whatever uvicorn set before
         lg.disabled = False
+    # The app's access log is RequestContextMiddleware's ``http.request`` line; uvicorn's own
+    # (unstructured, no request id) stays off, as ``serving.uvicorn_options`` asks: letting it
+    # propagate to the root handler turned it back on.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers[:] = []
+    access.propagate = False
 
 
 def get_logger(name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
@@ -12,9 +13,11 @@ import pytest
 import structlog
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.types import Message, Receive, Scope, Send
 
 from syncapp.logging import configure_logging
 from syncapp.redact import REDACTED, redact_headers, redact_text
+from syncapp.web.observability import RequestContextMiddleware
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJkZXN0IjoiaHR0cHM6Ly9kZW1vLm15c2hvcGlmeS5jb20ifQ"
@@ -91,22 +94,37 @@ def captured_logs() -> Iterator[io.StringIO]:
         root.handlers[:], root.level = saved_handlers, saved_level
 
 
+async def _through_access_log(path: str, query: bytes) -> None:
+    """One request through the app's request middleware, whose access line is logged."""
+
+    async def redirect(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 302, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        pass
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": query, "headers": []}
+    await RequestContextMiddleware(redirect, known_routes=frozenset())(scope, receive, send)
+
+
 def test_every_log_line_is_redacted(captured_logs: io.StringIO) -> None:
-    """Our events, uvicorn's access log and httpx's request log pass the redaction."""
+    """Our events, the access log and httpx's request log pass the redaction."""
     structlog.get_logger("t").info(
         "app_home.request",
         url=f"/?id_token={JWT}&shop=demo",
         headers={"authorization": "Bearer zzzzzzzz99"},
     )
-    # Exactly as uvicorn's access logger formats a request line.
-    logging.getLogger("uvicorn.access").info(
-        '%s - "%s %s HTTP/%s" %d',
-        "127.0.0.1:5555",
-        "GET",
-        "/ctrwow/callback?code=the-oauth-code-1&state=the-state-value-1&shop=demo",
-        "1.1",
-        302,
+    asyncio.run(
+        _through_access_log(
+            "/ctrwow/callback", b"code=the-oauth-code-1&state=the-state-value-1&shop=demo"
+        )
     )
+    # uvicorn's own access line is off (the middleware's replaces it), redacted or not.
+    logging.getLogger("uvicorn.access").info('"GET /?code=uvicorn-line-1 HTTP/1.1" 200')
 
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200)
@@ -116,9 +134,12 @@ def test_every_log_line_is_redacted(captured_logs: io.StringIO) -> None:
     lines = [orjson.loads(line) for line in captured_logs.getvalue().splitlines()]
     text = captured_logs.getvalue()
     assert len(lines) >= 3
-    for secret in (JWT, "zzzzzzzz99", "the-oauth-code-1", "the-state-value-1"):
+    for secret in (JWT, "zzzzzzzz99", "the-oauth-code-1", "the-state-value-1", "uvicorn-line"):
         assert secret not in text
-    assert any("code=[REDACTED]" in line["event"] for line in lines)
+    (access,) = [line for line in lines if line["event"] == "http.request"]
+    assert access["target"] == "/ctrwow/callback?code=[REDACTED]&state=[REDACTED]&shop=demo"
+    assert access["status"] == 302
+    assert len(access["request_id"]) == 32
     assert any(
         "HTTP Request" in line["event"] and "id_token=[REDACTED]" in line["event"] for line in lines
     )

@@ -103,6 +103,7 @@ def create_app(settings: Settings) -> Starlette:
                     {"/healthz", "/metrics", "/webhooks/shopify", "/favicon.ico", "/favicon.svg"}
                 )
                 | APP_HOME_PATHS,
+                self_logged=frozenset({"/webhooks/shopify"}),
             ),
             Middleware(WebhookRoute, path="/webhooks/shopify", endpoint=webhooks),
             # Inside WebhookRoute: the webhook ingest (answered before this) never pays for it.
