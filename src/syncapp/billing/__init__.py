@@ -13,6 +13,7 @@ from syncapp.billing.plans import (
     load_catalog,
 )
 from syncapp.billing.service import (
+    AlreadyOnPlan,
     BillingError,
     ConfirmationNeeded,
     PlanState,
@@ -27,6 +28,7 @@ from syncapp.billing.service import (
 __all__ = [
     "DEFAULT_PLANS",
     "FREE",
+    "AlreadyOnPlan",
     "BillingError",
     "Catalog",
     "ConfirmationNeeded",

@@ -65,6 +65,11 @@ class ConfirmationNeeded(BillingError):
     The message says what the merchant loses."""
 
 
+class AlreadyOnPlan(BillingError):
+    """The shop is on the asked plan already, and it is active: nothing to change (a 409, the
+    state conflicts with the request, unlike an unknown plan)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlanState:
     """The shop's plan as the App Home shows it."""
@@ -197,7 +202,7 @@ def choose_plan(
         log.info("billing.downgraded", shop=shop, cancelled=len(live_gids))
         return None
     if current.plan.handle == plan.handle and current.status == ACTIVE:
-        raise BillingError(f"This store is already on the {plan.name} plan.")
+        raise AlreadyOnPlan(f"This store is already on the {plan.name} plan.")
     data = _admin(
         runtime,
         shop,

@@ -146,6 +146,19 @@ def test_downgrading_to_free_cancels_the_subscription(home: Home, shop: str) -> 
     assert statuses == {"scale": "CANCELLED"}
 
 
+def test_choosing_the_active_plan_again_is_a_conflict(home: Home, shop: str) -> None:
+    """The plan the shop is on and that is active: 409 (the state conflicts), no new charge."""
+    home.approve(choose(home, shop, "pro").json()["confirmation_url"])
+    home.system.wait_for_event(shop, "app_subscriptions/update")
+    home.system.drain()
+    response = choose(home, shop, "pro")
+    assert response.status_code == 409, response.text
+    assert response.json()["reason"] == "current"
+    assert "already on the Pro plan" in response.json()["error"]
+    with home.system.runtime.sessions() as session:
+        assert [r.plan for r in session.scalars(select(AppSubscription))] == ["pro"]
+
+
 def test_an_unknown_plan_is_refused_with_the_choices(home: Home, shop: str) -> None:
     """A plan handle not in the catalog is a 422 naming the plans there are."""
     response = choose(home, shop, "platinum")

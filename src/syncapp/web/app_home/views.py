@@ -61,6 +61,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from syncapp.billing import (
+    AlreadyOnPlan,
     BillingError,
     Catalog,
     ConfirmationNeeded,
@@ -884,6 +885,10 @@ class AppHome:
                 {"error": str(exc), "confirm": str(exc), "reason": "confirm"},
                 status_code=409,
                 headers=verified.headers,
+            )
+        except AlreadyOnPlan as exc:
+            return JSONResponse(
+                {"error": str(exc), "reason": "current"}, status_code=409, headers=verified.headers
             )
         except BillingError as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
