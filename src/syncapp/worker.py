@@ -58,9 +58,11 @@ def default_prechecks() -> dict[str, Precheck]:
 def default_handlers(
     *, uninstall_hooks: Sequence[uninstall.UninstallHook] = ()
 ) -> dict[str, Handler]:
-    """The Shopify topics this worker handles and how (every domain's table)."""
+    """The Shopify topics this worker handles and how (every domain's table); what an
+    uninstall changes in other domains always runs, ``uninstall_hooks`` besides."""
+    hooks = (*billing_topics.UNINSTALL_HOOKS, *uninstall_hooks)
     return {
-        **shops_topics.shopify_handlers(uninstall_hooks=uninstall_hooks),
+        **shops_topics.shopify_handlers(uninstall_hooks=hooks),
         **billing_topics.HANDLERS,
     }
 
@@ -206,7 +208,7 @@ class Worker:
 
 def worker_topics(settings: Settings, runtime: ShopsRuntime) -> TopicTable:
     """Every domain's topic table, as ``syncapp worker`` subscribes to them."""
-    hooks = (revoke_ctrwow_on_uninstall(settings),)
+    hooks = (*billing_topics.UNINSTALL_HOOKS, revoke_ctrwow_on_uninstall(settings))
     return {
         **shops_topics.topics(runtime, uninstall_hooks=hooks),
         **billing_topics.topics(runtime),

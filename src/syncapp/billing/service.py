@@ -287,6 +287,22 @@ def refresh_from_shopify(runtime: ShopsRuntime, *, shop: str, catalog: Catalog) 
     return state
 
 
+def cancel_on_uninstall(session: Session, shop: Shop) -> None:
+    """Uninstall hook: the shop's live subscriptions are CANCELLED, as Shopify cancels an
+    app's charges when it is uninstalled — and sends no ``app_subscriptions/update`` for them
+    (the app's webhooks go with it). Without this a reinstalled shop showed its old paid plan
+    as active. Runs in the uninstall handler's transaction."""
+    rows = session.scalars(
+        select(AppSubscription).where(
+            AppSubscription.shop_id == shop.id, AppSubscription.status.in_(CANCELLABLE)
+        )
+    ).all()
+    for row in rows:
+        row.status = "CANCELLED"
+    if rows:
+        log.info("billing.cancelled_by_uninstall", shop=shop.domain, subscriptions=len(rows))
+
+
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None

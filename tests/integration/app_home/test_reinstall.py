@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from syncapp.billing.models import AppSubscription
 from syncapp.onboarding import (
     JobStatus,
     RetryPolicy,
@@ -126,3 +127,21 @@ def test_a_reinstall_after_a_finished_sign_up_queues_it_again(
             .where(Shop.domain == shop)
         )
     assert status == JobStatus.PENDING
+
+
+def test_a_reinstalled_shop_is_on_the_free_plan(home: Home, request: pytest.FixtureRequest) -> None:
+    """Uninstalling cancels the app's charges in Shopify, which sends no subscription webhook
+    for them: after a reinstall the shop is on Free, not on its old plan shown as active."""
+    shop = home.system.create_shop(handle_for(request, "r"), name="Comeback Store")
+    home.sign_up(shop)
+    created = home.system.fetch(shop, "/app/api/billing/plan", "POST", json={"plan": "pro"})
+    home.approve(created.json()["confirmation_url"])
+    home.system.wait_for_event(shop, "app_subscriptions/update")
+    home.system.drain()
+    assert home.system.fetch(shop, "/app/api/billing").json()["plan"] == "pro"
+    _uninstall(home, shop)
+    _reinstall(home, shop)
+    state = home.system.fetch(shop, "/app/api/billing").json()
+    assert (state["plan"], state["features"]["order_sync"]) == ("free", False)
+    with home.system.runtime.sessions() as session:
+        assert [r.status for r in session.scalars(select(AppSubscription))] == ["CANCELLED"]
