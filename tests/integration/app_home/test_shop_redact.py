@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 import syncapp.store.migrate  # noqa: F401 - registers every model on Base.metadata
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.store.models import Base, PrivacyRequest
+from syncapp.sync.models import PRODUCT, VARIANT, SyncConflict, SyncCursor, SyncLink, SyncSettings
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.builders import signed_delivery
 from tests.integration.app_home.conftest import Home, running_home
@@ -96,6 +97,22 @@ def subscribe(home: Home, shop: str, plan: str) -> None:
     home.system.drain()
 
 
+def sync_state(home: Home, shop: str) -> None:
+    """A linked product and variant, a conflict, a cursor and settings of ``shop``: written
+    directly until the sync engine writes them through a real sync (issue 10)."""
+    with home.system.runtime.sessions.begin() as session:
+        (shop_id,) = shop_ids(home, shop)
+        product = SyncLink(shop_id=shop_id, kind=PRODUCT, shopify_gid="gid://shopify/Product/1")
+        session.add(product)
+        session.flush()
+        variant = SyncLink(shop_id=shop_id, kind=VARIANT, parent_id=product.id, sku="MUG-1")
+        session.add(variant)
+        session.flush()
+        session.add(SyncConflict(shop_id=shop_id, link_id=variant.id, kind="field", reason="t"))
+        session.add(SyncCursor(shop_id=shop_id, name="backfill", position={"line": 1}))
+        session.add(SyncSettings(shop_id=shop_id))
+
+
 def shop_ids(home: Home, *domains: str) -> list[int]:
     with home.system.runtime.engine.connect() as conn:
         shops = Base.metadata.tables["shops"]
@@ -127,6 +144,7 @@ def test_shop_redact_erases_every_table_of_fully_signed_up_shops(
     subscribe(home, kept, "pro")
     for number, shop in enumerate((full, pending, kept)):
         deliver_order(home, shop, 1000 + number)
+        sync_state(home, shop)
 
     engine = system.runtime.engine
     redacted_ids, kept_ids = shop_ids(home, full, pending), shop_ids(home, kept)
