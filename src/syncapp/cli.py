@@ -35,6 +35,7 @@ from syncapp.bus.commands import bus_app, dlq_app
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings
 from syncapp.errors import SyncAppError
 from syncapp.store.models import OnboardingJob, Shop
+from syncapp.web.sync_api.commands import apikey_app
 
 HELP = (
     "Operate the Sync App: run it, migrate its database, rotate vault keys, and look at and "
@@ -59,6 +60,7 @@ sandbox_app.add_typer(ctrwow_sandbox_app, name="ctrwow")
 app.add_typer(onboarding_app, name="onboarding")
 app.add_typer(bus_app, name="bus")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(apikey_app, name="apikey")
 shops_app = typer.Typer(no_args_is_help=True, help="Installed shops and where they stand.")
 connections_app = typer.Typer(no_args_is_help=True, help="A shop's connections to other systems.")
 app.add_typer(shops_app, name="shops")

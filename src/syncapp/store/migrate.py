@@ -19,7 +19,8 @@ from sqlalchemy import Engine
 # Domain models register their tables on Base.metadata when imported; migrations must see all.
 import syncapp.billing.models
 import syncapp.onboarding.models
-import syncapp.sync.models  # noqa: F401
+import syncapp.sync.models
+import syncapp.web.sync_api.keys  # noqa: F401
 from syncapp.store.db import normalize_url
 from syncapp.store.models import Base
 

@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from syncapp.bus.metrics import state_metrics
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings, subscribed_topics
@@ -27,6 +27,7 @@ from syncapp.web.app_home import ROUTE_PATHS as APP_HOME_PATHS
 from syncapp.web.app_home import app_home
 from syncapp.web.ingest import EventRecorder
 from syncapp.web.observability import RequestContextMiddleware, metrics_endpoint
+from syncapp.web.sync_api import sync_api
 from syncapp.web.webhooks import ShopifyWebhookEndpoint, WebhookRoute
 
 log = structlog.get_logger("syncapp.web")
@@ -78,7 +79,7 @@ def create_app(settings: Settings) -> Starlette:
             engine.dispose()
 
     # Plain Starlette, and the webhook (the hot path) answered by WebhookRoute before the router.
-    # Later issues mount their (FastAPI) API routers beside these routes.
+    # The Sync API (FastAPI) is mounted at /api beside these routes.
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
@@ -95,6 +96,7 @@ def create_app(settings: Settings) -> Starlette:
             ),
             *favicon_routes("S", "#008060"),
             *home.routes(),
+            Mount("/api", app=sync_api(shops.sessions)),
         ],
         middleware=[
             Middleware(

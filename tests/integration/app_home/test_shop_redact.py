@@ -21,6 +21,7 @@ import syncapp.store.migrate  # noqa: F401 - registers every model on Base.metad
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.store.models import Base, PrivacyRequest
 from syncapp.sync.models import PRODUCT, VARIANT, SyncConflict, SyncCursor, SyncLink, SyncSettings
+from syncapp.web.sync_api.keys import create_key
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.builders import signed_delivery
 from tests.integration.app_home.conftest import Home, running_home
@@ -111,6 +112,7 @@ def sync_state(home: Home, shop: str) -> None:
         session.add(SyncConflict(shop_id=shop_id, link_id=variant.id, kind="field", reason="t"))
         session.add(SyncCursor(shop_id=shop_id, name="backfill", position={"line": 1}))
         session.add(SyncSettings(shop_id=shop_id))
+    create_key(home.system.runtime.sessions, name="ops", scopes=["sync:read"], shop=shop)
 
 
 def shop_ids(home: Home, *domains: str) -> list[int]:

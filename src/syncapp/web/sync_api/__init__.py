@@ -1,0 +1,209 @@
+"""The Sync API: sync state, conflicts, settings and dead letters of a shop over HTTP, for
+eManageCRM's services and operators. FastAPI, mounted at ``/api`` (OpenAPI at
+``/api/openapi.json``); every route takes ``Authorization: Bearer <operator API key>``
+(:mod:`.keys`) and needs a scope; a key bound to one shop can do nothing to another.
+
+    status  when
+    ------  -----------------------------------------------------------------------
+    400     the body is not JSON
+    401     no bearer credential, or not a live key (``WWW-Authenticate: Bearer``)
+    403     the key lacks the route's scope, or is bound to another shop
+    404     no shop of that domain has installed the app
+    422     the body or a parameter is not what the route takes
+
+The routes read and write in short transactions off the event loop (FastAPI runs plain
+``def`` routes in its thread pool); none calls another system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncapp.bus import operators
+from syncapp.sync import state
+from syncapp.web.sync_api.keys import Principal, authenticate
+
+SHOP_PATTERN = r"^[a-z0-9][a-z0-9\-]*\.myshopify\.com$"
+ShopPath = Annotated[str, Path(pattern=SHOP_PATTERN, max_length=255)]
+
+
+class SyncStatusOut(BaseModel):
+    shop: str
+    keep_products_synchronized: bool
+    linked_products: int
+    linked_variants: int
+    open_conflicts: int
+    last_change_applied_at: datetime | None
+    pending_events: int
+    in_flight_events: int
+    dead_letters: int
+    oldest_pending_at: datetime | None
+
+
+class ConflictOut(BaseModel):
+    id: int
+    kind: str
+    field: str | None
+    shopify_value: Any
+    emanage_value: Any
+    winner: str | None
+    reason: str
+    created_at: datetime
+    resolved_at: datetime | None
+    shopify_gid: str | None
+    emanage_id: str | None
+
+
+class SettingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keep_products_synchronized: bool
+
+
+class SettingsOut(BaseModel):
+    keep_products_synchronized: bool
+    changed: bool
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    source: str
+    topic: str
+    attempts: int
+    last_error: str | None
+    received_at: datetime
+    dead_at: datetime | None
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[int] = Field(default_factory=list, max_length=10_000)
+    topic: str | None = Field(default=None, max_length=128)
+
+
+class ReplayOut(BaseModel):
+    replayed: int
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The body is not JSON"},
+    401: {"model": Problem, "description": "No live API key"},
+    403: {"model": Problem, "description": "Missing scope, or the key is for another shop"},
+    404: {"model": Problem, "description": "No such shop"},
+}
+
+
+def principal(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer <key>``; 401 otherwise."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    found = authenticate(sessions, presented.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
+        raise HTTPException(
+            401, "send Authorization: Bearer <API key>", {"WWW-Authenticate": "Bearer"}
+        )
+    return found
+
+
+def allowed(scope: str) -> Callable[[str, Principal], str]:
+    """A dependency giving the path's shop when the caller may act on it with ``scope``."""
+
+    def check(shop: ShopPath, who: Annotated[Principal, Depends(principal)]) -> str:
+        if scope not in who.scopes:
+            raise HTTPException(403, f"this key lacks the scope {scope}")
+        if not who.may_touch(shop):
+            raise HTTPException(403, "this key is for another shop")
+        return shop
+
+    return check
+
+
+Read = Annotated[str, Depends(allowed("sync:read"))]
+Write = Annotated[str, Depends(allowed("sync:write"))]
+Replay = Annotated[str, Depends(allowed("dlq:replay"))]
+
+
+def sync_api(sessions: sessionmaker[Session]) -> FastAPI:
+    api = FastAPI(
+        title="Sync App — Sync API",
+        version="1.0.0",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        description=__doc__,
+    )
+    api.state.sessions = sessions
+
+    @api.exception_handler(state.UnknownShop)
+    async def unknown_shop(request: Request, exc: state.UnknownShop) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @api.get("/v1/shops/{shop}/sync", responses=_ERRORS)
+    def get_status(shop: Read) -> SyncStatusOut:
+        """Links, open conflicts, the last applied change, and the shop's events on the bus."""
+        s = state.sync_status(sessions, shop)
+        return SyncStatusOut.model_validate(s, from_attributes=True)
+
+    @api.get("/v1/shops/{shop}/conflicts", responses=_ERRORS)
+    def get_conflicts(
+        shop: Read,
+        open_only: Annotated[bool, Query(alias="open")] = True,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[ConflictOut]:
+        """Recorded conflicts, newest first: the field, both values, the winner and why."""
+        found = state.conflicts(sessions, shop, open_only=open_only, limit=limit)
+        return [ConflictOut.model_validate(c, from_attributes=True) for c in found]
+
+    @api.put("/v1/shops/{shop}/settings", responses=_ERRORS)
+    def put_settings(shop: Write, body: SettingsIn) -> SettingsOut:
+        """Keep Products Synchronized for the whole shop."""
+        changed = state.set_keep_products_synchronized(
+            sessions, shop, body.keep_products_synchronized
+        )
+        return SettingsOut(
+            keep_products_synchronized=body.keep_products_synchronized, changed=changed
+        )
+
+    @api.get("/v1/shops/{shop}/dead-letters", responses=_ERRORS)
+    def get_dead_letters(
+        shop: Read,
+        topic: Annotated[str | None, Query(max_length=128)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[DeadLetterOut]:
+        """The shop's dead letters (payloads stay out: they may carry customer data)."""
+        state.require_shop(sessions, shop)
+        rows = operators.dead_letters(
+            sessions, operators.Selection(shop=shop, topic=topic), limit=limit
+        )
+        return [
+            DeadLetterOut(
+                id=r.id,
+                source=r.source,
+                topic=r.topic,
+                attempts=r.attempts,
+                last_error=r.last_error,
+                received_at=r.received_at,
+                dead_at=r.processed_at,
+            )
+            for r in rows
+        ]
+
+    @api.post("/v1/shops/{shop}/dead-letters/replay", responses=_ERRORS)
+    def replay(shop: Replay, body: ReplayIn) -> ReplayOut:
+        """Put the shop's dead letters (all, or those of ``ids`` / ``topic``) back on the bus.
+        Idempotent: what is not a dead letter any more is left alone."""
+        state.require_shop(sessions, shop)
+        selection = operators.Selection(ids=body.ids, topic=body.topic, shop=shop)
+        return ReplayOut(replayed=operators.replay(sessions, selection))
+
+    return api
