@@ -28,6 +28,7 @@ from syncapp.web.app_home import app_home
 from syncapp.web.ingest import EventRecorder
 from syncapp.web.observability import RequestContextMiddleware, metrics_endpoint
 from syncapp.web.sync_api import sync_api
+from syncapp.web.sync_api.iam import iam_verifier
 from syncapp.web.webhooks import ShopifyWebhookEndpoint, WebhookRoute
 
 log = structlog.get_logger("syncapp.web")
@@ -96,7 +97,7 @@ def create_app(settings: Settings) -> Starlette:
             ),
             *favicon_routes("S", "#008060"),
             *home.routes(),
-            Mount("/api", app=sync_api(shops.sessions)),
+            Mount("/api", app=sync_api(shops.sessions, iam_verifier(settings))),
         ],
         middleware=[
             Middleware(

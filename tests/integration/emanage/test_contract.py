@@ -9,7 +9,14 @@ import pytest
 from openapi_core.validation.response.exceptions import ResponseValidationError
 from openapi_spec_validator import validate
 
-from tests.integration.emanage.conftest import BASE_URL, bearer, onboard, token
+from tests.integration.emanage.conftest import (
+    BASE_URL,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    bearer,
+    onboard,
+    token,
+)
 from tests.integration.emanage.contract import (
     ContractCheckingTransport,
     contract_document,
@@ -77,6 +84,13 @@ async def test_every_documented_operation_answers_per_the_contract(
         await http.get(f"/api/campaigns/{campaign['webKey']}/{resource}", headers=cid)
     await http.get("/healthz")
     await http.get("/openapi.json")
+    await http.get("/iam/.well-known/jwks.json")
+    as_jwt = await http.post(
+        "/iam/oauth/token",
+        data={"grant_type": "client_credentials", "resource": "http://127.0.0.1:8000/api"},
+        auth=(CLIENT_ID, CLIENT_SECRET),
+    )
+    assert as_jwt.json()["issued_token_type"] == "urn:ietf:params:oauth:token-type:jwt"
     answered = {op for op, status in transport.seen if status < 400}
     assert answered == operation_ids()
 

@@ -18,6 +18,10 @@ ALL_SCOPES: tuple[str, ...] = (
     "users:write",
     "sso:write",
     "providers:read",
+    # The Sync App's own Sync API, for eManageCRM's services (JWTs with resource=<app>/api).
+    "sync:read",
+    "sync:write",
+    "dlq:replay",
 )
 
 

@@ -1,6 +1,7 @@
 """``POST /iam/oauth/token``: the OAuth 2.0 client-credentials grant (RFC 6749 §4.4) for the
-registered system clients, with ``account_id`` narrowing a token to one account (in the way
-of RFC 8707's resource indicators).
+registered system clients, with ``account_id`` narrowing a token to one account. With a
+``resource`` (RFC 8707), the token is a JWT for that other service
+(:mod:`.access_tokens`, keys at ``/iam/.well-known/jwks.json``).
 
 Client authentication is HTTP Basic or the form's ``client_id``/``client_secret`` (RFC 6749
 §2.3.1); wrong credentials are 401 ``invalid_client``. Tokens are opaque, stored hashed, and
@@ -14,12 +15,14 @@ import binascii
 import hmac
 import secrets
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from syncapp.sandbox.emanage import access_tokens
+from syncapp.sandbox.emanage.access_tokens import signing_key
 from syncapp.sandbox.emanage.common import UUID_RE
 from syncapp.sandbox.emanage.state import EmanageState, digest
 
@@ -50,8 +53,17 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return unquote(client_id), unquote(secret)
 
 
+def _resource(value: str) -> str | None:
+    """An RFC 8707 resource: an absolute http(s) URI without a fragment."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+        return None
+    return value
+
+
 def routes(state: EmanageState) -> list[BaseRoute]:
-    """The token endpoint."""
+    """The token endpoint, and the JWKS of the JWT access tokens it issues for a resource."""
+    key = signing_key(state)
 
     async def token(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
@@ -105,6 +117,31 @@ def routes(state: EmanageState) -> list[BaseRoute]:
                     return oauth_error(
                         400, "invalid_target", f"The account {account_id} is {row['status']}."
                     )
+            if "resource" in fields:
+                resource = _resource(fields["resource"])
+                if resource is None:
+                    return oauth_error(
+                        400, "invalid_target", "'resource' must be an absolute http(s) URI."
+                    )
+                claims: dict[str, Any] = {
+                    "iss": f"{state.public_url}/iam",
+                    "aud": resource,
+                    "sub": client.client_id,
+                    "client_id": client.client_id,
+                    "scope": " ".join(granted),
+                    "iat": int(now),
+                    "exp": int(now) + state.config.token_ttl_seconds,
+                }
+                if account_id is not None:
+                    claims["account_id"] = account_id
+                jwt_body: dict[str, Any] = {
+                    "access_token": key.issue(claims),
+                    "token_type": "Bearer",
+                    "issued_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                    "expires_in": state.config.token_ttl_seconds,
+                    "scope": " ".join(granted),
+                }
+                return JSONResponse(jwt_body, headers=_NO_STORE)
             access_token = "emt_" + secrets.token_urlsafe(32)
             conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now - 3600,))
             conn.execute(
@@ -128,4 +165,4 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             body["account_id"] = account_id
         return JSONResponse(body, headers=_NO_STORE)
 
-    return [Route("/iam/oauth/token", token, methods=["POST"])]
+    return [Route("/iam/oauth/token", token, methods=["POST"]), *access_tokens.routes(key)]

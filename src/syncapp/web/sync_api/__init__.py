@@ -1,12 +1,13 @@
 """The Sync API: sync state, conflicts, settings and dead letters of a shop over HTTP, for
 eManageCRM's services and operators. FastAPI, mounted at ``/api`` (OpenAPI at
-``/api/openapi.json``); every route takes ``Authorization: Bearer <operator API key>``
-(:mod:`.keys`) and needs a scope; a key bound to one shop can do nothing to another.
+``/api/openapi.json``); every route takes ``Authorization: Bearer`` with an operator API key
+(:mod:`.keys`) or an eManageCRM IAM access token for one account (:mod:`.iam`), and needs a
+scope; a key or token of one shop can do nothing to another.
 
     status  when
     ------  -----------------------------------------------------------------------
     400     the body is not JSON
-    401     no bearer credential, or not a live key (``WWW-Authenticate: Bearer``)
+    401     no bearer credential, or not a live key / valid token (``WWW-Authenticate: Bearer``)
     403     the key lacks the route's scope, or is bound to another shop
     404     no shop of that domain has installed the app
     422     the body or a parameter is not what the route takes
@@ -28,7 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncapp.bus import operators
 from syncapp.sync import state
-from syncapp.web.sync_api.keys import Principal, authenticate
+from syncapp.web.sync_api.iam import IamVerifier
+from syncapp.web.sync_api.keys import PREFIX, Principal, authenticate
 
 SHOP_PATTERN = r"^[a-z0-9][a-z0-9\-]*\.myshopify\.com$"
 ShopPath = Annotated[str, Path(pattern=SHOP_PATTERN, max_length=255)]
@@ -104,10 +106,17 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def principal(request: Request) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>``; 401 otherwise."""
+    """The caller, from ``Authorization: Bearer <operator key | eManageCRM IAM JWT>``; 401
+    otherwise."""
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    presented = presented.strip()
     sessions: sessionmaker[Session] = request.app.state.sessions
-    found = authenticate(sessions, presented.strip()) if scheme.lower() == "bearer" else None
+    iam: IamVerifier | None = request.app.state.iam
+    found = None
+    if scheme.lower() == "bearer" and presented.startswith(PREFIX):
+        found = authenticate(sessions, presented)
+    elif scheme.lower() == "bearer" and iam is not None and presented.count(".") == 2:
+        found = iam.principal(sessions, presented)
     if found is None:
         raise HTTPException(
             401, "send Authorization: Bearer <API key>", {"WWW-Authenticate": "Bearer"}
@@ -133,7 +142,8 @@ Write = Annotated[str, Depends(allowed("sync:write"))]
 Replay = Annotated[str, Depends(allowed("dlq:replay"))]
 
 
-def sync_api(sessions: sessionmaker[Session]) -> FastAPI:
+def sync_api(sessions: sessionmaker[Session], iam: IamVerifier | None = None) -> FastAPI:
+    """The API on ``sessions``; with ``iam``, eManageCRM IAM tokens are taken besides keys."""
     api = FastAPI(
         title="Sync App — Sync API",
         version="1.0.0",
@@ -143,6 +153,7 @@ def sync_api(sessions: sessionmaker[Session]) -> FastAPI:
         description=__doc__,
     )
     api.state.sessions = sessions
+    api.state.iam = iam
 
     @api.exception_handler(state.UnknownShop)
     async def unknown_shop(request: Request, exc: state.UnknownShop) -> JSONResponse:
