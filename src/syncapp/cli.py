@@ -34,7 +34,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.bus.commands import bus_app, dlq_app
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings
 from syncapp.errors import SyncAppError
-from syncapp.store.models import OnboardingJob, Shop
+from syncapp.onboarding.models import OnboardingJob
+from syncapp.store.models import Shop
 
 HELP = (
     "Operate the Sync App: run it, migrate its database, rotate vault keys, and look at and "
@@ -109,8 +110,8 @@ def db_upgrade() -> None:
 @db_app.command("check")
 def db_check() -> None:
     """Fail when the models and the migrations disagree."""
+    from syncapp.schema import model_differences
     from syncapp.store.db import make_engine
-    from syncapp.store.migrate import model_differences
 
     engine = make_engine(_settings().database_url)
     diffs = model_differences(engine)
@@ -130,8 +131,8 @@ def vault_new_key() -> None:
 @vault_app.command("rotate")
 def vault_rotate() -> None:
     """Re-encrypt credentials and sealed payloads under the newest key."""
+    from syncapp.bus.sealed import rotate_sealed_payloads
     from syncapp.store.db import make_engine, make_session_factory
-    from syncapp.store.sealed import rotate_sealed_payloads
     from syncapp.store.vault import Vault, rotate_all
 
     settings = _settings()

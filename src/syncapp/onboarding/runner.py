@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from syncapp.connectors.ctrwow import CtrwowConflict, CtrwowError, TokenPair
 from syncapp.connectors.emanage import Account, EmanageConflict, EmanageError
 from syncapp.onboarding import plan
-from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingStep
+from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingJob, OnboardingStep
 from syncapp.onboarding.plan import (
     CLAIMABLE,
     STEP_TITLES,
@@ -48,7 +48,7 @@ from syncapp.onboarding.plan import (
     Wait,
 )
 from syncapp.onboarding.runtime import OnboardingRuntime
-from syncapp.store.models import Connection, Credential, OnboardingJob, Shop
+from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import Vault, get_secret, put_secret
 
 log = structlog.get_logger(__name__)

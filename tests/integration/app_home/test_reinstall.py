@@ -18,9 +18,9 @@ from syncapp.onboarding import (
     open_onboarding,
     run_due_onboarding,
 )
-from syncapp.onboarding.models import CtrwowAccount
+from syncapp.onboarding.models import CtrwowAccount, OnboardingJob
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
-from syncapp.store.models import Credential, OnboardingJob, Shop
+from syncapp.store.models import Credential, Shop
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.integration.app_home.conftest import Home
 from tests.integration.shops.conftest import handle_for

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncapp.config import Settings
 from syncapp.onboarding import JobStatus, RetryPolicy, open_onboarding, run_due_onboarding
+from syncapp.onboarding.models import OnboardingJob
 from syncapp.onboarding.runtime import OnboardingRuntime
 from syncapp.sandbox.ctrwow import CtrwowClientRegistration, CtrwowSandboxConfig
 from syncapp.sandbox.ctrwow import create_app as create_ctrwow
@@ -34,7 +35,7 @@ from syncapp.sandbox.emanage import EmanageSandboxConfig, SystemClient
 from syncapp.sandbox.emanage import create_app as create_emanage
 from syncapp.store.db import make_engine, make_session_factory
 from syncapp.store.migrate import upgrade
-from syncapp.store.models import OnboardingJob, Shop
+from syncapp.store.models import Shop
 from tests.conftest import make_settings
 from tests.integration.emanage.conftest import serve
 from tests.subprocesses import child_env
