@@ -196,6 +196,19 @@ class EmbeddedConsumer:
     async def claim(self, limit: int) -> list[Delivery]:
         return await asyncio.to_thread(self.claim_now, limit)
 
+    async def idle(self) -> bool:
+        """Whether no event of its topics is left unsettled (pending, waiting or in flight)."""
+        return await asyncio.to_thread(self.outstanding) == 0
+
+    def outstanding(self) -> int:
+        with self._bus.sessions() as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(InboundEvent)
+                .where(self._ours(), InboundEvent.status.in_(UNFINISHED))
+            )
+        return int(count or 0)
+
     def claim_now(self, limit: int) -> list[Delivery]:
         now = self._bus.clock()
         ids = self.candidates(limit, now)
