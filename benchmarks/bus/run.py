@@ -35,10 +35,10 @@ from sqlalchemy import Engine, insert, text
 from syncapp.bus.consumer import Consumer
 from syncapp.bus.embedded import EmbeddedBus
 from syncapp.bus.interface import Ack, Delivery, Outcome, Subscription
+from syncapp.bus.models import InboundEvent
 from syncapp.bus.rabbitmq import RabbitBus, Topology
 from syncapp.store.db import make_engine
 from syncapp.store.migrate import upgrade
-from syncapp.store.models import InboundEvent
 
 TOPIC = ("shopify", "products/update")
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"

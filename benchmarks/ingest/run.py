@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, func, select, text
 
+from syncapp.bus.models import InboundEvent
 from syncapp.config import ensure_embedded_secrets, load_settings
 from syncapp.sandbox_runner import seed_shop, shopify_sandbox_config
-from syncapp.store.models import InboundEvent
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.builders import shopify_hmac

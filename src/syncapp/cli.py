@@ -8,7 +8,7 @@ syncapp db upgrade | check               migrations
 syncapp vault new-key | rotate           encryption keys of the credential vault
 syncapp shops list | show SHOP           shops, their connections and sign-up
 syncapp connections reset SHOP PROVIDER  forget one connection's credentials and set it up again
-syncapp onboarding run | retry SHOP      the sign-up runner alone; start a stopped sign-up again
+syncapp onboarding run | retry SHOP      the sign-up events alone; start a stopped sign-up again
 syncapp onboarding ctrwow-token SHOP     a valid CTRwow access token of SHOP (refreshed if due)
 syncapp sandbox shopify|emanage|ctrwow   the local stand-ins (serve; shopify token SHOP)
 syncapp bus status [--per-shop]          the bus: pending, in flight, dead, oldest age per topic
@@ -34,7 +34,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.bus.commands import bus_app, dlq_app
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings
 from syncapp.errors import SyncAppError
-from syncapp.store.models import OnboardingJob, Shop
+from syncapp.onboarding.models import OnboardingJob
+from syncapp.store.models import Shop
 from syncapp.web.sync_api.commands import apikey_app
 
 HELP = (
@@ -111,8 +112,8 @@ def db_upgrade() -> None:
 @db_app.command("check")
 def db_check() -> None:
     """Fail when the models and the migrations disagree."""
+    from syncapp.schema import model_differences
     from syncapp.store.db import make_engine
-    from syncapp.store.migrate import model_differences
 
     engine = make_engine(_settings().database_url)
     diffs = model_differences(engine)
@@ -132,8 +133,8 @@ def vault_new_key() -> None:
 @vault_app.command("rotate")
 def vault_rotate() -> None:
     """Re-encrypt credentials and sealed payloads under the newest key."""
+    from syncapp.bus.sealed import rotate_sealed_payloads
     from syncapp.store.db import make_engine, make_session_factory
-    from syncapp.store.sealed import rotate_sealed_payloads
     from syncapp.store.vault import Vault, rotate_all
 
     settings = _settings()
@@ -225,12 +226,12 @@ def sandbox_ctrwow_serve() -> None:
 
 @onboarding_app.command("run")
 def onboarding_run(
-    once: Annotated[bool, typer.Option(help="exit when no sign-up job is left to do")] = False,
+    once: Annotated[bool, typer.Option(help="exit when no sign-up is left to do")] = False,
     poll_seconds: Annotated[
-        float, typer.Option(min=0.01, help="how often to look for due jobs")
+        float, typer.Option(min=0.01, help="how often to look for due sign-ups")
     ] = 1.0,
     lease_seconds: Annotated[
-        float, typer.Option(min=0.1, help="how long a claimed job stays this runner's")
+        float, typer.Option(min=0.1, help="how long a claimed sign-up stays this runner's")
     ] = 60.0,
     retry_base_seconds: Annotated[
         float, typer.Option(min=0.0, help="first retry delay of a failed step")
@@ -239,29 +240,43 @@ def onboarding_run(
         float, typer.Option(min=0.0, help="longest retry delay of a failed step")
     ] = 900.0,
 ) -> None:
-    """Run the sign-up jobs alone (the worker also runs them)."""
+    """Consume the sign-up events alone (the worker also does)."""
     import asyncio
-    import signal
 
+    from syncapp.bus.consumer import stop_on_signals
+    from syncapp.bus.embedded import EmbeddedBus
     from syncapp.logging import configure_logging
-    from syncapp.onboarding import RetryPolicy, open_onboarding, run_onboarding_loop
+    from syncapp.onboarding import RetryPolicy, open_onboarding
+    from syncapp.onboarding.topics import consume_signups
     from syncapp.store.db import make_engine
+    from syncapp.worker import WorkerOptions
 
     settings = _settings()
+    if settings.bus_url.startswith(("amqp://", "amqps://")):
+        err.print(
+            "[red]error:[/red] SYNCAPP_BUS_URL names a broker: the sign-up events are consumed "
+            "from it by `syncapp worker` (this command consumes the embedded bus only)"
+        )
+        raise typer.Exit(2)
     configure_logging(settings.log_level, settings.log_format)
     policy = RetryPolicy(base_seconds=retry_base_seconds, cap_seconds=retry_cap_seconds)
+    # The events' own budget is the worker's; a step's backoff is a wait, outside it.
+    events_policy = WorkerOptions.from_settings(settings).policy
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        stop_on_signals(stop)
         engine = make_engine(settings.database_url)
+        # One lease length for the event's claim and the job's: a killed runner's sign-up is
+        # taken over by the next one as soon as both ran out.
+        bus = EmbeddedBus(engine, policy=events_policy, lease_seconds=lease_seconds)
         try:
             async with open_onboarding(
                 settings, engine, policy=policy, lease_seconds=lease_seconds
             ) as rt:
-                await run_onboarding_loop(rt, poll_seconds=poll_seconds, stop=stop, once=once)
+                await consume_signups(
+                    rt, bus, stop=stop, until_idle=once, poll_seconds=poll_seconds
+                )
         finally:
             engine.dispose()
 

@@ -22,12 +22,12 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from syncapp.bus.models import InboundEvent
+from syncapp.bus.sealed import SEALED_PREFIX, unseal
 from syncapp.config import Settings
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.db import make_engine
 from syncapp.store.migrate import upgrade
-from syncapp.store.models import InboundEvent
-from syncapp.store.sealed import SEALED_PREFIX, unseal
 from syncapp.store.vault import Vault
 from syncapp.web.app import create_app
 from syncapp.worker import Worker, WorkerOptions

@@ -10,8 +10,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
+from syncapp.schema import model_differences
 from syncapp.store.db import make_engine, make_session_factory
-from syncapp.store.migrate import downgrade, model_differences, upgrade
+from syncapp.store.migrate import downgrade, upgrade
 from syncapp.store.models import Credential, Shop
 from syncapp.store.vault import Vault, get_secret, put_secret, rotate_all
 from tests.subprocesses import child_env

@@ -13,10 +13,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
+from syncapp.bus.models import InboundEvent
 from syncapp.config import Settings
 from syncapp.store.db import make_engine
 from syncapp.store.migrate import upgrade
-from syncapp.store.models import InboundEvent
 from syncapp.web.app import create_app
 from tests.builders import shopify_hmac, signed_delivery
 from tests.conftest import CLIENT_SECRET, OLD_CLIENT_SECRET, make_settings

@@ -2,7 +2,7 @@
 asked Shopify for, keyed by Shopify's GID, with the plan it charges for and its last known
 status. The shop's plan is that of its ACTIVE row (the free plan when there is none).
 
-Registered on the shared ``Base.metadata`` (``syncapp.store.migrate`` imports this module)
+Registered on the shared ``Base.metadata`` (:mod:`syncapp.schema` imports this module)
 and created by revision 0200. Rows go with the shop (``ON DELETE CASCADE``).
 """
 

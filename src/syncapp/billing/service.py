@@ -27,13 +27,14 @@ from sqlalchemy.orm import Session
 from syncapp.billing.models import AppSubscription
 from syncapp.billing.payloads import SubscriptionUpdate
 from syncapp.billing.plans import Catalog, Features, Plan, features_for, line_items
+from syncapp.bus.models import InboundEvent
 from syncapp.connectors.shopify.admin import run_document
 from syncapp.errors import SyncAppError
 from syncapp.shops.errors import ShopNotInstalled
 from syncapp.shops.payloads import check_shop, parse, shop_gid_id
 from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.shops.tokens import get_admin_token
-from syncapp.store.models import InboundEvent, Shop
+from syncapp.store.models import Shop
 
 __all__ = [
     "BillingError",

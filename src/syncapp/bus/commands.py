@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncapp.bus import operators
+from syncapp.bus.models import InboundEvent
 from syncapp.bus.operators import Selection
-from syncapp.store.models import InboundEvent
 
 bus_app = typer.Typer(no_args_is_help=True, help="The service bus: depth, age, in flight.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, replay, drop.")

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -124,8 +124,12 @@ class Consumer:
         finished = [(d, o) for d, o in finished if d not in unfinished]
         return await self._backend.settle(finished)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set, polling every ``poll_seconds`` when idle."""
+    async def run(
+        self, stop: asyncio.Event, *, until_idle: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """Consume until ``stop`` is set, polling every ``poll_seconds`` when idle; with
+        ``until_idle``, also return once a poll finds nothing to do and ``until_idle()`` says
+        nothing is left at all (events waiting for a retry are not nothing)."""
         log.info("bus.consumer_started", topics=[f"{s}:{t}" for s, t in self.topics])
         try:
             while not stop.is_set():
@@ -134,6 +138,8 @@ class Consumer:
                 except Exception as exc:  # the database or broker is away: wait, try again
                     log.error("bus.batch_failed", error=f"{type(exc).__name__}: {exc}")
                     settled = []
+                if not settled and until_idle is not None and await until_idle():
+                    return
                 if not settled:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=self._poll)

@@ -58,10 +58,10 @@ from syncapp.bus.interface import (
     outcome_of_error,
 )
 from syncapp.bus.metrics import SETTLED
+from syncapp.bus.models import InboundEvent
 from syncapp.bus.retry import RetryPolicy, backoff_delay
 from syncapp.store.db import make_session_factory
 from syncapp.store.locking import lease_owner, locked_transaction
-from syncapp.store.models import InboundEvent
 
 log = structlog.get_logger("syncapp.bus")
 
@@ -195,6 +195,19 @@ class EmbeddedConsumer:
     # event loop, and actions registered with call_after_commit (blocking I/O) may run there.
     async def claim(self, limit: int) -> list[Delivery]:
         return await asyncio.to_thread(self.claim_now, limit)
+
+    async def idle(self) -> bool:
+        """Whether no event of its topics is left unsettled (pending, waiting or in flight)."""
+        return await asyncio.to_thread(self.outstanding) == 0
+
+    def outstanding(self) -> int:
+        with self._bus.sessions() as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(InboundEvent)
+                .where(self._ours(), InboundEvent.status.in_(UNFINISHED))
+            )
+        return int(count or 0)
 
     def claim_now(self, limit: int) -> list[Delivery]:
         now = self._bus.clock()

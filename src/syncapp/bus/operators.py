@@ -15,8 +15,8 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncapp.bus.models import InboundEvent
 from syncapp.store.locking import locked_transaction
-from syncapp.store.models import InboundEvent
 
 
 @dataclass(frozen=True, slots=True)

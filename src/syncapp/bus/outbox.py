@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from syncapp.bus.envelope import APP_SOURCE, CloudEvent, EventType, InvalidEvent
 from syncapp.bus.interface import APP
-from syncapp.store.models import InboundEvent
+from syncapp.bus.models import InboundEvent
 
 
 def new_event(

@@ -56,10 +56,10 @@ from syncapp.bus.interface import (
     outcome_of_error,
 )
 from syncapp.bus.metrics import RELAYED, SETTLED
+from syncapp.bus.models import BusReceipt, InboundEvent
 from syncapp.bus.retry import RetryPolicy, backoff_delay
 from syncapp.store.db import make_session_factory
 from syncapp.store.locking import lease_owner, locked_transaction
-from syncapp.store.models import BusReceipt, InboundEvent
 
 log = structlog.get_logger("syncapp.bus.rabbitmq")
 

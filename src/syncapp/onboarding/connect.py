@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.connectors.ctrwow import CtrwowClient, CtrwowError
 from syncapp.connectors.ctrwow.oauth import new_code_verifier
 from syncapp.errors import SyncAppError
-from syncapp.onboarding.models import CtrwowAuthorization, OnboardingStep
+from syncapp.onboarding.models import CtrwowAuthorization, OnboardingJob, OnboardingStep
 from syncapp.onboarding.plan import CLAIMABLE, JobStatus, Step, StepStatus
 from syncapp.onboarding.runner import SIGNUP, record_ctrwow_account, utc
-from syncapp.store.models import Connection, OnboardingJob, Shop
+from syncapp.store.models import Connection, Shop
 from syncapp.store.vault import Vault
 
 STATE_TTL = timedelta(minutes=10)

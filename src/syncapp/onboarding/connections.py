@@ -25,12 +25,12 @@ from sqlalchemy.orm import Session
 
 from syncapp.errors import SyncAppError
 from syncapp.onboarding.events import request_signup_of
-from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingStep
+from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingJob, OnboardingStep
 from syncapp.onboarding.plan import JobStatus, Step, StepStatus
 from syncapp.onboarding.runner import SIGNUP, set_connection, utc
 from syncapp.shops.tokens import ACCESS_TOKEN as SHOPIFY_ACCESS
 from syncapp.shops.tokens import REFRESH_TOKEN as SHOPIFY_REFRESH
-from syncapp.store.models import Connection, Credential, OnboardingJob, Shop
+from syncapp.store.models import Connection, Credential, Shop
 
 PROVIDERS: tuple[str, ...] = ("shopify", "emanage", "ctrwow")
 TITLES = {"shopify": "Shopify", "emanage": "eManageCRM", "ctrwow": "CTRwow"}

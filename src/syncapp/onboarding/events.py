@@ -7,9 +7,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncapp.bus.envelope import EventType
 from syncapp.bus.interface import APP
+from syncapp.bus.models import InboundEvent
 from syncapp.bus.outbox import new_event, publish
+from syncapp.onboarding.models import OnboardingJob
 from syncapp.store.locking import locked_transaction
-from syncapp.store.models import InboundEvent, OnboardingJob, Shop
+from syncapp.store.models import Shop
 
 SIGNUP_REQUESTED = EventType(
     "com.emanagecrm.syncapp.signup.requested.v1",

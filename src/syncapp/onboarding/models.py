@@ -1,9 +1,9 @@
-"""Tables of the sign-up: one row per step of a shop's onboarding job, and what the sign-up
+"""Tables of the sign-up: the shop's onboarding job, one row per step of it, and what the sign-up
 produced — the shop's eManageCRM account (ids as plain columns) and its CTRwow account. CTRwow
 tokens are in the vault (``credentials``: provider ``ctrwow``, names ``access_token`` and
 ``refresh_token``), never here.
 
-The tables are registered on the shared ``Base.metadata`` (``syncapp.store.migrate`` imports
+The tables are registered on the shared ``Base.metadata`` (:mod:`syncapp.schema` imports
 this module) and created by revisions 0100 and 0300 (``ctrwow_authorizations``).
 """
 
@@ -11,10 +11,54 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from syncapp.store.models import Base, BigId, utcnow
+
+
+class OnboardingJob(Base):
+    """Work to do for a shop after install; ``kind='signup'`` is the eManageCRM/CTRwow sign-up.
+
+    Install creates (or, on reinstall, resets) one ``signup`` row per shop with status
+    ``pending``; uninstall sets pending rows to ``cancelled``. The onboarding engine claims
+    ``pending`` rows, moves them through ``running`` to ``done`` or ``failed`` and counts
+    ``attempts`` with ``last_error``. Sign-up must be idempotent: a reinstall runs it again.
+    """
+
+    __tablename__ = "onboarding_jobs"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "kind"),
+        Index("ix_onboarding_jobs_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32), default="signup")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # syncapp.onboarding (revision 0100): not before this time (retry backoff; NULL means now),
+    # the runner's lease (a crashed runner's job is claimed again once it runs out), and the
+    # merchant's request to link their dedicated eManageCRM subscription (its link code is in
+    # the vault: provider 'emanage', name 'link_code'). Steps are rows of onboarding_steps.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_by: Mapped[str | None] = mapped_column(String(128))
+    emanage_subscription_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class OnboardingStep(Base):

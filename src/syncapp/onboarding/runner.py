@@ -1,4 +1,5 @@
-"""The I/O shell of the sign-up: claims due onboarding jobs and advances them step by step.
+"""The I/O shell of the sign-up: advances a shop's onboarding job step by step, as the bus's
+handler of ``signup.requested`` (:mod:`syncapp.onboarding.topics`) calls it.
 
 A job is claimed with a lease (``locked_by``/``locked_until`` on its row, set by a
 compare-and-set UPDATE), so one runner works on it at a time and a crashed runner's job is
@@ -17,8 +18,6 @@ that names the existing object converges on it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ from sqlalchemy.orm import Session
 from syncapp.connectors.ctrwow import CtrwowConflict, CtrwowError, TokenPair
 from syncapp.connectors.emanage import Account, EmanageConflict, EmanageError
 from syncapp.onboarding import plan
-from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingStep
+from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingJob, OnboardingStep
 from syncapp.onboarding.plan import (
     CLAIMABLE,
     STEP_TITLES,
@@ -48,7 +47,7 @@ from syncapp.onboarding.plan import (
     Wait,
 )
 from syncapp.onboarding.runtime import OnboardingRuntime
-from syncapp.store.models import Connection, Credential, OnboardingJob, Shop
+from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import Vault, get_secret, put_secret
 
 log = structlog.get_logger(__name__)
@@ -106,32 +105,6 @@ def _fence(session: Session, rt: OnboardingRuntime, job_id: int) -> None:
         raise _LeaseLost
 
 
-async def run_due_onboarding(rt: OnboardingRuntime, *, limit: int = 10) -> int:
-    """Claim up to ``limit`` due sign-up jobs and advance each as far as it can go now.
-
-    Returns how many jobs were advanced. Safe to call from any number of processes at once;
-    the worker calls it on every turn of its loop.
-    """
-    now = rt.clock()
-    with rt.sessions() as session:
-        ids = session.scalars(
-            select(OnboardingJob.id)
-            .where(*_due(now))
-            .order_by(OnboardingJob.next_attempt_at.is_not(None), OnboardingJob.id)
-            .limit(limit)
-        ).all()
-    advanced = 0
-    for job_id in ids:
-        if not _claim(rt, job_id):
-            continue
-        try:
-            await _advance(rt, job_id)
-        except _LeaseLost:
-            log.warning("onboarding lease lost", job_id=job_id)
-        advanced += 1
-    return advanced
-
-
 async def advance_signup(rt: OnboardingRuntime, shop_id: int) -> float | None:
     """Advance the shop's sign-up job as far as it goes now (the bus handler of
     ``signup.requested``). Returns None when nothing is left to do, else the seconds until the
@@ -159,33 +132,6 @@ async def advance_signup(rt: OnboardingRuntime, shop_id: int) -> float | None:
             default=now,
         )
     return max(0.05, (due - now).total_seconds())
-
-
-async def run_onboarding_loop(
-    rt: OnboardingRuntime, *, poll_seconds: float, stop: asyncio.Event, once: bool = False
-) -> None:
-    """Call :func:`run_due_onboarding` until ``stop`` is set (or, with ``once``, until no job
-    is due any more). Used by ``syncapp onboarding run``."""
-    while not stop.is_set():
-        advanced = await run_due_onboarding(rt)
-        if once and advanced == 0 and not _anything_due_soon(rt, poll_seconds):
-            return
-        if advanced == 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
-
-
-def _anything_due_soon(rt: OnboardingRuntime, horizon: float) -> bool:
-    """Whether a claimable job exists at all (``--once`` waits for backoffs, not forever)."""
-    with rt.sessions() as session:
-        return (
-            session.scalar(
-                select(OnboardingJob.id)
-                .where(OnboardingJob.kind == SIGNUP, OnboardingJob.status.in_(CLAIMABLE))
-                .limit(1)
-            )
-            is not None
-        )
 
 
 # --- advancing one job ------------------------------------------------------------------------

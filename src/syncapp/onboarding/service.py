@@ -14,10 +14,9 @@ from sqlalchemy.orm import Session, object_session
 
 from syncapp.errors import SyncAppError
 from syncapp.onboarding.events import request_signup_of
-from syncapp.onboarding.models import CtrwowAccount, EmanageAccount
+from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingJob
 from syncapp.onboarding.plan import STEPS, JobStatus, Step, StepStatus
 from syncapp.onboarding.runner import LINK_CODE, SIGNUP, step_rows, utc
-from syncapp.store.models import OnboardingJob
 from syncapp.store.vault import Vault, put_secret
 
 

@@ -26,12 +26,12 @@ from sqlalchemy import select, update
 from syncapp.connectors.ctrwow import CtrwowInvalidGrant, CtrwowTransientError
 from syncapp.errors import SyncAppError
 from syncapp.onboarding.events import request_signup_of
-from syncapp.onboarding.models import CtrwowAccount
+from syncapp.onboarding.models import CtrwowAccount, OnboardingJob
 from syncapp.onboarding.plan import CLAIMABLE, JobStatus
 from syncapp.onboarding.runner import SIGNUP, set_connection, store_ctrwow_tokens, utc
 from syncapp.onboarding.runtime import OnboardingRuntime
 from syncapp.store.locking import Lease
-from syncapp.store.models import Connection, Credential, OnboardingJob, Shop
+from syncapp.store.models import Connection, Credential, Shop
 from syncapp.store.vault import get_secret
 
 REFRESH_LEASE = Lease(

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from syncapp.bus.retry import RetryPolicy, backoff_delay
 from syncapp.connectors.shopify.admin import ShopifyAdminError, ShopInfo, fetch_shop_info
 from syncapp.onboarding.events import request_signup_of
+from syncapp.onboarding.models import OnboardingJob
 from syncapp.shops.errors import ShopError
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.tokens import (
@@ -54,7 +55,7 @@ from syncapp.shops.tokens import (
     store_pair,
 )
 from syncapp.store.locking import Lease, lease_owner, lock_row, locked_transaction
-from syncapp.store.models import Connection, OnboardingJob, Shop
+from syncapp.store.models import Connection, Shop
 
 log = structlog.get_logger("syncapp.shops.install")
 

@@ -26,8 +26,9 @@ from typing import Annotated, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from syncapp.bus.models import InboundEvent
 from syncapp.errors import RefusedEvent
-from syncapp.store.models import InboundEvent, Shop
+from syncapp.store.models import Shop
 
 ShopifyId = Annotated[int, Field(ge=1, strict=True)]
 ScopeHandle = Annotated[str, StringConstraints(min_length=1, max_length=128)]

@@ -45,7 +45,10 @@ import structlog
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from syncapp.bus.models import InboundEvent
+from syncapp.bus.sealed import SEALED_PREFIX
 from syncapp.errors import RefusedEvent
+from syncapp.onboarding.models import OnboardingJob
 from syncapp.shops.payloads import (
     ComplianceRequest,
     Customer,
@@ -59,15 +62,7 @@ from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.shops.uninstall import shopify_accepts_token
 from syncapp.store.files import private_dirs
 from syncapp.store.locking import lock_row
-from syncapp.store.models import (
-    Connection,
-    Credential,
-    InboundEvent,
-    OnboardingJob,
-    PrivacyRequest,
-    Shop,
-)
-from syncapp.store.sealed import SEALED_PREFIX
+from syncapp.store.models import Connection, Credential, PrivacyRequest, Shop
 
 log = structlog.get_logger("syncapp.shops.privacy")
 

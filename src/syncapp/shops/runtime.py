@@ -11,11 +11,11 @@ from shopify_app import ShopifyApp
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncapp.bus.models import InboundEvent
+from syncapp.bus.sealed import unseal
 from syncapp.config import Settings
 from syncapp.connectors.shopify.transport import shopify_client
 from syncapp.store.db import make_session_factory
-from syncapp.store.models import InboundEvent
-from syncapp.store.sealed import unseal
 from syncapp.store.vault import Vault
 
 

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from syncapp.bus.models import InboundEvent
 from syncapp.connectors.shopify.admin import run_document
 from syncapp.errors import RefusedEvent
 from syncapp.shops.errors import ShopifyReauthorizationRequired, ShopNotInstalled
@@ -27,7 +28,7 @@ from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.shops.tokens import PROVIDER, get_admin_token
 from syncapp.shops.uninstall import STALE_TOLERANCE, event_time, parse_triggered_at
 from syncapp.store.locking import lock_row
-from syncapp.store.models import Connection, InboundEvent, Shop
+from syncapp.store.models import Connection, Shop
 
 log = structlog.get_logger("syncapp.shops.scopes")
 

@@ -8,10 +8,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from syncapp.onboarding.models import OnboardingJob
 from syncapp.shops.errors import ShopNotInstalled
 from syncapp.shops.runtime import ShopsRuntime, utc
 from syncapp.shops.tokens import PROVIDER
-from syncapp.store.models import Connection, OnboardingJob, Shop
+from syncapp.store.models import Connection, Shop
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,9 @@ from functools import partial
 from sqlalchemy.orm import Session
 
 from syncapp.bus.interface import Ack, Delivery, Handler, Outcome, TopicTable
+from syncapp.bus.models import InboundEvent
 from syncapp.shops import privacy, scopes, uninstall
 from syncapp.shops.runtime import ShopsRuntime
-from syncapp.store.models import InboundEvent
 
 TransactionalHandler = Callable[[Session, ShopsRuntime, InboundEvent], str]
 """A handler that changes rows in the caller's transaction; returns what it did (logged)."""

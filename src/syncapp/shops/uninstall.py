@@ -39,8 +39,10 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from syncapp.bus.models import InboundEvent
 from syncapp.connectors.shopify.admin import ShopifyUnauthorized, fetch_shop_info
 from syncapp.errors import RefusedEvent
+from syncapp.onboarding.models import OnboardingJob
 from syncapp.shops.errors import ShopifyReauthorizationRequired, ShopNotInstalled
 from syncapp.shops.payloads import ShopResource, check_shop, parse
 from syncapp.shops.runtime import ShopsRuntime, utc
@@ -51,7 +53,7 @@ from syncapp.shops.tokens import (
     get_admin_token,
 )
 from syncapp.store.locking import lock_row
-from syncapp.store.models import Connection, InboundEvent, OnboardingJob, Shop
+from syncapp.store.models import Connection, Shop
 
 log = structlog.get_logger("syncapp.shops.uninstall")
 

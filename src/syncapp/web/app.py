@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from syncapp.bus.inbox import Inbox
 from syncapp.bus.metrics import state_metrics
 from syncapp.config import Settings, ensure_embedded_secrets, load_settings, subscribed_topics
 from syncapp.favicon import favicon_routes
@@ -25,7 +26,6 @@ from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.db import make_engine, ping
 from syncapp.web.app_home import ROUTE_PATHS as APP_HOME_PATHS
 from syncapp.web.app_home import app_home
-from syncapp.web.ingest import EventRecorder
 from syncapp.web.observability import RequestContextMiddleware, metrics_endpoint
 from syncapp.web.sync_api import sync_api
 from syncapp.web.sync_api.iam import iam_verifier
@@ -38,7 +38,7 @@ def create_app(settings: Settings) -> Starlette:
     """The web service for ``settings``; the database must already be migrated."""
     assert settings.shopify_client_secret is not None, "call ensure_embedded_secrets first"
     engine = make_engine(settings.database_url)
-    recorder = EventRecorder(
+    inbox = Inbox(
         engine,
         max_batch=settings.ingest_batch_size,
         lock_wait_seconds=settings.ingest_lock_wait_seconds,
@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> Starlette:
     home = app_home(shops, app_config, settings)
     webhooks = ShopifyWebhookEndpoint(
         app_config=app_config,
-        recorder=recorder,
+        inbox=inbox,
         max_bytes=settings.webhook_max_bytes,
         topics=subscribed_topics(settings.shopify_app_toml),
         vault=shops.vault,
@@ -70,12 +70,12 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await recorder.start()
+        await inbox.start()
         log.info("app.started", database=settings.masked_database_url)
         try:
             yield
         finally:
-            await recorder.stop()
+            await inbox.stop()
             await home.aclose()
             engine.dispose()
 
@@ -116,7 +116,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.recorder = recorder
+    app.state.inbox = inbox
     app.state.shops = shops
     return app
 

@@ -21,9 +21,10 @@ The HMAC of the raw body is checked first (:func:`signed`, constant time, curren
 secret): nothing parses an unsigned body, so a forged one costs one HMAC and gets its 401
 whatever it contains. Then ``shopifyapp.verify_webhook_req`` (Shopify's own library) verifies
 it again as before — it parses the body with the standard ``json`` to redact its log, so a
-signed but pathological body is refused with 400 before it gets there. The recorded row is the
-durable hand-off to the workers, its payload encrypted when the topic carries customer data
-(:mod:`syncapp.store.sealed`); topics the app does not subscribe to are acknowledged, so
+signed but pathological body is refused with 400 before it gets there. The event is then
+written through the bus's inbox (:mod:`syncapp.bus.inbox`, group commits), the durable hand-off
+to the workers, its payload encrypted when the topic carries customer data
+(:mod:`syncapp.bus.sealed`); topics the app does not subscribe to are acknowledged, so
 Shopify stops retrying, and dropped.
 """
 
@@ -44,9 +45,9 @@ from shopify_app.verify.webhook import verify_webhook_req
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncapp.bus.envelope import partition_key_of_body
-from syncapp.store.sealed import seal
+from syncapp.bus.inbox import Inbox, InboxClosed, InboxEvent
+from syncapp.bus.sealed import seal
 from syncapp.store.vault import Vault
-from syncapp.web.ingest import EventRecorder, NewEvent, RecorderClosed
 
 log = structlog.get_logger("syncapp.web.webhooks")
 
@@ -118,13 +119,13 @@ class ShopifyWebhookEndpoint:
         self,
         *,
         app_config: AppConfig,
-        recorder: EventRecorder,
+        inbox: Inbox,
         max_bytes: int,
         topics: Collection[str],
         vault: Vault,
     ) -> None:
         self._config = app_config
-        self._recorder = recorder
+        self._inbox = inbox
         self._max_bytes = max_bytes
         self._topics = frozenset(topics)
         self._vault = vault
@@ -193,7 +194,7 @@ class ShopifyWebhookEndpoint:
             await send({"type": "http.response.body", "body": b""})
             return
 
-        event = NewEvent(
+        event = InboxEvent(
             source="shopify",
             shop_domain=shop,
             topic=topic,
@@ -207,8 +208,8 @@ class ShopifyWebhookEndpoint:
             partition_key=partition_key_of_body(shop, topic, parsed),
         )
         try:
-            stored = await self._recorder.record(event)
-        except (RecorderClosed, Exception) as exc:
+            stored = await self._inbox.record(event)
+        except (InboxClosed, Exception) as exc:
             WEBHOOKS.labels(outcome="unavailable").inc()
             log.error(
                 "webhook.not_recorded",

@@ -17,12 +17,13 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from syncapp.onboarding import RetryPolicy, open_onboarding, run_due_onboarding
+from syncapp.onboarding import RetryPolicy, open_onboarding
 from syncapp.sandbox.ctrwow import CtrwowClientRegistration, CtrwowSandboxConfig
 from syncapp.sandbox.ctrwow import create_app as create_ctrwow
 from syncapp.sandbox.emanage import EmanageSandboxConfig, SystemClient
 from syncapp.sandbox.emanage import create_app as create_emanage
 from tests.integration.emanage.conftest import serve
+from tests.integration.onboarding.conftest import signup_pass
 from tests.integration.shops.conftest import System, running_system
 from tests.waiting import wait_until
 
@@ -66,7 +67,7 @@ class Home:
             engine = self.system.runtime.engine
             async with open_onboarding(self.system.settings, engine, policy=fast) as rt:
                 for _ in range(50):
-                    await run_due_onboarding(rt)
+                    await signup_pass(rt, engine)
                     status = self.system.fetch(shop, "/app/api/shop").json()["onboarding"]
                     if status == "done":
                         return

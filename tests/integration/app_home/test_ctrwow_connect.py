@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from syncapp.onboarding import RetryPolicy, open_onboarding, run_due_onboarding
+from syncapp.onboarding import RetryPolicy, open_onboarding
 from syncapp.onboarding.models import CtrwowAccount, CtrwowAuthorization
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.store.models import Connection, Credential
@@ -20,6 +20,7 @@ from syncapp.store.vault import get_secret
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.integration.app_home.conftest import REDIRECT, Home
 from tests.integration.ctrwow.conftest import hidden_fields
+from tests.integration.onboarding.conftest import signup_pass
 from tests.integration.shops.conftest import handle_for
 
 PASSWORD = "correct horse battery"
@@ -43,7 +44,7 @@ def _needs_merchant(home: Home, request: pytest.FixtureRequest) -> str:
         engine = home.system.runtime.engine
         async with open_onboarding(home.system.settings, engine, policy=fast) as rt:
             for _ in range(100):
-                await run_due_onboarding(rt)
+                await signup_pass(rt, engine)
                 status = home.system.fetch(shop, "/app/api/shop").json()["onboarding"]
                 if status == "needs_merchant":
                     return

@@ -17,13 +17,13 @@ from syncapp.onboarding import (
     RetryPolicy,
     get_ctrwow_token,
     open_onboarding,
-    run_due_onboarding,
 )
-from syncapp.onboarding.models import CtrwowAccount
+from syncapp.onboarding.models import CtrwowAccount, OnboardingJob
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
-from syncapp.store.models import Credential, OnboardingJob, Shop
+from syncapp.store.models import Credential, Shop
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.integration.app_home.conftest import Home
+from tests.integration.onboarding.conftest import signup_pass
 from tests.integration.shops.conftest import handle_for
 
 FAST = RetryPolicy(base_seconds=0.05, cap_seconds=0.3, max_attempts=30)
@@ -64,7 +64,7 @@ def _run_sign_up(home: Home, shop: str) -> str:
             home.system.settings, home.system.runtime.engine, policy=FAST
         ) as rt:
             for _ in range(100):
-                await run_due_onboarding(rt)
+                await signup_pass(rt, home.system.runtime.engine)
                 if home.system.fetch(shop, "/app/api/shop").json()["onboarding"] == "done":
                     token = await get_ctrwow_token(rt, shop=shop)
                     me = await rt.ctrwow.me(token)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import ColumnElement, Table, delete, func, or_, select, update
 from sqlalchemy.engine import Connection
 
-import syncapp.store.migrate  # noqa: F401 - registers every model on Base.metadata
+import syncapp.schema  # noqa: F401 - registers every model on Base.metadata
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.store.models import Base, PrivacyRequest
 from syncapp.sync.models import PRODUCT, VARIANT, SyncConflict, SyncCursor, SyncLink, SyncSettings

@@ -21,11 +21,11 @@ from sqlalchemy import Engine, insert, select
 
 from syncapp.bus.embedded import EmbeddedBus
 from syncapp.bus.interface import ConsumerBackend, Delivery, Outcome, Settled
+from syncapp.bus.models import BusReceipt, InboundEvent
 from syncapp.bus.rabbitmq import RabbitBus, RabbitConsumer, Relay, Topology
 from syncapp.bus.retry import RetryPolicy
 from syncapp.store.db import make_engine
 from syncapp.store.migrate import upgrade
-from syncapp.store.models import BusReceipt, InboundEvent
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 

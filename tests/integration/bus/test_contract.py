@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 from syncapp.bus.consumer import Consumer
 from syncapp.bus.envelope import EventType
 from syncapp.bus.interface import APP, Ack, DeadLetter, Delivery, Outcome, Retry, Subscription
+from syncapp.bus.models import InboundEvent
 from syncapp.bus.outbox import new_event, publish
 from syncapp.bus.retry import backoff_delay
 from syncapp.store.db import make_session_factory
-from syncapp.store.models import InboundEvent
 from tests.integration.bus.conftest import TOPIC, Medium
 
 pytestmark = [

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text
 
-from syncapp.store.models import InboundEvent
+from syncapp.bus.models import InboundEvent
 from tests.integration.bus.conftest import Medium
 
 ROOT = Path(__file__).resolve().parents[3]

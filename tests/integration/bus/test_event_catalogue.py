@@ -11,6 +11,7 @@ import pytest
 import yaml
 from sqlalchemy import insert, select
 
+from syncapp.bus.models import InboundEvent
 from syncapp.bus.outbox import new_event, publish
 from syncapp.bus.rabbitmq import message_for
 from syncapp.config import APP_TOML, subscribed_topics
@@ -18,7 +19,6 @@ from syncapp.events import asyncapi, event_types, message_schema
 from syncapp.onboarding.events import SIGNUP_REQUESTED
 from syncapp.store.db import make_engine, make_session_factory
 from syncapp.store.migrate import upgrade
-from syncapp.store.models import InboundEvent
 from tests.builders import product_payload
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.yaml"

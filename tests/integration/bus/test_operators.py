@@ -10,10 +10,10 @@ from sqlalchemy import insert, select
 from typer.testing import CliRunner
 
 from syncapp.bus.metrics import state_metrics
+from syncapp.bus.models import InboundEvent
 from syncapp.cli import app
 from syncapp.store.db import make_engine, make_session_factory
 from syncapp.store.migrate import upgrade
-from syncapp.store.models import InboundEvent
 
 HISTORY = '[{"attempt": 3, "at": "2026-12-01T12:00:00", "error": "RuntimeError: boom"}]'
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from syncapp.store.models import InboundEvent
+from syncapp.bus.models import InboundEvent
 from tests.integration.bus.conftest import Medium
 
 ROOT = Path(__file__).resolve().parents[3]

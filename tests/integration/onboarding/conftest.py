@@ -1,6 +1,7 @@
 """Fixtures for the sign-up tests: both sandboxes served by uvicorn on free ports, a migrated
 SQLite file database, settings pointing at all of them, a shop installed as install leaves it
-(shop row + ``pending`` job), and helpers to drive the runner and to read both sandboxes.
+(shop row + ``pending`` job), and helpers to drive the sign-up on the bus and to read both
+sandboxes.
 
 ``Hold`` and ``SlowRefresh`` wrap a served sandbox at the HTTP level (they never touch app
 code): the first holds a matching answer after the sandbox has committed it, so a test can
@@ -25,8 +26,13 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from syncapp.bus.consumer import Consumer
+from syncapp.bus.embedded import EmbeddedBus
+from syncapp.bus.interface import subscriptions
 from syncapp.config import Settings
-from syncapp.onboarding import JobStatus, RetryPolicy, open_onboarding, run_due_onboarding
+from syncapp.onboarding import JobStatus, RetryPolicy, open_onboarding, topics
+from syncapp.onboarding.events import request_due_signups
+from syncapp.onboarding.models import OnboardingJob
 from syncapp.onboarding.runtime import OnboardingRuntime
 from syncapp.sandbox.ctrwow import CtrwowClientRegistration, CtrwowSandboxConfig
 from syncapp.sandbox.ctrwow import create_app as create_ctrwow
@@ -34,7 +40,7 @@ from syncapp.sandbox.emanage import EmanageSandboxConfig, SystemClient
 from syncapp.sandbox.emanage import create_app as create_emanage
 from syncapp.store.db import make_engine, make_session_factory
 from syncapp.store.migrate import upgrade
-from syncapp.store.models import OnboardingJob, Shop
+from syncapp.store.models import Shop
 from tests.conftest import make_settings
 from tests.integration.emanage.conftest import serve
 from tests.subprocesses import child_env
@@ -273,11 +279,21 @@ async def runtime(world: World) -> AsyncIterator[OnboardingRuntime]:
 FINAL = {JobStatus.DONE, JobStatus.FAILED, JobStatus.NEEDS_MERCHANT, JobStatus.CANCELLED}
 
 
+async def signup_pass(rt: OnboardingRuntime, engine: Engine) -> int:
+    """One turn of the sign-up on the bus, as the worker takes it: due jobs without an event
+    get one, and a consumer of the onboarding topics handles every sign-up event due now (each
+    job as far as it goes now). Returns how many events it settled."""
+    request_due_signups(rt.sessions)
+    table = topics.topics(rt)
+    bus = EmbeddedBus(engine, lease_seconds=rt.lease_seconds)
+    return len(await Consumer(bus.consumer(sorted(table)), subscriptions(table)).run_once())
+
+
 async def run_to_end(rt: OnboardingRuntime, world: World, shop_id: int, within: float = 20) -> str:
-    """Call the runner until the shop's job is over; returns its final status."""
+    """Consume the sign-up events until the shop's job is over; returns its final status."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
-        await run_due_onboarding(rt)
+        await signup_pass(rt, world.engine)
         status = world.job(shop_id).status
         if status in FINAL:
             return status

@@ -12,9 +12,9 @@ import typer
 from sqlalchemy import select, update
 
 from syncapp.cli import app as cli_app
-from syncapp.onboarding.models import OnboardingStep
+from syncapp.onboarding.models import OnboardingJob, OnboardingStep
 from syncapp.onboarding.runtime import OnboardingRuntime
-from syncapp.store.models import Credential, OnboardingJob
+from syncapp.store.models import Credential
 from tests.integration.onboarding.conftest import SHOP, World, run_to_end
 
 

@@ -13,7 +13,14 @@ from syncapp.onboarding.models import CtrwowAccount, EmanageAccount, OnboardingS
 from syncapp.onboarding.runtime import OnboardingRuntime
 from syncapp.store.models import Connection
 from syncapp.store.vault import get_secret
-from tests.integration.onboarding.conftest import FAST, SHOP, SHOP_EMAIL, World, run_to_end
+from tests.integration.onboarding.conftest import (
+    FAST,
+    SHOP,
+    SHOP_EMAIL,
+    World,
+    run_to_end,
+    signup_pass,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +89,7 @@ async def test_a_failing_emanage_is_retried_with_backoff_and_the_error_is_visibl
     shop_id = world.install()
 
     before = datetime.now(UTC)
-    await _run_once(runtime)
+    await signup_pass(runtime, world.engine)
     with world.session() as session:
         step = session.scalar(
             select(OnboardingStep).where(OnboardingStep.step == "emanage_account")
@@ -206,9 +213,3 @@ async def test_an_email_with_its_own_ctrwow_account_needs_the_merchant(
     assert ctrwow_connection is not None
     assert ctrwow_connection.status == "needs_attention"
     assert len(world.ctrwow_accounts()) == 1
-
-
-async def _run_once(rt: OnboardingRuntime) -> None:
-    from syncapp.onboarding import run_due_onboarding
-
-    await run_due_onboarding(rt)

@@ -11,11 +11,11 @@ from sqlalchemy import select
 from syncapp.bus.consumer import Consumer
 from syncapp.bus.embedded import EmbeddedBus
 from syncapp.bus.interface import subscriptions
+from syncapp.bus.models import InboundEvent
 from syncapp.onboarding import topics
 from syncapp.onboarding.events import SIGNUP_REQUESTED, request_due_signups
 from syncapp.onboarding.runtime import OnboardingRuntime
 from syncapp.store.db import make_session_factory
-from syncapp.store.models import InboundEvent
 from tests.integration.onboarding.conftest import FINAL, World
 
 pytestmark = pytest.mark.anyio

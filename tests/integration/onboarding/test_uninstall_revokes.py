@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from syncapp.bus.models import InboundEvent
 from syncapp.onboarding.models import CtrwowAccount
 from syncapp.onboarding.runtime import OnboardingRuntime
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.shops.runtime import ShopsRuntime
-from syncapp.store.models import Connection, Credential, InboundEvent
+from syncapp.store.models import Connection, Credential
 from syncapp.worker import Worker, WorkerOptions, default_handlers
 from tests.integration.onboarding.conftest import SHOP, World, run_to_end
 from tests.probes import write_without_waiting

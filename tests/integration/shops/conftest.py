@@ -20,12 +20,12 @@ import uvicorn
 from sqlalchemy import select
 from starlette.types import ASGIApp
 
+from syncapp.bus.models import InboundEvent
 from syncapp.config import Settings
 from syncapp.sandbox.shopify.app import create_app as create_sandbox
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.db import make_engine
 from syncapp.store.migrate import upgrade
-from syncapp.store.models import InboundEvent
 from syncapp.web.app import create_app
 from syncapp.worker import Worker, WorkerOptions
 from tests.conftest import make_settings

@@ -13,8 +13,9 @@ from shopify_app import IdTokenDetails
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from syncapp.onboarding.models import OnboardingJob
 from syncapp.shops.install import ensure_installed
-from syncapp.store.models import Connection, Credential, OnboardingJob, Shop
+from syncapp.store.models import Connection, Credential, Shop
 from tests.integration.shops.conftest import System, handle_for
 from tests.probes import probing
 

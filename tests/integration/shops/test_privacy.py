@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import String, Text, func, inspect, select, text, update
 
-from syncapp.store.models import InboundEvent, PrivacyRequest, Shop
+from syncapp.bus.models import InboundEvent
+from syncapp.store.models import PrivacyRequest, Shop
 from tests.builders import signed_delivery
 from tests.integration.sandbox.conftest import CLIENT_SECRET
 from tests.integration.shops.conftest import System, handle_for

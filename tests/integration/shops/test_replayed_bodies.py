@@ -20,9 +20,10 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from syncapp.billing.models import AppSubscription
+from syncapp.bus.models import InboundEvent
 from syncapp.sandbox.shopify.oauth import load_access_scopes
 from syncapp.shops.payloads import shop_gid_id
-from syncapp.store.models import InboundEvent, Shop
+from syncapp.store.models import Shop
 from syncapp.worker import default_handlers
 from tests.builders import product_payload, signed_delivery
 from tests.integration.sandbox.conftest import APP_TOML, CLIENT_SECRET

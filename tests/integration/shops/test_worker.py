@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from syncapp.bus.models import InboundEvent
+from syncapp.onboarding.models import OnboardingJob
 from syncapp.sandbox.shopify.oauth import load_access_scopes
 from syncapp.shops.errors import ShopNotInstalled
 from syncapp.shops.tokens import get_admin_token
-from syncapp.store.models import Connection, Credential, InboundEvent, OnboardingJob, Shop
+from syncapp.store.models import Connection, Credential, Shop
 from tests.builders import product_payload, signed_delivery
 from tests.integration.sandbox.conftest import APP_TOML, CLIENT_SECRET
 from tests.integration.shops.conftest import System, handle_for

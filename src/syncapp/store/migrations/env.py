@@ -1,20 +1,19 @@
-"""Alembic environment: migrations run on the engine the app configures (SQLite or PostgreSQL)."""
+"""Alembic environment: migrations run on the engine the app configures (SQLite or PostgreSQL).
+
+Upgrades and downgrades need no model. Autogenerating a revision does: its caller passes the
+whole schema as ``cfg.attributes["target_metadata"] = syncapp.schema.metadata`` (``store/``
+imports no domain, so the complete metadata is assembled above it, in :mod:`syncapp.schema`).
+"""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
-# Domain models register their tables on Base.metadata when imported; migrations must see all.
-import syncapp.billing.models
-import syncapp.onboarding.models
-import syncapp.sync.models
-import syncapp.web.sync_api.keys  # noqa: F401
 from syncapp.store.db import make_engine
-from syncapp.store.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = config.attributes.get("target_metadata")
 
 
 def _run(connection: Connection) -> None:

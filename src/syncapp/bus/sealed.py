@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from syncapp.store.models import InboundEvent
+from syncapp.bus.models import InboundEvent
 from syncapp.store.vault import Vault
 
 SEALED_PREFIX = "fernet:"

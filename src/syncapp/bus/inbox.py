@@ -1,7 +1,9 @@
-"""Durable recording of inbound events, many requests per commit.
+"""The bus's inbox: durable recording of inbound events, many requests per commit.
 
+Every notification from outside (verified Shopify webhooks, eManageCRM notifications) enters
+the bus here, as an ``inbound_events`` row of its ``source``, before it is acknowledged.
 A webhook must be on disk before we answer 200, and a commit (an fsync) per request would cap
-ingest at a few hundred per second. The :class:`EventRecorder` therefore collects the rows of
+ingest at a few hundred per second. The :class:`Inbox` therefore collects the rows of
 concurrent requests and writes each batch in one transaction, with a single
 ``INSERT … ON CONFLICT DO NOTHING RETURNING`` statement: each waiting request learns whether its
 row was new or a redelivery, and nobody is answered before the commit returns. A failed commit
@@ -23,17 +25,17 @@ import fcntl
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import structlog
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
+from syncapp.bus.models import InboundEvent
 from syncapp.store.db import SQLITE_BUSY_TIMEOUT_MS, sqlite_write_lock_path
-from syncapp.store.models import InboundEvent
 
-log = structlog.get_logger("syncapp.web.ingest")
+log = structlog.get_logger("syncapp.bus.inbox")
 
 BATCH_ROWS = Histogram(
     "syncapp_ingest_batch_rows",
@@ -52,11 +54,17 @@ LOCK_WAITS = Counter(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """One verified inbound event, ready to be recorded."""
+Source = Literal["shopify", "emanage", "syncapp"]
+"""Who sent an event: Shopify (webhooks), eManageCRM (its notifications) or the app itself."""
 
-    source: str
+
+@dataclass(frozen=True, slots=True)
+class InboxEvent:
+    """One verified inbound event, ready to be recorded. ``delivery_id`` is unique per
+    ``source`` (a redelivery is recognised by it); ``event_id``, when the sender has one, is
+    unique per source, shop and topic."""
+
+    source: Source
     shop_domain: str
     topic: str
     delivery_id: str
@@ -68,12 +76,12 @@ class NewEvent:
     partition_key: str | None = None
 
 
-class RecorderClosed(RuntimeError):
-    """The recorder is stopping; the request should be refused with 503."""
+class InboxClosed(RuntimeError):
+    """The inbox is stopping; the request should be refused with 503."""
 
 
-class EventRecorder:
-    """Group-commits :class:`NewEvent` rows; ``await record(event)`` → True if new."""
+class Inbox:
+    """Group-commits :class:`InboxEvent` rows; ``await record(event)`` → True if new."""
 
     def __init__(
         self, engine: Engine, *, max_batch: int = 256, lock_wait_seconds: float = 3.0
@@ -81,7 +89,7 @@ class EventRecorder:
         self._engine = engine
         self._max_batch = max_batch
         self._lock_wait = lock_wait_seconds
-        self._queue: asyncio.Queue[tuple[NewEvent, asyncio.Future[bool]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[InboxEvent, asyncio.Future[bool]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         table = InboundEvent.__table__
@@ -98,7 +106,7 @@ class EventRecorder:
         self.batches = 0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="event-recorder")
+        self._task = asyncio.create_task(self._run(), name="bus-inbox")
         if self._sqlite_lock is not None:
             self._checkpointer = asyncio.create_task(self._checkpoints(), name="wal-checkpoints")
 
@@ -129,14 +137,14 @@ class EventRecorder:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def record(self, event: NewEvent) -> bool:
+    async def record(self, event: InboxEvent) -> bool:
         if self._task is None:
-            raise RecorderClosed("event recorder is not running")
+            raise InboxClosed("the inbox is not running")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         await self._queue.put((event, future))
         return await future
 
-    def _drain(self, batch: list[tuple[NewEvent, asyncio.Future[bool]]]) -> None:
+    def _drain(self, batch: list[tuple[InboxEvent, asyncio.Future[bool]]]) -> None:
         while len(batch) < self._max_batch and not self._queue.empty():
             batch.append(self._queue.get_nowait())
 
@@ -159,13 +167,13 @@ class EventRecorder:
 
     def _open_lock(self) -> IO[str]:
         # Opened on first use (and again after a failure) so that a missing directory fails
-        # the batch with a 503 instead of killing the recorder.
+        # the batch with a 503 instead of killing the inbox.
         assert self._sqlite_lock is not None
         if self._lock_file is None:
             self._lock_file = self._sqlite_lock.open("a")
         return self._lock_file
 
-    async def _commit(self, batch: list[tuple[NewEvent, asyncio.Future[bool]]]) -> None:
+    async def _commit(self, batch: list[tuple[InboxEvent, asyncio.Future[bool]]]) -> None:
         try:
             with BATCH_SECONDS.time():
                 if self._sqlite_lock is not None:
@@ -191,7 +199,7 @@ class EventRecorder:
                 self._queue.task_done()
 
     async def _write_sqlite_when_free(
-        self, batch: list[tuple[NewEvent, asyncio.Future[bool]]]
+        self, batch: list[tuple[InboxEvent, asyncio.Future[bool]]]
     ) -> list[bool]:
         """Write the batch once SQLite's write lock is free, without blocking the loop.
 
@@ -219,7 +227,7 @@ class EventRecorder:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 
-    def _write(self, events: list[NewEvent]) -> list[bool]:
+    def _write(self, events: list[InboxEvent]) -> list[bool]:
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = [
             {
@@ -243,7 +251,7 @@ class EventRecorder:
         self.batches += 1
         return _first_of_kept(events, inserted)
 
-    def _write_sqlite(self, events: list[NewEvent]) -> list[bool]:
+    def _write_sqlite(self, events: list[InboxEvent]) -> list[bool]:
         """Write a batch; the caller holds the cross-process lock."""
         now = datetime.now(UTC).isoformat(sep=" ")
         params: list[Any] = []
@@ -265,7 +273,7 @@ class EventRecorder:
         cursor = raw.cursor()
         try:
             # Checkpoints copy the WAL into the database and fsync it: tens of milliseconds that
-            # must not block the event loop. The recorder runs them in a thread instead.
+            # must not block the event loop. The inbox runs them in a thread instead.
             cursor.execute("PRAGMA wal_autocheckpoint=0")
             # Fail at once when another process writes (the caller waits off the busy handler).
             cursor.execute("PRAGMA busy_timeout=0")
@@ -299,7 +307,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _first_of_kept(events: list[NewEvent], kept: set[tuple[str, str]]) -> list[bool]:
+def _first_of_kept(events: list[InboxEvent], kept: set[tuple[str, str]]) -> list[bool]:
     """An event is new when the INSERT kept its row and no earlier event of the batch claimed it."""
     results = []
     for e in events:
