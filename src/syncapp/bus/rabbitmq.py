@@ -138,6 +138,7 @@ class RabbitBus:
         policy: RetryPolicy | None = None,
         prefetch: int = 64,
         jitter: Any = None,
+        hold_seconds: float = 900.0,
     ) -> None:
         import random
 
@@ -148,6 +149,9 @@ class RabbitBus:
         self.policy = policy or RetryPolicy()
         self.prefetch = prefetch
         self.jitter = jitter or random.random
+        # A retry due within this is held by the consumer, unacknowledged (the key's order
+        # kept); below RabbitMQ's consumer_timeout (30 min by default), which would close it.
+        self.hold_seconds = hold_seconds
         self._connection: AbstractRobustConnection | None = None
 
     async def connection(self) -> AbstractRobustConnection:
@@ -373,6 +377,10 @@ class RabbitConsumer:
         self._channel: AbstractChannel | None = None
         self._buffer: list[AbstractIncomingMessage] = []
         self._arrived = asyncio.Event()
+        # Retries held unacknowledged until due, by partition key: the key's later messages wait
+        # behind them, and a consumer that dies hands them back to the broker in order.
+        self._held: dict[str, _Held] = {}
+        self._headers: dict[int, dict[str, Any]] = {}  # a held message's updated headers
 
     async def start(self) -> AbstractChannel:
         """Declare the group's queues and start consuming (idempotent)."""
@@ -395,35 +403,67 @@ class RabbitConsumer:
             await self._channel.close()
 
     async def claim(self, limit: int) -> list[Delivery]:
+        """Up to ``limit`` deliveries, at most one per key, none of a key whose earlier event
+        is held for its retry; waits up to ``wait_seconds`` for one (or for a retry to come due)."""
         await self.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
         while True:
-            fresh = await self._claim_buffered(limit)
-            if fresh or not self._buffer:
-                return fresh
-
-    async def _claim_buffered(self, limit: int) -> list[Delivery]:
-        if not self._buffer:
+            taken = self._take(limit, loop.time())
+            if taken:
+                fresh = await self._fresh(taken)
+                if fresh:
+                    return fresh
+                continue
+            now = loop.time()
+            if now >= deadline:
+                return []
+            timeout = deadline - now
+            if self._held:
+                timeout = min(timeout, max(0.0, min(h.due for h in self._held.values()) - now))
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout=self._wait)
-        taken: list[AbstractIncomingMessage] = []
-        keys: set[str] = set()
+                await asyncio.wait_for(self._arrived.wait(), timeout=timeout)
+
+    def _take(
+        self, limit: int, now: float
+    ) -> list[tuple[AbstractIncomingMessage, dict[str, Any] | None]]:
+        """Held retries that came due first, then buffered messages of keys not taken or held."""
+        taken: list[tuple[AbstractIncomingMessage, dict[str, Any] | None]] = []
+        for key, held in list(self._held.items()):
+            if _closed(held.message):
+                del self._held[key]  # the broker redelivers it, ahead of the later ones
+            elif held.due <= now and len(taken) < limit:
+                del self._held[key]
+                taken.append((held.message, held.headers))
+        blocked = {str((m.headers or {}).get(H_KEY, "")) for m, _ in taken} | set(self._held)
         rest: list[AbstractIncomingMessage] = []
         for message in self._buffer:
             if _closed(message):
                 continue  # the broker gives it to another consumer
             key = str((message.headers or {}).get(H_KEY, ""))
-            if len(taken) < limit and key not in keys:
-                taken.append(message)
+            if len(taken) < limit and key not in blocked:
+                taken.append((message, None))
             else:
                 rest.append(message)
-            keys.add(key)  # a later event of a key waits for the earlier one
+            blocked.add(key)  # a later event of a key waits for the earlier one
         self._buffer = rest
-        deliveries = [_delivery(m) for m in taken]
+        return taken
+
+    async def _fresh(
+        self, taken: list[tuple[AbstractIncomingMessage, dict[str, Any] | None]]
+    ) -> list[Delivery]:
+        """``taken`` as deliveries, less those already settled (acked again, not handled)."""
+        deliveries = []
+        for message, headers in taken:
+            if headers is not None:
+                self._headers[id(message)] = headers
+            deliveries.append(_delivery(message, headers))
         seen = self._receipts([receipt_id(d) for d in deliveries])
         fresh = []
         for delivery in deliveries:
             if receipt_id(delivery) in seen:  # settled before: a redelivery of a done event
+                self._headers.pop(id(delivery.handle), None)
                 with contextlib.suppress(Exception):
                     await delivery.handle.ack()
             else:
@@ -460,6 +500,7 @@ class RabbitConsumer:
         for delivery, outcome in failed:
             results[id(delivery)] = await self._retry(delivery, outcome)
         for delivery in acks:
+            self._headers.pop(id(delivery.handle), None)
             try:
                 await delivery.handle.ack()
             except Exception:  # the channel closed: the broker redelivers, the receipt holds
@@ -501,11 +542,13 @@ class RabbitConsumer:
                     acks.append(delivery)
 
     async def _retry(self, delivery: Delivery, outcome: Retry | DeadLetter) -> Settled:
-        """Republish to a delay tier (or to the dead letters), confirmed, then ack."""
-        channel = await self.start()
+        """Hold the message until its retry is due (or, past ``hold_seconds``, republish it to a
+        delay tier), or dead-letter it: republished, confirmed, then acked."""
         t = self._bus.topology
         message = cast(AbstractIncomingMessage, delivery.handle)
-        headers = dict(message.headers or {})
+        headers = dict(self._headers.pop(id(message), None) or message.headers or {})
+        if _closed(message):
+            return Settled(delivery, "lost")
         history = orjson.loads(str(headers.get("syncapp-history", "[]")))
         history.append(
             {
@@ -540,9 +583,17 @@ class RabbitConsumer:
                     retry_after=outcome.after,
                 )
             )
-            # The tier's queue dead-letters it back to its partition queue when the TTL is up.
+            if delay <= self._bus.hold_seconds:
+                self._held[delivery.partition_key] = _Held(
+                    message, asyncio.get_running_loop().time() + delay, headers
+                )
+                return Settled(delivery, "retry", delay)
+            # Longer than the broker lets a delivery stay unacknowledged: the tier's queue
+            # dead-letters it back to its partition queue when the TTL is up (and the key's
+            # later events may pass it: ADR 0013).
             partition = t.partition(delivery.partition_key)
             exchange, routing_key = "", t.delay_queue(self.group, partition, t.tier(delay))
+        channel = await self.start()
         target = (
             channel.default_exchange if exchange == "" else await channel.get_exchange(exchange)
         )
@@ -565,13 +616,23 @@ class RabbitConsumer:
                 await delivery.handle.nack(requeue=True)
 
     async def close(self) -> None:
-        for message in self._buffer:
+        held = [h.message for h in self._held.values()]
+        for message in held + self._buffer:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
-        self._buffer = []
+        self._buffer, self._held, self._headers = [], {}, {}
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         self._channel = None
+
+
+@dataclass(slots=True)
+class _Held:
+    """A retry waiting in the consumer, unacknowledged, until ``due`` (the loop's clock)."""
+
+    message: AbstractIncomingMessage
+    due: float
+    headers: dict[str, Any]
 
 
 def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
@@ -597,8 +658,8 @@ def receipt_id(delivery: Delivery) -> str:
     return f"{delivery.source}:{delivery.delivery_id}"
 
 
-def _delivery(message: AbstractIncomingMessage) -> Delivery:
-    headers = message.headers or {}
+def _delivery(message: AbstractIncomingMessage, headers: dict[str, Any] | None = None) -> Delivery:
+    headers = headers if headers is not None else dict(message.headers or {})
     envelope = orjson.loads(message.body)
     source = str(headers.get(H_SOURCE, ""))
     payload = (
