@@ -250,10 +250,14 @@ class Relay:
         self._exchange: AbstractExchange | None = None
 
     async def _open(self) -> AbstractExchange:
-        if self._channel is None or self._channel.is_closed or self._exchange is None:
+        if self._channel is None or self._exchange is None:
             connection = await self._bus.connection()
             self._channel = await connection.channel(publisher_confirms=True)
             self._exchange = await self._bus.declare(self._channel)
+        elif self._channel.is_closed:
+            # The robust connection restores this channel when it reconnects; a new channel
+            # opened meanwhile fails, and left half-open it spoils the restore.
+            raise BrokerUnavailable("the channel to the broker is closed; reconnecting")
         return self._exchange
 
     def _claim(self) -> list[InboundEvent]:
@@ -293,10 +297,10 @@ class Relay:
 
     async def run_once(self) -> int:
         """Relay one batch; returns how many events the broker confirmed."""
+        exchange = await self._open()  # first: with the broker away, nothing is leased
         rows = self._claim()
         if not rows:
             return 0
-        exchange = await self._open()
         topology = self._bus.topology
         published: list[int] = []
 
@@ -346,15 +350,15 @@ class Relay:
 
     async def run(self, stop: asyncio.Event, *, poll_seconds: float = 0.2) -> None:
         while not stop.is_set():
+            wait = poll_seconds
             try:
                 relayed = await self.run_once()
             except Exception as exc:  # the broker is away: the events wait in the outbox
                 log.warning("bus.relay_failed", error=f"{type(exc).__name__}: {exc}")
-                self._channel = self._exchange = None
-                relayed = 0
+                relayed, wait = 0, max(poll_seconds, 1.0)
             if relayed == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
 
 
 class RabbitConsumer:
