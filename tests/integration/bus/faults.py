@@ -41,14 +41,14 @@ async def close_all_connections(vhost: str, explanation: str = "test") -> None:
     )
 
 
-async def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> None:
+async def wait_for(condition: Callable[[], object], *, within: float, what: str) -> None:
     """Return as soon as ``condition()`` is true (checked while the loop runs); fail after
-    ``timeout`` seconds."""
+    ``within`` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not condition():
         if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
+            raise AssertionError(f"not within {within:g} s: {what}")
         await asyncio.sleep(0.05)
 
 

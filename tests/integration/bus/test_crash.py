@@ -23,6 +23,7 @@ from sqlalchemy import func, select, text
 from syncapp.store.models import BusReceipt, InboundEvent
 from tests.integration.bus.conftest import Medium
 from tests.integration.bus.faults import private_vhost
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 EVENTS = int(
@@ -48,15 +49,12 @@ def _effects(medium: Medium) -> int:
 
 def _wait(condition: Callable[[], bool], process: subprocess.Popen[str], timeout: float) -> None:
     """Until ``condition()``, while ``process`` runs; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:g} s ({_effects_of(process)})"
-        assert process.poll() is None, "the consumer exited"
-        time.sleep(0.02)
 
+    def reached() -> bool:
+        assert process.poll() is None, f"the consumer exited ({process.returncode})"
+        return condition()
 
-def _effects_of(process: subprocess.Popen[str]) -> str:
-    return f"consumer pid {process.pid}, exit {process.poll()}"
+    wait_until(reached, timeout=timeout, what=f"the consumer's progress (pid {process.pid})")
 
 
 def _crash_and_recover(medium: Medium, amqp: str | None = None) -> None:

@@ -128,14 +128,14 @@ async def test_connections_closed_by_the_broker_mid_run_lose_nothing_and_apply_e
                 await asyncio.sleep(0.1)
 
         producing = asyncio.create_task(produce())
-        await wait_for(run.at_least(300), timeout=60, what="300 effects")
+        await wait_for(run.at_least(300), within=60, what="300 effects")
         assert not producing.done()  # events are still being stored and relayed
         await close_all_connections(vhost)
-        await wait_for(run.at_least(1_500), timeout=60, what="1,500 effects")
+        await wait_for(run.at_least(1_500), within=60, what="1,500 effects")
         await close_all_connections(vhost)
         await producing
         await wait_for(
-            run.at_least(events), timeout=120, what=f"{events} effects (have {run.effects()})"
+            run.at_least(events), within=120, what=f"{events} effects (have {run.effects()})"
         )
         assert run.unrelayed() == 0
         assert run.twice() == []
@@ -152,7 +152,7 @@ async def test_the_broker_unreachable_for_30_s_leaves_events_in_the_outbox_relay
         url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}"
         async with running(url, tmp_path) as run:
             run.add(500)
-            await wait_for(run.at_least(500), timeout=60, what="the first 500 effects")
+            await wait_for(run.at_least(500), within=60, what="the first 500 effects")
             proxy.cut()
             run.add(500, first=500)
             await asyncio.sleep(30)  # the outage (not a measurement)
@@ -161,7 +161,7 @@ async def test_the_broker_unreachable_for_30_s_leaves_events_in_the_outbox_relay
             assert run.effects() == 500
             proxy.restore()
             await wait_for(
-                run.at_least(1_000), timeout=90, what=f"1,000 effects (have {run.effects()})"
+                run.at_least(1_000), within=90, what=f"1,000 effects (have {run.effects()})"
             )
             assert run.unrelayed() == 0
             assert run.twice() == []
