@@ -10,9 +10,14 @@ Topology, all durable, declared by whoever connects first (idempotent):
   Azure Service Bus sessions lock a session id). ``x-delivery-limit`` makes the broker count
   redeliveries (a consumer that dies mid-event) and dead-letter a poison message to ``<ns>.dlx``;
 * ``<ns>.<group>.dead`` — the group's dead letters (reason and history in the headers);
-* ``<ns>.<group>.delay.<ms>`` — retry tiers: a message waits out its TTL there and is
-  dead-lettered through ``<ns>.retry`` back to its partition queue. A delay is rounded up to
-  the next tier (:meth:`Topology.tier`).
+* ``<ns>.<group>.delay.<ms>`` — retry tiers, for delays longer than the consumer may hold a
+  message (``hold_seconds``): a message waits out its TTL there and is dead-lettered through
+  ``<ns>.retry`` back to its partition queue. A delay is rounded up to the next tier
+  (:meth:`Topology.tier`).
+
+A retry within ``hold_seconds`` is held by the consumer, unacknowledged, until it is due, and the
+later messages of its key wait behind it (per-key order survives retries); a consumer that dies
+hands all of them back to the broker, which redelivers them in order.
 
 Publishing uses publisher confirms: the relay marks an outbox row relayed only once the broker
 has confirmed it. Effects are exactly once on top of at-least-once delivery: a settled event's
