@@ -600,6 +600,7 @@ class RabbitConsumer:
             # Longer than the broker lets a delivery stay unacknowledged: the tier's queue
             # dead-letters it back to its partition queue when the TTL is up (and the key's
             # later events may pass it: ADR 0013).
+            log.info("bus.retry_not_held", event_id=delivery.delivery_id, delay=delay)
             partition = t.partition(delivery.partition_key)
             exchange, routing_key = "", t.delay_queue(self.group, partition, t.tier(delay))
         channel = await self.start()
