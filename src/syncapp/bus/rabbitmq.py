@@ -10,9 +10,14 @@ Topology, all durable, declared by whoever connects first (idempotent):
   Azure Service Bus sessions lock a session id). ``x-delivery-limit`` makes the broker count
   redeliveries (a consumer that dies mid-event) and dead-letter a poison message to ``<ns>.dlx``;
 * ``<ns>.<group>.dead`` — the group's dead letters (reason and history in the headers);
-* ``<ns>.<group>.delay.<ms>`` — retry tiers: a message waits out its TTL there and is
-  dead-lettered through ``<ns>.retry`` back to its partition queue. A delay is rounded up to
-  the next tier (:meth:`Topology.tier`).
+* ``<ns>.<group>.delay.<ms>`` — retry tiers, for delays longer than the consumer may hold a
+  message (``hold_seconds``): a message waits out its TTL there and is dead-lettered through
+  ``<ns>.retry`` back to its partition queue. A delay is rounded up to the next tier
+  (:meth:`Topology.tier`).
+
+A retry within ``hold_seconds`` is held by the consumer, unacknowledged, until it is due, and the
+later messages of its key wait behind it (per-key order survives retries); a consumer that dies
+hands all of them back to the broker, which redelivers them in order.
 
 Publishing uses publisher confirms: the relay marks an outbox row relayed only once the broker
 has confirmed it. Effects are exactly once on top of at-least-once delivery: a settled event's
@@ -138,6 +143,7 @@ class RabbitBus:
         policy: RetryPolicy | None = None,
         prefetch: int = 64,
         jitter: Any = None,
+        hold_seconds: float = 900.0,
     ) -> None:
         import random
 
@@ -148,6 +154,9 @@ class RabbitBus:
         self.policy = policy or RetryPolicy()
         self.prefetch = prefetch
         self.jitter = jitter or random.random
+        # A retry due within this is held by the consumer, unacknowledged (the key's order
+        # kept); below RabbitMQ's consumer_timeout (30 min by default), which would close it.
+        self.hold_seconds = hold_seconds
         self._connection: AbstractRobustConnection | None = None
 
     async def connection(self) -> AbstractRobustConnection:
@@ -246,10 +255,14 @@ class Relay:
         self._exchange: AbstractExchange | None = None
 
     async def _open(self) -> AbstractExchange:
-        if self._channel is None or self._channel.is_closed or self._exchange is None:
+        if self._channel is None or self._exchange is None:
             connection = await self._bus.connection()
             self._channel = await connection.channel(publisher_confirms=True)
             self._exchange = await self._bus.declare(self._channel)
+        elif self._channel.is_closed:
+            # The robust connection restores this channel when it reconnects; a new channel
+            # opened meanwhile fails, and left half-open it spoils the restore.
+            raise BrokerUnavailable("the channel to the broker is closed; reconnecting")
         return self._exchange
 
     def _claim(self) -> list[InboundEvent]:
@@ -289,10 +302,10 @@ class Relay:
 
     async def run_once(self) -> int:
         """Relay one batch; returns how many events the broker confirmed."""
+        exchange = await self._open()  # first: with the broker away, nothing is leased
         rows = self._claim()
         if not rows:
             return 0
-        exchange = await self._open()
         topology = self._bus.topology
         published: list[int] = []
 
@@ -342,15 +355,15 @@ class Relay:
 
     async def run(self, stop: asyncio.Event, *, poll_seconds: float = 0.2) -> None:
         while not stop.is_set():
+            wait = poll_seconds
             try:
                 relayed = await self.run_once()
             except Exception as exc:  # the broker is away: the events wait in the outbox
                 log.warning("bus.relay_failed", error=f"{type(exc).__name__}: {exc}")
-                self._channel = self._exchange = None
-                relayed = 0
+                relayed, wait = 0, max(poll_seconds, 1.0)
             if relayed == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=poll_seconds)
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
 
 
 class RabbitConsumer:
@@ -373,6 +386,10 @@ class RabbitConsumer:
         self._channel: AbstractChannel | None = None
         self._buffer: list[AbstractIncomingMessage] = []
         self._arrived = asyncio.Event()
+        # Retries held unacknowledged until due, by partition key: the key's later messages wait
+        # behind them, and a consumer that dies hands them back to the broker in order.
+        self._held: dict[str, _Held] = {}
+        self._headers: dict[int, dict[str, Any]] = {}  # a held message's updated headers
 
     async def start(self) -> AbstractChannel:
         """Declare the group's queues and start consuming (idempotent)."""
@@ -395,35 +412,67 @@ class RabbitConsumer:
             await self._channel.close()
 
     async def claim(self, limit: int) -> list[Delivery]:
+        """Up to ``limit`` deliveries, at most one per key, none of a key whose earlier event
+        is held for its retry; waits up to ``wait_seconds`` for one (or for a retry to come due)."""
         await self.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
         while True:
-            fresh = await self._claim_buffered(limit)
-            if fresh or not self._buffer:
-                return fresh
-
-    async def _claim_buffered(self, limit: int) -> list[Delivery]:
-        if not self._buffer:
+            taken = self._take(limit, loop.time())
+            if taken:
+                fresh = await self._fresh(taken)
+                if fresh:
+                    return fresh
+                continue
+            now = loop.time()
+            if now >= deadline:
+                return []
+            timeout = deadline - now
+            if self._held:
+                timeout = min(timeout, max(0.0, min(h.due for h in self._held.values()) - now))
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout=self._wait)
-        taken: list[AbstractIncomingMessage] = []
-        keys: set[str] = set()
+                await asyncio.wait_for(self._arrived.wait(), timeout=timeout)
+
+    def _take(
+        self, limit: int, now: float
+    ) -> list[tuple[AbstractIncomingMessage, dict[str, Any] | None]]:
+        """Held retries that came due first, then buffered messages of keys not taken or held."""
+        taken: list[tuple[AbstractIncomingMessage, dict[str, Any] | None]] = []
+        for key, held in list(self._held.items()):
+            if _closed(held.message):
+                del self._held[key]  # the broker redelivers it, ahead of the later ones
+            elif held.due <= now and len(taken) < limit:
+                del self._held[key]
+                taken.append((held.message, held.headers))
+        blocked = {str((m.headers or {}).get(H_KEY, "")) for m, _ in taken} | set(self._held)
         rest: list[AbstractIncomingMessage] = []
         for message in self._buffer:
             if _closed(message):
                 continue  # the broker gives it to another consumer
             key = str((message.headers or {}).get(H_KEY, ""))
-            if len(taken) < limit and key not in keys:
-                taken.append(message)
+            if len(taken) < limit and key not in blocked:
+                taken.append((message, None))
             else:
                 rest.append(message)
-            keys.add(key)  # a later event of a key waits for the earlier one
+            blocked.add(key)  # a later event of a key waits for the earlier one
         self._buffer = rest
-        deliveries = [_delivery(m) for m in taken]
+        return taken
+
+    async def _fresh(
+        self, taken: list[tuple[AbstractIncomingMessage, dict[str, Any] | None]]
+    ) -> list[Delivery]:
+        """``taken`` as deliveries, less those already settled (acked again, not handled)."""
+        deliveries = []
+        for message, headers in taken:
+            if headers is not None:
+                self._headers[id(message)] = headers
+            deliveries.append(_delivery(message, headers))
         seen = self._receipts([receipt_id(d) for d in deliveries])
         fresh = []
         for delivery in deliveries:
             if receipt_id(delivery) in seen:  # settled before: a redelivery of a done event
+                self._headers.pop(id(delivery.handle), None)
                 with contextlib.suppress(Exception):
                     await delivery.handle.ack()
             else:
@@ -460,6 +509,7 @@ class RabbitConsumer:
         for delivery, outcome in failed:
             results[id(delivery)] = await self._retry(delivery, outcome)
         for delivery in acks:
+            self._headers.pop(id(delivery.handle), None)
             try:
                 await delivery.handle.ack()
             except Exception:  # the channel closed: the broker redelivers, the receipt holds
@@ -501,11 +551,13 @@ class RabbitConsumer:
                     acks.append(delivery)
 
     async def _retry(self, delivery: Delivery, outcome: Retry | DeadLetter) -> Settled:
-        """Republish to a delay tier (or to the dead letters), confirmed, then ack."""
-        channel = await self.start()
+        """Hold the message until its retry is due (or, past ``hold_seconds``, republish it to a
+        delay tier), or dead-letter it: republished, confirmed, then acked."""
         t = self._bus.topology
         message = cast(AbstractIncomingMessage, delivery.handle)
-        headers = dict(message.headers or {})
+        headers = dict(self._headers.pop(id(message), None) or message.headers or {})
+        if _closed(message):
+            return Settled(delivery, "lost")
         history = orjson.loads(str(headers.get("syncapp-history", "[]")))
         history.append(
             {
@@ -540,9 +592,18 @@ class RabbitConsumer:
                     retry_after=outcome.after,
                 )
             )
-            # The tier's queue dead-letters it back to its partition queue when the TTL is up.
+            if delay <= self._bus.hold_seconds:
+                self._held[delivery.partition_key] = _Held(
+                    message, asyncio.get_running_loop().time() + delay, headers
+                )
+                return Settled(delivery, "retry", delay)
+            # Longer than the broker lets a delivery stay unacknowledged: the tier's queue
+            # dead-letters it back to its partition queue when the TTL is up (and the key's
+            # later events may pass it: ADR 0013).
+            log.info("bus.retry_not_held", event_id=delivery.delivery_id, delay=delay)
             partition = t.partition(delivery.partition_key)
             exchange, routing_key = "", t.delay_queue(self.group, partition, t.tier(delay))
+        channel = await self.start()
         target = (
             channel.default_exchange if exchange == "" else await channel.get_exchange(exchange)
         )
@@ -565,13 +626,23 @@ class RabbitConsumer:
                 await delivery.handle.nack(requeue=True)
 
     async def close(self) -> None:
-        for message in self._buffer:
+        held = [h.message for h in self._held.values()]
+        for message in held + self._buffer:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
-        self._buffer = []
+        self._buffer, self._held, self._headers = [], {}, {}
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         self._channel = None
+
+
+@dataclass(slots=True)
+class _Held:
+    """A retry waiting in the consumer, unacknowledged, until ``due`` (the loop's clock)."""
+
+    message: AbstractIncomingMessage
+    due: float
+    headers: dict[str, Any]
 
 
 def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
@@ -597,8 +668,8 @@ def receipt_id(delivery: Delivery) -> str:
     return f"{delivery.source}:{delivery.delivery_id}"
 
 
-def _delivery(message: AbstractIncomingMessage) -> Delivery:
-    headers = message.headers or {}
+def _delivery(message: AbstractIncomingMessage, headers: dict[str, Any] | None = None) -> Delivery:
+    headers = headers if headers is not None else dict(message.headers or {})
     envelope = orjson.loads(message.body)
     source = str(headers.get(H_SOURCE, ""))
     payload = (

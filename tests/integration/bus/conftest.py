@@ -164,6 +164,7 @@ class RabbitMedium(Medium):
     """RabbitMQ on 127.0.0.1:5672 in a namespace of its own; real time, short backoffs."""
 
     fake_time = False
+    url: str = RABBITMQ_URL
     namespace: str = ""
     rabbit: RabbitBus | None = None
     consumers: list[RabbitConsumer] = field(default_factory=list)
@@ -172,7 +173,7 @@ class RabbitMedium(Medium):
         self.policy = RetryPolicy(max_attempts=3, base_seconds=0.2, cap_seconds=1.0)
         self.namespace = f"test-{uuid.uuid4().hex[:10]}"
         self.rabbit = RabbitBus(
-            RABBITMQ_URL,
+            self.url,
             self.engine,
             topology=Topology(
                 namespace=self.namespace, partitions=2, delay_tiers=(0.1, 0.2, 0.4, 0.8, 1.6)
