@@ -331,6 +331,7 @@ def plan_product(
     if shopify is None and emanage is None:
         return Plan(agreed=agreed, variant_links=tuple(variant_links))
     if shopify is None or emanage is None:
+        # ``side`` is the one the product is missing from.
         present, side = (emanage, Side.SHOPIFY) if shopify is None else (shopify, Side.EMANAGE)
         assert present is not None
         if agreed is None:
@@ -338,7 +339,7 @@ def plan_product(
         if present.status is ProductStatus.ARCHIVED:
             return Plan(agreed=agreed, variant_links=tuple(variant_links))
         return Plan(
-            writes=(Archive(Side.EMANAGE if side is Side.EMANAGE else Side.SHOPIFY),),
+            writes=(Archive(Side.EMANAGE if side is Side.SHOPIFY else Side.SHOPIFY),),
             agreed=replace(present, status=ProductStatus.ARCHIVED),
             variant_links=tuple(variant_links),
         )

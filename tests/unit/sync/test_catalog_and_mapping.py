@@ -88,9 +88,11 @@ def test_emanage_prices_are_discounted_and_full_retail(product: Product) -> None
 def test_product_set_input_sends_variants_and_options_together(product: Product) -> None:
     """productSet input always carries productOptions with variants, SKU and weight in inventoryItem."""
     body = product_set_input(product)
-    assert body["productOptions"] and len(body["variants"]) == len(product.variants)
+    assert body["productOptions"]
+    assert len(body["variants"]) == len(product.variants)
     for variant, out in zip(product.variants, body["variants"], strict=True):
-        assert "sku" not in out and "weight" not in out
+        assert "sku" not in out
+        assert "weight" not in out
         assert out["inventoryItem"]["sku"] == variant.sku
         assert len(out["optionValues"]) == len(body["productOptions"])
         assert ("measurement" in out["inventoryItem"]) == (variant.weight is not None)
@@ -116,7 +118,8 @@ def test_a_product_without_options_maps_to_shopify_default_title() -> None:
         },
     }
     product = product_from_shopify(node)
-    assert product.options == () and product.variants[0].options == ()
+    assert product.options == ()
+    assert product.variants[0].options == ()
     assert product_set_input(product)["productOptions"] == [
         {"name": "Title", "values": [{"name": "Default Title"}]}
     ]

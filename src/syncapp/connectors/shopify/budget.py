@@ -34,6 +34,9 @@ MAX_QUERY_COST = 1000
 MAX_VARIANTS_PER_CALL = 250
 """Input arrays are capped at 250 elements."""
 MAX_VARIANTS_PER_PRODUCT = 2048
+SAFETY_POINTS = 1.0
+"""Waited for on top of a request's cost: Shopify reports whole points rounded down, and the
+refill is float arithmetic on both sides, so "exactly enough" may be a hair short."""
 
 T = TypeVar("T")
 
@@ -101,7 +104,7 @@ class CostBudget:
                 f"a query of cost {cost} can never run (bucket {self.maximum},"
                 f" single-query limit {MAX_QUERY_COST}); request fewer items per page"
             )
-        missing = cost - self.level(now)
+        missing = min(cost + SAFETY_POINTS, self.maximum) - self.level(now)
         return 0.0 if missing <= 0 else missing / self.restore_rate
 
     def reserve(self, cost: float, now: float) -> CostBudget:
