@@ -87,7 +87,7 @@ def test_parse_cost_reads_extensions_cost() -> None:
 
 @given(st.integers(0, MAX_VARIANTS_PER_PRODUCT))
 def test_variant_writes_are_chunked_within_the_input_cap(count: int) -> None:
-    """Up to 2,048 variants split into consecutive chunks of at most 250, each under 1,000 points."""
+    """Up to 2,048 variants split into consecutive chunks of at most 250, each < 1,000 points."""
     items = list(range(count))
     chunks = chunked(items)
     assert [i for c in chunks for i in c] == items

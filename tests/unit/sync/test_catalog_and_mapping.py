@@ -72,7 +72,7 @@ def test_emanage_round_trip_is_the_identity(product: Product) -> None:
 
 @given(products())
 def test_emanage_prices_are_discounted_and_full_retail(product: Product) -> None:
-    """Shopify's price is DiscountedPrice, compare-at is FullRetailPrice, both {Value, FormattedValue}."""
+    """Price is DiscountedPrice, compare-at FullRetailPrice, both {Value, FormattedValue}."""
     body = emanage_product(product, currency="USD")
     for variant, out in zip(product.variants, body["variants"], strict=True):
         prices = out["productPrices"]
@@ -86,7 +86,7 @@ def test_emanage_prices_are_discounted_and_full_retail(product: Product) -> None
 
 @given(products())
 def test_product_set_input_sends_variants_and_options_together(product: Product) -> None:
-    """productSet input always carries productOptions with variants, SKU and weight in inventoryItem."""
+    """productSet input carries productOptions with variants, SKU and weight in inventoryItem."""
     body = product_set_input(product)
     assert body["productOptions"]
     assert len(body["variants"]) == len(product.variants)

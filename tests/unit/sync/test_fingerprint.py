@@ -32,7 +32,7 @@ def test_variant_order_does_not_change_the_fingerprint(
 
 @given(products())
 def test_both_sides_fingerprint_the_same_product_alike(product: Product) -> None:
-    """The Shopify and the eManageCRM form of one product have one fingerprint (ids and clocks aside)."""
+    """The Shopify and the eManageCRM form of one product fingerprint alike (ids, clocks aside)."""
     from_shopify = product_from_shopify(shopify_node(product))
     from_emanage = product_from_emanage(emanage_product(product, currency="EUR"))
     assert fingerprint(from_shopify) == fingerprint(from_emanage) == fingerprint(product)

@@ -136,7 +136,7 @@ def test_a_deleted_shopify_product_is_archived_in_emanage(product: Product) -> N
 
 
 def test_shopify_replacing_the_standalone_variant_relinks_it() -> None:
-    """Adding the first option gives the variant a new id: the link follows it, nothing is duplicated."""
+    """Adding the first option gives the variant a new id: the link follows, no duplicate."""
     old = Variant(
         sku="MUG",
         options=(),
@@ -205,7 +205,7 @@ def test_changes_on_both_sides_to_different_fields_reach_each_other() -> None:
 
 
 def test_a_conflicting_price_is_settled_by_the_newest_edit_and_recorded() -> None:
-    """Both sides changed one price: the newer eManageCRM value goes to Shopify, the conflict is kept."""
+    """Both changed one price: the newer eManageCRM value goes to Shopify, the conflict is kept."""
     v = Variant(sku="A", options=(), price=Decimal("10"), shopify_id="s1", emanage_id="e1")
     agreed = Product(title="T", variants=(v,))
     from datetime import UTC, datetime
