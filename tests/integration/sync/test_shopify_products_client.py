@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
+from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -17,6 +21,7 @@ from syncapp.sync.catalog import Option, Product, Variant, WeightUnit
 from syncapp.sync.fingerprint import fingerprint
 from syncapp.sync.mapping import product_from_shopify, product_set_input, variant_bulk_input
 from tests.integration.sandbox.conftest import RunningSandbox, make_config, running_sandbox
+from tests.waiting import wait_until
 
 API_VERSION = "2026-10"
 FAULTS = "/_sandbox/graphql/faults"
@@ -85,8 +90,6 @@ def catalog_product(sizes: int, colors: int, title: str = "Big Tee") -> Product:
 
 
 def strip_ids(product: Product) -> Product:
-    from dataclasses import replace
-
     return replace(
         product,
         shopify_id=None,
@@ -124,8 +127,6 @@ def test_a_partial_price_update_leaves_the_rest_of_the_product_untouched(
     before = client.read_product(created["id"])
     assert before is not None
     target = product_from_shopify(*before).variants[1]
-    from dataclasses import replace
-
     changed = replace(target, price=Decimal("7.5"))
     (updated,) = client.update_variants(
         created["id"], [variant_bulk_input(changed, frozenset({"price"}))]
@@ -151,8 +152,6 @@ def test_sku_and_weight_are_written_through_the_inventory_item(sandbox: RunningS
     created = client.set_product(product_set_input(catalog_product(1, 1, title="Sku Tee")))
     read = client.read_product(created["id"])
     assert read is not None
-    from dataclasses import replace
-
     variant = replace(
         product_from_shopify(*read).variants[0],
         sku="NEW-SKU",
@@ -220,3 +219,24 @@ def test_changed_since_lists_products_updated_at_or_after_the_watermark(
     changed = list(client.changed_since(read[0]["updatedAt"]))
     assert created["id"] in {p["id"] for p in changed}
     assert list(client.changed_since("2100-01-01T00:00:00Z")) == []
+
+
+def test_the_catalog_export_holds_every_synced_field(sandbox: RunningSandbox) -> None:
+    """The backfill's bulk query completes; its JSONL maps to the products as written."""
+    client = client_for(sandbox, "bulk")
+    product = catalog_product(2, 2, title="Bulk Tee")
+    created = client.set_product(product_set_input(product))
+    op = client.start_catalog_export()
+    state: dict[str, Any] = dict(op)
+
+    def finished() -> bool:
+        state.update(client.call("bulk_operation", {"id": op["id"]}, estimate=2)["node"])
+        return state["status"] not in ("CREATED", "RUNNING")
+
+    wait_until(finished, timeout=30, what="the bulk export to finish")
+    op = state
+    assert op["status"] == "COMPLETED", op
+    lines = [json.loads(x) for x in sandbox.control.get(urlparse(op["url"]).path).text.splitlines()]
+    (node,) = [x for x in lines if x["id"] == created["id"]]
+    variants = [x for x in lines if x.get("__parentId") == created["id"]]
+    assert strip_ids(product_from_shopify(node, variants)) == product
