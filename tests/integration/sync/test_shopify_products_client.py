@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -240,3 +241,27 @@ def test_the_catalog_export_holds_every_synced_field(sandbox: RunningSandbox) ->
     (node,) = [x for x in lines if x["id"] == created["id"]]
     variants = [x for x in lines if x.get("__parentId") == created["id"]]
     assert strip_ids(product_from_shopify(node, variants)) == product
+
+
+def test_retry_after_is_read_as_seconds(sandbox: RunningSandbox) -> None:
+    """A 429 with ``Retry-After: 1`` is waited out for at least one second, never 1 ms."""
+    client = client_for(sandbox, "retry-after")
+    seen: list[float] = []
+    client.http.event_hooks["response"].append(
+        lambda r: seen.append(float(r.headers["Retry-After"])) if r.status_code == 429 else None
+    )
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    client.sleep = sleep
+    sandbox.control.post(FAULTS, json={"throttle_status": 429, "throttle_next": 1})
+    try:
+        client.set_product(product_set_input(catalog_product(1, 1, title="Later")))
+    finally:
+        sandbox.control.delete(FAULTS)
+    assert seen
+    assert seen[0] >= 1
+    assert max(waits) >= seen[0]
