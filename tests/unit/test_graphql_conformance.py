@@ -52,6 +52,11 @@ REQUIRED_APP_DOCUMENTS = {
     "bulk_products_inner",
     "bulk_operation",
     "current_bulk_operation",
+    "sync_product",
+    "sync_product_variants",
+    "sync_products_changed",
+    "product_archive",
+    "bulk_catalog_inner",
 }
 # Deprecated fields an app document may still use, each with the reason it has to.
 ALLOWED_DEPRECATIONS = {
@@ -119,10 +124,27 @@ def test_a_fragment_without_an_operation_is_reported(schema: GraphQLSchema) -> N
     )
 
 
-def test_bulk_backfill_query_satisfies_shopifys_bulk_rules(schema: GraphQLSchema) -> None:
+@pytest.mark.parametrize("name", ["bulk_products_inner", "bulk_catalog_inner"])
+def test_bulk_backfill_query_satisfies_shopifys_bulk_rules(
+    schema: GraphQLSchema, name: str
+) -> None:
     """The inner bulk query has one top-level connection (products) and passes the bulk rules."""
-    _, root = check_bulk_query(schema, load_document("bulk_products_inner"))
+    _, root = check_bulk_query(schema, load_document(name))
     assert root.name.value == "products"
+
+
+def test_sync_variant_reads_share_one_variant_fragment() -> None:
+    """sync_product.graphql and sync_product_variants.graphql read the same variant fields."""
+
+    def fragment(name: str) -> str:
+        (found,) = (
+            d
+            for d in parse(load_document(name)).definitions
+            if isinstance(d, FragmentDefinitionNode) and d.name.value == "SyncVariant"
+        )
+        return print_ast(found)
+
+    assert fragment("sync_product") == fragment("sync_product_variants")
 
 
 def test_a_bulk_query_nesting_connections_three_deep_is_refused(schema: GraphQLSchema) -> None:
