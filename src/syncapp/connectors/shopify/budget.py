@@ -104,8 +104,13 @@ class CostBudget:
                 f"a query of cost {cost} can never run (bucket {self.maximum},"
                 f" single-query limit {MAX_QUERY_COST}); request fewer items per page"
             )
-        missing = min(cost + SAFETY_POINTS, self.maximum) - self.level(now)
-        return 0.0 if missing <= 0 else missing / self.restore_rate
+        # A micro-point of headroom, and waits rounded up to the millisecond: the bucket's
+        # level is a float on both sides, and a residue (999.9999999999999 of 1000) would
+        # otherwise send a full-bucket query a hair short, or wait 1e-15 s, which moves no clock.
+        missing = min(cost + SAFETY_POINTS, self.maximum) - self.level(now) + 1e-6
+        if missing <= 0:
+            return 0.0
+        return math.ceil(missing / self.restore_rate * 1000) / 1000
 
     def reserve(self, cost: float, now: float) -> CostBudget:
         """The budget after sending a request of requested cost ``cost`` at ``now``."""
