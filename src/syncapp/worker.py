@@ -44,6 +44,8 @@ from syncapp.shops import topics as shops_topics
 from syncapp.shops import uninstall
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.topics import Precheck, TransactionalHandler, in_one_write
+from syncapp.sync import topics as sync_topics
+from syncapp.sync.runtime import SyncOptions, SyncRuntime
 
 log = structlog.get_logger("syncapp.worker")
 
@@ -115,9 +117,11 @@ class Worker:
         jitter: Callable[[], float] = random.random,
         backend: ConsumerBackend | None = None,
         extra: TopicTable | None = None,
+        periodic: Sequence[tuple[float, Callable[[], None]]] = (),
     ) -> None:
         self._runtime = runtime
         self._options = options
+        self._periodic = tuple(periodic)
         checks = dict(prechecks if prechecks is not None else default_prechecks())
         table: TopicTable = {
             ("shopify", topic): in_one_write(handler, runtime, checks.get(topic))
@@ -199,11 +203,23 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._options.prune_every_seconds)
 
+        async def every(seconds: float, job: Callable[[], None]) -> None:
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(job)
+                except Exception as exc:
+                    log.error("worker.periodic_failed", error=f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=seconds)
+
         pruner = asyncio.create_task(pruning())
+        jobs = [asyncio.create_task(every(s, job)) for s, job in self._periodic]
         try:
             await self.consumer.run(stop)
         finally:
             await pruner
+            for task in jobs:
+                await task
 
 
 def worker_topics(settings: Settings, runtime: ShopsRuntime) -> TopicTable:
@@ -234,21 +250,41 @@ async def _consume(
 ) -> None:
     options = WorkerOptions.from_settings(settings)
     handlers = default_handlers(uninstall_hooks=(revoke_ctrwow_on_uninstall(settings),))
-    if not settings.bus_url.startswith(("amqp://", "amqps://")):
-        await Worker(runtime, options=options, handlers=handlers, extra=signup).serve(stop)
-        return
-    from syncapp.bus.rabbitmq import RabbitBus
-
-    rabbit = RabbitBus(settings.bus_url, runtime.engine, policy=options.policy)
-    table = {**worker_topics(settings, runtime), **signup}
-    backend = rabbit.consumer(sorted(table), group="worker")
-    worker = Worker(runtime, options=options, handlers=handlers, backend=backend, extra=signup)
-    relay = asyncio.create_task(rabbit.relay().run(stop))
+    sync = SyncRuntime(runtime, SyncOptions.from_settings(settings))
+    extra = {**signup, **sync_topics.topics(sync)}
+    # The sweeps are published once per interval whatever the tick; ticking more often only
+    # makes a new shop's first backfill start sooner.
+    periodic = [
+        (min(30.0, sync.options.reconcile_interval_seconds), lambda: sync_topics.tick(sync))
+    ]
     try:
-        await worker.serve(stop)
+        if not settings.bus_url.startswith(("amqp://", "amqps://")):
+            worker = Worker(
+                runtime, options=options, handlers=handlers, extra=extra, periodic=periodic
+            )
+            await worker.serve(stop)
+            return
+        from syncapp.bus.rabbitmq import RabbitBus
+
+        rabbit = RabbitBus(settings.bus_url, runtime.engine, policy=options.policy)
+        table = {**worker_topics(settings, runtime), **extra}
+        backend = rabbit.consumer(sorted(table), group="worker")
+        worker = Worker(
+            runtime,
+            options=options,
+            handlers=handlers,
+            backend=backend,
+            extra=extra,
+            periodic=periodic,
+        )
+        relay = asyncio.create_task(rabbit.relay().run(stop))
+        try:
+            await worker.serve(stop)
+        finally:
+            await relay
+            await rabbit.close()
     finally:
-        await relay
-        await rabbit.close()
+        sync.close()
 
 
 def run_worker(settings: Settings) -> None:

@@ -16,9 +16,10 @@ from syncapp.bus.outbox import new_event, publish
 from syncapp.bus.rabbitmq import message_for
 from syncapp.config import APP_TOML, subscribed_topics
 from syncapp.events import asyncapi, event_types, message_schema
-from syncapp.onboarding.events import SIGNUP_REQUESTED
+from syncapp.onboarding.events import APP_EVENTS, SIGNUP_REQUESTED
 from syncapp.store.db import make_engine, make_session_factory
 from syncapp.store.migrate import upgrade
+from syncapp.sync.events import SYNC_EVENTS
 from tests.builders import product_payload
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.yaml"
@@ -66,7 +67,7 @@ def test_every_subscribed_topic_and_app_event_is_listed(document: dict) -> None:
     """One message per Shopify topic of shopify.app.toml and per app event type."""
     names = {m["name"] for m in document["components"]["messages"].values()}
     assert names == {t.name for t in event_types()}
-    assert len(names) == len(subscribed_topics(APP_TOML)) + 1
+    assert len(names) == len(subscribed_topics(APP_TOML)) + len(APP_EVENTS) + len(SYNC_EVENTS)
 
 
 @pytest.mark.parametrize("topic", sorted(PAYLOADS))
