@@ -59,7 +59,6 @@ log = structlog.get_logger(__name__)
 
 CURSOR = "backfill"
 _RUNNING = ("CREATED", "RUNNING", "CANCELING")
-_CHUNK = 64 * 1024
 
 
 class ResultUnavailable(Exception):
@@ -379,7 +378,7 @@ def _stream(
                 chunks: Iterable[bytes] = ()
             else:
                 response.raise_for_status()
-                chunks = response.iter_bytes(_CHUNK)
+                chunks = response.iter_bytes()  # as the network delivers them (<= 64 KiB)
                 if response.status_code == 200 and start.offset:
                     chunks = _skip(chunks, start.offset)  # the server ignored Range
             for position, end, raw in split_lines(chunks, start):
