@@ -16,11 +16,16 @@ from syncapp.sync.backfill import request_backfill
 from syncapp.sync.events import publish_resync
 from syncapp.sync.state import UnknownShop
 
-__all__ = ["InvalidObject", "Resync", "parse_object", "request_resync"]
+__all__ = ["OBJECT_PATTERN", "InvalidObject", "Resync", "parse_object", "request_resync"]
 
-_GID = re.compile(r"^gid://shopify/Product/([0-9]{1,20})$")
-_NUMERIC = re.compile(r"^[0-9]{1,20}$")
-_EMANAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_GID_TEXT = r"gid://shopify/Product/[0-9]{1,20}"
+_NUMERIC_TEXT = r"[0-9]{1,20}"
+_EMANAGE_TEXT = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}"
+OBJECT_PATTERN = f"^({_GID_TEXT}|{_NUMERIC_TEXT}|{_EMANAGE_TEXT})$"
+"""Every object :func:`parse_object` takes (the Sync API's schema says so)."""
+_GID = re.compile(f"^{_GID_TEXT}$")
+_NUMERIC = re.compile(f"^{_NUMERIC_TEXT}$")
+_EMANAGE = re.compile(f"^{_EMANAGE_TEXT}$")
 
 
 class InvalidObject(ValueError):

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncapp.bus import operators
 from syncapp.sync import state
-from syncapp.sync.resync import InvalidObject, request_resync
+from syncapp.sync.resync import OBJECT_PATTERN, InvalidObject, request_resync
 from syncapp.web.sync_api.iam import IamVerifier
 from syncapp.web.sync_api.keys import PREFIX, Principal, authenticate
 
@@ -100,6 +100,7 @@ class ResyncIn(BaseModel):
     object: str | None = Field(
         default=None,
         max_length=128,
+        pattern=OBJECT_PATTERN,
         description="A Shopify product gid or numeric id, or an eManageCRM product id; "
         "absent: the whole shop (a new backfill).",
     )
@@ -205,18 +206,16 @@ def sync_api(sessions: sessionmaker[Session], iam: IamVerifier | None = None) ->
             keep_products_synchronized=body.keep_products_synchronized, changed=changed
         )
 
-    @api.post(
-        "/v1/shops/{shop}/resync",
-        status_code=202,
-        responses={**_ERRORS, 422: {"model": Problem, "description": "Not a product id"}},
-    )
+    @api.post("/v1/shops/{shop}/resync", status_code=202, responses=_ERRORS)
     def post_resync(shop: Write, body: ResyncIn | None = None) -> ResyncOut:
         """Bring one product (``object``) or the whole shop to agreement again: publishes a
         ``product.resync-requested`` event, or starts a backfill; the worker does the rest."""
         try:
             done = request_resync(sessions, shop, body.object if body else None)
         except InvalidObject as exc:
-            raise HTTPException(422, str(exc)) from None
+            # The shape of FastAPI's own validation errors, so 422 has one schema.
+            detail = [{"loc": ["body", "object"], "msg": str(exc), "type": "value_error"}]
+            raise HTTPException(422, detail) from None
         return ResyncOut(
             scope=done.scope,
             shopify_gid=done.shopify_gid,
