@@ -24,6 +24,7 @@ from syncapp.shops.payloads import (
     ShopRedact,
     ShopResource,
 )
+from syncapp.sync.events import SYNC_EVENTS
 
 # Topics whose payloads a domain parses; the others (products, orders, bulk operations) are
 # Shopify's documented payloads, passed on as objects until the sync engine types them.
@@ -71,7 +72,7 @@ def webhook_types() -> list[EventType]:
 
 
 def event_types() -> list[EventType]:
-    return [*webhook_types(), *APP_EVENTS]
+    return [*webhook_types(), *APP_EVENTS, *SYNC_EVENTS]
 
 
 ENVELOPE: dict[str, Any] = {
