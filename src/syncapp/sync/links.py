@@ -29,11 +29,13 @@ __all__ = [
     "agreed_to_json",
     "create_key",
     "fill_ids",
+    "shopify_product_gid",
     "variant_links_of",
     "write_key",
 ]
 
 _KEY_PREFIX = "syncapp-"
+PRODUCT_GID = "gid://shopify/Product/"
 
 
 def agreed_to_json(product: Product) -> dict[str, Any]:
@@ -158,3 +160,22 @@ def unique_skus(variants: Sequence[Variant]) -> list[str]:
         if v.sku:
             seen.setdefault(v.sku)
     return list(seen)
+
+
+def shopify_product_gid(body: object) -> str | None:
+    """The product's GID from a REST-shaped webhook body: ``admin_graphql_api_id``, else the
+    numeric ``id`` (deletes carry only that); None when the body names no product."""
+    if not isinstance(body, Mapping):
+        return None
+    gid = body.get("admin_graphql_api_id")
+    if isinstance(gid, str):
+        tail = gid.removeprefix(PRODUCT_GID)
+        return gid if gid.startswith(PRODUCT_GID) and tail.isdigit() else None
+    ident = body.get("id")
+    if isinstance(ident, bool):
+        return None
+    if isinstance(ident, int) and ident > 0:
+        return f"{PRODUCT_GID}{ident}"
+    if isinstance(ident, str) and ident.isdigit():
+        return f"{PRODUCT_GID}{ident}"
+    return None

@@ -18,11 +18,11 @@ from syncapp.sync.links import (
     agreed_to_json,
     create_key,
     fill_ids,
+    shopify_product_gid,
     unique_skus,
     variant_links_of,
     write_key,
 )
-from syncapp.sync.topics import shopify_product_gid
 from tests.unit.sync.strategies import products
 
 
