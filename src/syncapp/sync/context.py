@@ -17,14 +17,12 @@ import httpx
 
 from syncapp.config import Settings
 from syncapp.connectors.emanage import EmanageClient
-from syncapp.connectors.emanage.client import DEFAULT_SCOPES
 from syncapp.connectors.shopify.products import ProductsClient
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.tokens import get_admin_token
 from syncapp.sync.merge import MergePolicy
 
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-SYNC_SCOPES: tuple[str, ...] = (*DEFAULT_SCOPES, "products:read", "products:write")
 
 
 @dataclass
@@ -78,7 +76,6 @@ async def open_sync(
                 settings.emanage_base_url,
                 settings.emanage_client_id,
                 settings.emanage_client_secret.get_secret_value(),
-                scopes=SYNC_SCOPES,
             ),
             policy=policy or MergePolicy(),
         )
