@@ -18,10 +18,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,7 +32,7 @@ from syncapp.bus.embedded import EmbeddedBus
 from syncapp.bus.interface import subscriptions
 from syncapp.bus.models import InboundEvent
 from syncapp.bus.retry import RetryPolicy
-from syncapp.connectors.emanage import EmanageClient
+from syncapp.connectors.emanage import EmanageClient, EmanageProduct
 from syncapp.connectors.shopify.products import ProductsClient
 from syncapp.connectors.shopify.transport import ShopifyRedirectTransport
 from syncapp.onboarding.models import EmanageAccount
@@ -317,3 +319,47 @@ async def sync_world(tmp_path: Path, handle_seed: str) -> AsyncIterator[SyncWorl
             finally:
                 if world._merchant is not None:
                     world._merchant.http.close()
+
+
+def notify(world: SyncWorld, product: EmanageProduct, topic: str = "product.updated") -> int:
+    """Store eManageCRM's notification of ``product`` in the inbox as its ingest does (source
+    ``emanage``, the documented data, the pair's partition key); returns the event's id."""
+    refs = product.body.get("externalRefs") or {}
+    gid = refs.get("shopifyProductId")
+    obj = gid.removeprefix("gid://shopify/") if gid else f"EmanageProduct/{product.product_id}"
+    data = {
+        "productId": product.product_id,
+        "version": product.version,
+        "updatedAt": product.updated_at.isoformat(),
+        "origin": product.last_write_origin,
+        "externalRefs": {"shopifyProductId": gid},
+    }
+    with world.runtime.sessions.begin() as session:
+        event = InboundEvent(
+            source="emanage",
+            topic=topic,
+            shop_domain=world.shop,
+            partition_key=f"{world.shop}/{obj}",
+            delivery_id=f"emanage-{uuid.uuid4()}",
+            payload=orjson.dumps(data).decode(),
+            received_at=datetime.now(UTC),
+            status="pending",
+            attempts=0,
+        )
+        session.add(event)
+        session.flush()
+        return event.id
+
+
+def shopify_graphql(world: SyncWorld, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """A raw Admin GraphQL call with the merchant's token (another app's stock update)."""
+    response = world.merchant().http.post(
+        f"https://{world.shop}/admin/api/{API_VERSION}/graphql.json",
+        headers={"X-Shopify-Access-Token": world.merchant_token},
+        json={"query": query, "variables": variables},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    data: dict[str, Any] = body["data"]
+    return data
