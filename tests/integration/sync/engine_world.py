@@ -46,6 +46,7 @@ from syncapp.store.migrate import upgrade
 from syncapp.store.models import Shop
 from syncapp.sync import topics
 from syncapp.sync.context import SyncContext, open_sync
+from syncapp.sync.events import RESYNC_REQUESTED
 from syncapp.sync.models import PRODUCT, SyncConflict, SyncLink
 from syncapp.web.app import create_app
 from tests.conftest import make_settings
@@ -157,7 +158,9 @@ class SyncWorld:
                     select(func.count()).where(
                         InboundEvent.shop_domain == self.shop,
                         InboundEvent.status.in_(("pending", "processing")),
-                        InboundEvent.topic.in_((*topics.SHOPIFY_TOPICS, *topics.EMANAGE_TOPICS)),
+                        InboundEvent.topic.in_(
+                            (*topics.SHOPIFY_TOPICS, *topics.EMANAGE_TOPICS, RESYNC_REQUESTED.name)
+                        ),
                     )
                 )
                 or 0

@@ -387,3 +387,32 @@ async def test_a_shared_sku_is_a_recorded_conflict_and_nothing_is_written(
     assert [c.kind for c in conflicts] == ["shared_sku"]
     assert conflicts[0].field == "TWIN"
     assert world.link(gid=gid) is None
+
+
+async def test_nothing_syncs_while_off_and_a_resync_request_brings_the_product_over(
+    world: SyncWorld,
+) -> None:
+    """Keep Products Synchronized OFF: webhooks are acked without effect. ON again, the
+    backfill's resync request (with the export's snapshot) creates the product once; a second
+    request for it writes nothing."""
+    from syncapp.sync.events import request_resync
+    from syncapp.sync.state import set_keep_products_synchronized
+
+    set_keep_products_synchronized(world.runtime.sessions, world.shop, False)
+    gid = shopify_create(world, tee("Quiet Tee"))
+    await world.settle()
+    assert world.emanage_writes.count == 0
+    assert world.link(gid=gid) is None
+    set_keep_products_synchronized(world.runtime.sessions, world.shop, True)
+    found = world.merchant().read_product(gid)
+    assert found is not None
+    node, variants = found
+    snapshot = {**node, "variants": {"nodes": variants}}
+    for _ in range(2):
+        with world.runtime.sessions.begin() as session:
+            request_resync(session, shop_domain=world.shop, reason="backfill", snapshot=snapshot)
+        await world.settle()
+    created = await the_emanage_product(world, gid)
+    assert created.body["name"] == "Quiet Tee"
+    assert world.emanage_writes.count == 1
+    assert world.shopify_writes.count == 0
