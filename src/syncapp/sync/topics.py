@@ -51,13 +51,21 @@ def shopify_handler(context: SyncContext) -> Handler:
 
 def emanage_handler(context: SyncContext) -> Handler:
     async def handle(delivery: Delivery) -> Outcome:
+        # The stored body is eManageCRM's notification: ``data`` is the product resource
+        # after the change (its ``productId`` or ``id``, ``version``, ``externalRefs``).
         data = _notification_data(delivery.data())
-        product_id = data.get("productId") if data is not None else None
+        product_id = None if data is None else data.get("productId", data.get("id"))
         if data is None or not isinstance(product_id, str | int) or isinstance(product_id, bool):
             return DeadLetter(f"refused: a {delivery.topic} notification that names no product")
         version = data.get("version")
         refs = data.get("externalRefs")
-        gid = refs.get("shopifyProductId") if isinstance(refs, Mapping) else None
+        ref = refs.get("shopifyProductId") if isinstance(refs, Mapping) else None
+        # The reference may be the GID, a number or its digits.
+        gid = shopify_product_gid(
+            {"admin_graphql_api_id": ref}
+            if isinstance(ref, str) and ref.startswith("gid://")
+            else {"id": ref}
+        )
         return await reconcile(
             context,
             Request(
@@ -66,7 +74,7 @@ def emanage_handler(context: SyncContext) -> Handler:
                 correlation_id=delivery.delivery_id,
                 emanage_id=str(product_id),
                 emanage_version=version if isinstance(version, int) else None,
-                shopify_gid=gid if isinstance(gid, str) and gid.startswith(_PRODUCT_GID) else None,
+                shopify_gid=gid,
             ),
         )
 

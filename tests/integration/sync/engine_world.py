@@ -330,12 +330,19 @@ def notify(world: SyncWorld, product: EmanageProduct, topic: str = "product.upda
     refs = product.body.get("externalRefs") or {}
     gid = refs.get("shopifyProductId")
     obj = gid.removeprefix("gid://shopify/") if gid else f"EmanageProduct/{product.product_id}"
+    # The notification's body as /webhooks/emanage stores it: data is the resource after the
+    # change (the ingest is h-emnotify's; until it is merged here the test stores the row).
     data = {
-        "productId": product.product_id,
-        "version": product.version,
-        "updatedAt": product.updated_at.isoformat(),
-        "origin": product.last_write_origin,
-        "externalRefs": {"shopifyProductId": gid},
+        "id": str(uuid.uuid4()),
+        "type": topic,
+        "accountId": world.account_id,
+        "occurredAt": product.updated_at.isoformat(),
+        "data": {
+            **product.body,
+            "productId": product.product_id,
+            "version": product.version,
+            "origin": product.last_write_origin,
+        },
     }
     with world.runtime.sessions.begin() as session:
         event = InboundEvent(
@@ -344,7 +351,7 @@ def notify(world: SyncWorld, product: EmanageProduct, topic: str = "product.upda
             shop_domain=world.shop,
             partition_key=f"{world.shop}/{obj}",
             delivery_id=f"emanage-{uuid.uuid4()}",
-            payload=orjson.dumps(data).decode(),
+            payload=orjson.dumps(data, default=str).decode(),
             received_at=datetime.now(UTC),
             status="pending",
             attempts=0,
