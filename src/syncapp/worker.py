@@ -8,8 +8,10 @@ is an ``amqp://`` URL (then the worker also runs the outbox relay). Claims, leas
 fairness, retries and dead letters are the bus's (``syncapp.bus``); a handler that refuses its
 event (:class:`~syncapp.errors.RefusedEvent`) dead-letters it at once and changes nothing.
 
-Topics without a handler here (products, orders, bulk operations, …) are never claimed: they
-stay ``pending`` for the sync engine of later issues.
+``sync`` (the product sync: ``products/*`` webhooks, eManageCRM's ``product.*`` notifications,
+``product.resync_requested``) runs when the eManageCRM system client is configured. Topics
+without a handler here (orders, bulk operations, …) are never claimed: they stay ``pending``
+for later issues.
 
 Processed events are deleted ``SYNCAPP_INBOUND_RETENTION_HOURS`` (7 days) after processing,
 dead letters the same time after they arrived (:meth:`Worker.prune`, every ten minutes): their
@@ -44,7 +46,9 @@ from syncapp.shops import topics as shops_topics
 from syncapp.shops import uninstall
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.topics import Precheck, TransactionalHandler, in_one_write
+from syncapp.sync import jobs as sync_jobs
 from syncapp.sync import topics as sync_topics
+from syncapp.sync.context import open_sync
 from syncapp.sync.runtime import SyncOptions, SyncRuntime
 
 log = structlog.get_logger("syncapp.worker")
@@ -242,49 +246,62 @@ async def _serve(settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event)
         else:
             rt = await stack.enter_async_context(open_onboarding(settings, runtime.engine))
             signup = onboarding_topics.topics(rt)
-        await _consume(settings, runtime, stop, signup)
+        sync_options = SyncOptions.from_settings(settings)
+        if settings.emanage_client_secret is None:
+            log.warning("sync.disabled", reason="SYNCAPP_EMANAGE_CLIENT_SECRET not set")
+            sync = SyncRuntime(runtime, sync_options)
+        else:
+            # The product sync (issue 10): Shopify's product webhooks, eManageCRM's product
+            # notifications and the app's resync requests.
+            context = await stack.enter_async_context(open_sync(settings, runtime))
+            signup = {**signup, **sync_topics.topics(context)}
+            # The backfill and the sweeps share the engine's clients: one cost budget per shop.
+            sync = SyncRuntime(
+                runtime, sync_options, emanage=context.emanage, products_factory=context.products
+            )
+        stack.callback(sync.close)
+        # Backfills and reconcile sweeps. The sweeps are published once per interval whatever
+        # the tick; ticking more often only makes a new shop's first backfill start sooner.
+        periodic = [
+            (min(30.0, sync_options.reconcile_interval_seconds), lambda: sync_jobs.tick(sync))
+        ]
+        await _consume(settings, runtime, stop, {**signup, **sync_jobs.topics(sync)}, periodic)
 
 
 async def _consume(
-    settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event, signup: TopicTable
+    settings: Settings,
+    runtime: ShopsRuntime,
+    stop: asyncio.Event,
+    signup: TopicTable,
+    periodic: Sequence[tuple[float, Callable[[], None]]] = (),
 ) -> None:
     options = WorkerOptions.from_settings(settings)
     handlers = default_handlers(uninstall_hooks=(revoke_ctrwow_on_uninstall(settings),))
-    sync = SyncRuntime(runtime, SyncOptions.from_settings(settings))
-    extra = {**signup, **sync_topics.topics(sync)}
-    # The sweeps are published once per interval whatever the tick; ticking more often only
-    # makes a new shop's first backfill start sooner.
-    periodic = [
-        (min(30.0, sync.options.reconcile_interval_seconds), lambda: sync_topics.tick(sync))
-    ]
-    try:
-        if not settings.bus_url.startswith(("amqp://", "amqps://")):
-            worker = Worker(
-                runtime, options=options, handlers=handlers, extra=extra, periodic=periodic
-            )
-            await worker.serve(stop)
-            return
-        from syncapp.bus.rabbitmq import RabbitBus
-
-        rabbit = RabbitBus(settings.bus_url, runtime.engine, policy=options.policy)
-        table = {**worker_topics(settings, runtime), **extra}
-        backend = rabbit.consumer(sorted(table), group="worker")
+    if not settings.bus_url.startswith(("amqp://", "amqps://")):
         worker = Worker(
-            runtime,
-            options=options,
-            handlers=handlers,
-            backend=backend,
-            extra=extra,
-            periodic=periodic,
+            runtime, options=options, handlers=handlers, extra=signup, periodic=periodic
         )
-        relay = asyncio.create_task(rabbit.relay().run(stop))
-        try:
-            await worker.serve(stop)
-        finally:
-            await relay
-            await rabbit.close()
+        await worker.serve(stop)
+        return
+    from syncapp.bus.rabbitmq import RabbitBus
+
+    rabbit = RabbitBus(settings.bus_url, runtime.engine, policy=options.policy)
+    table = {**worker_topics(settings, runtime), **signup}
+    backend = rabbit.consumer(sorted(table), group="worker")
+    worker = Worker(
+        runtime,
+        options=options,
+        handlers=handlers,
+        backend=backend,
+        extra=signup,
+        periodic=periodic,
+    )
+    relay = asyncio.create_task(rabbit.relay().run(stop))
+    try:
+        await worker.serve(stop)
     finally:
-        sync.close()
+        await relay
+        await rabbit.close()
 
 
 def run_worker(settings: Settings) -> None:

@@ -21,7 +21,7 @@ SPECVERSION = "1.0"
 APP_SOURCE = "urn:emanagecrm:syncapp"
 """The ``source`` of the events the app itself publishes."""
 
-_TYPE = re.compile(r"^[a-z][a-z0-9]*(\.[a-z][a-z0-9_]*(-[a-z0-9_]+)*)+\.v[1-9][0-9]*$")
+_TYPE = re.compile(r"^[a-z][a-z0-9]*(\.[a-z][a-z0-9_]*)+\.v[1-9][0-9]*$")
 
 
 class InvalidEvent(ValueError):

@@ -41,7 +41,8 @@ from syncapp.connectors.shopify.products import ShopifyUserErrors
 from syncapp.store.locking import locked_transaction
 from syncapp.store.models import Shop
 from syncapp.sync.bulk_jsonl import Assembled, Assembler, Position, parse_line, split_lines
-from syncapp.sync.events import BACKFILL_REQUESTED, RESYNC_REQUESTED, publish_resync
+from syncapp.sync.events import BACKFILL_REQUESTED, RESYNC_REQUESTED
+from syncapp.sync.events import request_resync as publish_resync
 from syncapp.sync.models import SyncCursor
 from syncapp.sync.runtime import SyncRuntime
 
@@ -449,7 +450,7 @@ def _commit(
                 continue
             publish_resync(
                 session,
-                shop=shop,
+                shop_domain=shop,
                 reason="backfill",
                 shopify_gid=product.gid,
                 snapshot=product.snapshot,

@@ -1,17 +1,22 @@
-"""Events the sync domain publishes (CloudEvents types listed in ``docs/events.md``).
+"""Events the sync domain publishes and consumes (the CloudEvents types in ``docs/events.md``).
 
-- ``product.resync-requested``: one product should be brought to agreement (the engine
-  applies it like a notification: fetch, merge, write, link). Published by the backfill (with
-  the product's snapshot from the bulk export), the reconcile sweep and operators' resyncs.
-  Partition key ``<shop>/Product/<numeric id>`` (or ``<shop>/EmanageProduct/<id>``), so it
-  is never processed beside a webhook about the same product.
-- ``backfill.requested`` / ``reconcile.requested``: a shop's backfill or reconcile sweep is
-  due; the sync's own consumer runs it (key ``<shop>/backfill``, ``<shop>/reconcile``: one at
-  a time per shop).
+``product.resync_requested`` asks the engine to reconcile one product pair now: the backfill
+publishes it for every product of the bulk export (with the export's node as ``snapshot``, so
+the engine need not read the product again), the reconcile sweep for every product changed
+since its watermark, an operator for one product. The engine treats it like a notification:
+it fetches what it needs and merges, so publishing it twice, late, or for an unchanged product
+is harmless.
+
+(The type is ``resync_requested``: the bus's type names allow ``_``, not ``-``.)
+
+``backfill.requested`` / ``reconcile.requested``: a shop's backfill (a run of its own, see
+:mod:`.backfill`) or reconcile sweep is due; :mod:`.jobs` runs them (keys ``<shop>/backfill``
+and ``<shop>/reconcile``: one at a time per shop).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,38 +24,44 @@ from sqlalchemy.orm import Session
 from syncapp.bus.envelope import EventType
 from syncapp.bus.outbox import new_event, publish
 
-__all__ = [
-    "BACKFILL_REQUESTED",
-    "RECONCILE_REQUESTED",
-    "RESYNC_REQUESTED",
-    "SYNC_EVENTS",
-    "product_key",
-    "publish_resync",
-]
-
-_SHOP = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$"}
-_GID = {"type": "string", "pattern": r"^gid://shopify/Product/[0-9]+$"}
+SHOPIFY_PRODUCT_GID = r"^gid://shopify/Product/[0-9]+$"
 
 RESYNC_REQUESTED = EventType(
-    "com.emanagecrm.syncapp.product.resync-requested.v1",
-    "Bring one product to agreement on both sides (backfill, reconcile sweep, operator resync).",
+    "com.emanagecrm.syncapp.product.resync_requested.v1",
+    "Reconcile one product pair now (backfill, reconcile sweep or an operator asked).",
     {
         "type": "object",
         "required": ["reason"],
         "properties": {
-            "shopifyProductId": _GID,
+            "shopifyProductId": {"type": "string", "pattern": SHOPIFY_PRODUCT_GID},
             "emanageProductId": {"type": "string", "minLength": 1, "maxLength": 64},
             "snapshot": {
-                "type": ["object", "null"],
-                "description": "The Shopify product as the SyncProduct read or the bulk export "
-                "gives it (variants under variants.nodes); absent: the engine reads it.",
+                "description": (
+                    "The Shopify product as the bulk export gives it (a SyncProduct node with"
+                    " its variants under variants.nodes); used instead of a read unless the"
+                    " link already holds a newer Shopify state"
+                ),
+                "type": "object",
+                "required": ["id", "title", "variants"],
+                "properties": {
+                    "id": {"type": "string", "pattern": SHOPIFY_PRODUCT_GID},
+                    "title": {"type": "string"},
+                    "updatedAt": {"type": ["string", "null"]},
+                    "variants": {
+                        "type": "object",
+                        "required": ["nodes"],
+                        "properties": {"nodes": {"type": "array", "items": {"type": "object"}}},
+                    },
+                },
             },
-            "reason": {"enum": ["backfill", "reconcile", "resync"]},
+            "reason": {"type": "string", "enum": ["backfill", "reconcile", "operator", "retry"]},
         },
         "anyOf": [{"required": ["shopifyProductId"]}, {"required": ["emanageProductId"]}],
         "additionalProperties": False,
     },
 )
+
+_SHOP = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$"}
 
 BACKFILL_REQUESTED = EventType(
     "com.emanagecrm.syncapp.backfill.requested.v1",
@@ -82,38 +93,41 @@ RECONCILE_REQUESTED = EventType(
 SYNC_EVENTS = (RESYNC_REQUESTED, BACKFILL_REQUESTED, RECONCILE_REQUESTED)
 
 
-def product_key(*, shopify_gid: str | None = None, emanage_id: str | None = None) -> str:
-    """The object part of a resync's partition key."""
-    if shopify_gid is not None:
-        return "Product/" + shopify_gid.rsplit("/", 1)[-1]
-    if emanage_id is not None:
+def product_object(*, shopify_gid: str | None = None, emanage_id: str | None = None) -> str:
+    """The partition object of a product pair: ``Product/<id>`` (the key Shopify's product
+    webhooks have) when the Shopify id is known, else ``EmanageProduct/<id>`` (the key of an
+    unlinked eManageCRM product's notifications)."""
+    if shopify_gid:
+        return shopify_gid.removeprefix("gid://shopify/")
+    if emanage_id:
         return f"EmanageProduct/{emanage_id}"
-    raise ValueError("a resync names a Shopify or an eManageCRM product")
+    raise ValueError("a product pair needs a Shopify or an eManageCRM id")
 
 
-def publish_resync(
+def request_resync(
     session: Session,
     *,
-    shop: str,
+    shop_domain: str,
     reason: str,
     shopify_gid: str | None = None,
     emanage_id: str | None = None,
-    snapshot: dict[str, Any] | None = None,
+    snapshot: Mapping[str, Any] | None = None,
     event_id: str | None = None,
 ) -> str:
-    """Put a resync-requested event in the outbox in ``session``'s transaction; returns its id.
-    A deterministic ``event_id`` makes a second publish of the same request fail the flush."""
+    """Publish ``product.resync_requested`` in ``session``'s transaction; returns its id. A
+    deterministic ``event_id`` (the backfill's) makes a second publish fail the flush."""
+    gid = shopify_gid or (str(snapshot["id"]) if snapshot else None)
     data: dict[str, Any] = {"reason": reason}
-    if shopify_gid is not None:
-        data["shopifyProductId"] = shopify_gid
-    if emanage_id is not None:
+    if gid:
+        data["shopifyProductId"] = gid
+    if emanage_id:
         data["emanageProductId"] = emanage_id
     if snapshot is not None:
-        data["snapshot"] = snapshot
+        data["snapshot"] = dict(snapshot)
     event = new_event(
         RESYNC_REQUESTED,
-        shop_domain=shop,
-        obj=product_key(shopify_gid=shopify_gid, emanage_id=emanage_id),
+        shop_domain=shop_domain,
+        obj=product_object(shopify_gid=gid, emanage_id=emanage_id),
         data=data,
         event_id=event_id,
     )

@@ -16,7 +16,6 @@ cursors ``reconcile_shopify`` and ``reconcile_emanage``.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +29,8 @@ from syncapp.bus.models import InboundEvent
 from syncapp.bus.outbox import new_event, publish
 from syncapp.store.locking import locked_transaction
 from syncapp.store.models import Shop
-from syncapp.sync.events import RECONCILE_REQUESTED, RESYNC_REQUESTED, product_key, publish_resync
+from syncapp.sync.events import RECONCILE_REQUESTED, RESYNC_REQUESTED, product_object
+from syncapp.sync.events import request_resync as publish_resync
 from syncapp.sync.fingerprint import fingerprint
 from syncapp.sync.mapping import product_from_emanage, product_from_shopify
 from syncapp.sync.models import PRODUCT, SyncCursor, SyncLink, SyncSettings
@@ -190,11 +190,11 @@ def sweep_shopify(rt: SyncRuntime, shop: str) -> int:
                     )
                 )
             }
-            waiting = _waiting_keys(session, shop, [product_key(shopify_gid=g) for g in gids])
+            waiting = _waiting_keys(session, shop, [product_object(shopify_gid=g) for g in gids])
         publish_now: list[tuple[str, dict[str, Any] | None]] = []
         for item in page:
             gid = str(item["id"])
-            if f"{shop}/{product_key(shopify_gid=gid)}" in waiting:
+            if f"{shop}/{product_object(shopify_gid=gid)}" in waiting:
                 continue
             link = links.get(gid)
             agreed_at = _aware(link.shopify_updated_at) if link is not None else None
@@ -213,7 +213,11 @@ def sweep_shopify(rt: SyncRuntime, shop: str) -> int:
         with locked_transaction(sessions) as session:
             for gid, snapshot in publish_now:
                 publish_resync(
-                    session, shop=shop, reason="reconcile", shopify_gid=gid, snapshot=snapshot
+                    session,
+                    shop_domain=shop,
+                    reason="reconcile",
+                    shopify_gid=gid,
+                    snapshot=snapshot,
                 )
             _advance(
                 session,
@@ -240,86 +244,81 @@ def _emanage_account(session: Session, shop_id: int) -> str | None:
     )
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
+def _emanage_page_plan(rt: SyncRuntime, shop: str, shop_id: int, items: Sequence[Any]) -> list[str]:
+    """The eManageCRM products of a page that need a resync (short read transaction)."""
+    ids = [str(i.product_id) for i in items]
+    with rt.shops.sessions() as session:
+        links = {
+            link.emanage_id: link
+            for link in session.scalars(
+                select(SyncLink).where(
+                    SyncLink.shop_id == shop_id,
+                    SyncLink.kind == PRODUCT,
+                    SyncLink.emanage_id.in_(ids),
+                )
+            )
+        }
+        waiting = _waiting_keys(session, shop, [product_object(emanage_id=i) for i in ids])
+    out = []
+    for item, ident in zip(items, ids, strict=True):
+        if f"{shop}/{product_object(emanage_id=ident)}" in waiting:
+            continue
+        link = links.get(ident)
+        version = link.emanage_version if link is not None else None
+        if version is not None and item.version <= version:
+            continue  # the engine agreed on this version (or a newer one) already
+        if link is not None and link.emanage_fingerprint is not None:
+            try:
+                if fingerprint(product_from_emanage(item.body)) == link.emanage_fingerprint:
+                    continue
+            except (KeyError, ValueError, TypeError):
+                pass  # not mappable here: the engine reads it and says why
+        out.append(ident)
+    return out
 
 
-def _field(item: Any, *names: str) -> Any:
-    for name in names:
-        value = item.get(name) if isinstance(item, dict) else getattr(item, name, None)
-        if value is not None:
-            return value
-    return None
+def _emanage_page_commit(
+    rt: SyncRuntime, shop: str, shop_id: int, ids: Sequence[str], watermark: str, swept: int
+) -> None:
+    with locked_transaction(rt.shops.sessions) as session:
+        for ident in ids:
+            publish_resync(session, shop_domain=shop, reason="reconcile", emanage_id=ident)
+        _advance(session, shop_id, EMANAGE_CURSOR, watermark, swept=swept, published=len(ids))
 
 
-def sweep_emanage(rt: SyncRuntime, shop: str) -> int:
-    """One eManageCRM sweep of ``shop`` through ``EmanageClient.list_products(account_id=,
-    updated_since=, after=, limit=)``; returns how many resyncs it published (0 without a
-    client that lists products)."""
-    lister = getattr(rt.emanage, "list_products", None)
-    if lister is None:
+async def sweep_emanage(rt: SyncRuntime, shop: str) -> int:
+    """One eManageCRM sweep of ``shop`` through ``EmanageClient.list_products(updated_since=)``
+    (inclusive to the second; pages in (updatedAt, productId) order); returns how many
+    resyncs it published (0 without an eManageCRM client or account)."""
+    if rt.emanage is None:
         return 0
     sessions = rt.shops.sessions
-    shop_id, watermark = _start_watermark(sessions, shop, EMANAGE_CURSOR)
-    with sessions() as session:
-        account = _emanage_account(session, shop_id)
-    if account is None:
+    shop_id, watermark = await asyncio.to_thread(_start_watermark, sessions, shop, EMANAGE_CURSOR)
+
+    def account() -> str | None:
+        with sessions() as session:
+            return _emanage_account(session, shop_id)
+
+    account_id = await asyncio.to_thread(account)
+    if account_id is None:
         return 0
     total = 0
     after: str | None = None
+    since = _parse(watermark)
     while True:
-        page = asyncio.run(
-            _maybe_await(
-                lister(account_id=account, updated_since=_parse(watermark), after=after, limit=100)
-            )
+        page = await rt.emanage.list_products(
+            account_id=account_id, updated_since=since, after=after, limit=100
         )
-        items = list(_field(page, "items", "products") or [])
-        if not items:
+        if not page.items:
             break
-        ids = [str(_field(i, "id", "productId")) for i in items]
-        with sessions() as session:
-            links = {
-                link.emanage_id: link
-                for link in session.scalars(
-                    select(SyncLink).where(
-                        SyncLink.shop_id == shop_id,
-                        SyncLink.kind == PRODUCT,
-                        SyncLink.emanage_id.in_(ids),
-                    )
-                )
-            }
-            waiting = _waiting_keys(session, shop, [product_key(emanage_id=i) for i in ids])
-        publish_now = []
-        newest = watermark
-        for item, ident in zip(items, ids, strict=True):
-            stamp = _field(item, "updated_at", "updatedAt", "dateUpdated")
-            if stamp is not None:
-                text = stamp if isinstance(stamp, str) else _iso(stamp)
-                newest = max(newest, text, key=_parse)
-            if f"{shop}/{product_key(emanage_id=ident)}" in waiting:
-                continue
-            link = links.get(ident)
-            body = item if isinstance(item, dict) else item.model_dump(by_alias=True)
-            try:
-                current = fingerprint(product_from_emanage(body))
-            except (KeyError, ValueError, TypeError):
-                current = None  # not a full product: let the engine read it
-            if link is not None and current is not None and link.emanage_fingerprint == current:
-                continue
-            publish_now.append(ident)
-        with locked_transaction(sessions) as session:
-            for ident in publish_now:
-                publish_resync(session, shop=shop, reason="reconcile", emanage_id=ident)
-            _advance(
-                session,
-                shop_id,
-                EMANAGE_CURSOR,
-                newest,
-                swept=len(items),
-                published=len(publish_now),
-            )
-        total += len(publish_now)
-        after = _field(page, "next", "next_cursor", "after")
+        ids = await asyncio.to_thread(_emanage_page_plan, rt, shop, shop_id, page.items)
+        newest = max([watermark, *(_iso(i.updated_at) for i in page.items)], key=_parse)
+        await asyncio.to_thread(
+            _emanage_page_commit, rt, shop, shop_id, ids, newest, len(page.items)
+        )
+        watermark = newest
+        total += len(ids)
+        after = page.next
         if not after:
             break
     if total:
@@ -327,6 +326,7 @@ def sweep_emanage(rt: SyncRuntime, shop: str) -> int:
     return total
 
 
-def sweep(rt: SyncRuntime, shop: str) -> int:
+async def sweep(rt: SyncRuntime, shop: str) -> int:
     """Both sides' sweeps of ``shop``; returns how many resyncs were published."""
-    return sweep_shopify(rt, shop) + sweep_emanage(rt, shop)
+    shopify = await asyncio.to_thread(sweep_shopify, rt, shop)
+    return shopify + await sweep_emanage(rt, shop)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.store.locking import locked_transaction
 from syncapp.store.models import Shop
 from syncapp.sync.backfill import request_backfill
-from syncapp.sync.events import publish_resync
+from syncapp.sync.events import request_resync as publish_resync
 from syncapp.sync.state import UnknownShop
 
 __all__ = ["OBJECT_PATTERN", "InvalidObject", "Resync", "parse_object", "request_resync"]
@@ -73,7 +73,7 @@ def request_resync(sessions: sessionmaker[Session], shop: str, obj: str | None =
             run = request_backfill(session, shop_id=shop_id, shop=shop, reason="resync")
             return Resync(shop=shop, scope="shop", run=run)
         event_id = publish_resync(
-            session, shop=shop, reason="resync", shopify_gid=gid, emanage_id=emanage_id
+            session, shop_domain=shop, reason="operator", shopify_gid=gid, emanage_id=emanage_id
         )
     return Resync(
         shop=shop,

@@ -1,52 +1,124 @@
-"""The sync domain's topic table for the bus: ``backfill.requested`` advances a backfill one
-step (waiting outside the retry budget while the bulk export runs, and between streaming
-slices so other shops get the worker), ``reconcile.requested`` sweeps the shop once.
+"""The sync domain's topic table for the bus: Shopify's product webhooks, eManageCRM's product
+notifications and the app's own ``product.resync_requested``, each reconciled by the engine.
 
-Both run their blocking work (Shopify calls, the JSONL download, short transactions) in a
-thread, so the consumer keeps renewing leases meanwhile. :func:`tick` is what the worker runs
-periodically: first backfills of new shops and each interval's sweeps.
+A handler only extracts *which* product the event is about (and checks the payload is about a
+product at all: a signed body replayed under another topic names no Product GID and changes
+nothing); :func:`syncapp.sync.engine.reconcile` fetches the truth, so what else the payload
+says is never applied (pitfalls 2, 4, 8).
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Mapping
+from typing import Any
 
-import structlog
+from syncapp.bus.interface import APP, DeadLetter, Delivery, Handler, Outcome, TopicTable
+from syncapp.sync.context import SyncContext
+from syncapp.sync.engine import Request, Trigger, reconcile
+from syncapp.sync.events import RESYNC_REQUESTED
+from syncapp.sync.links import PRODUCT_GID as _PRODUCT_GID
+from syncapp.sync.links import shopify_product_gid
 
-from syncapp.bus.interface import APP, Ack, Delivery, Outcome, Retry, TopicTable
-from syncapp.sync.backfill import advance_backfill, request_due_backfills
-from syncapp.sync.events import BACKFILL_REQUESTED, RECONCILE_REQUESTED
-from syncapp.sync.reconcile import request_due_reconciles, sweep
-from syncapp.sync.runtime import SyncRuntime
-
-log = structlog.get_logger(__name__)
+SHOPIFY_TOPICS = ("products/create", "products/update", "products/delete")
+EMANAGE_TOPICS = ("product.created", "product.updated", "product.archived")
 
 
-def topics(rt: SyncRuntime) -> TopicTable:
-    async def backfill_requested(delivery: Delivery) -> Outcome:
-        data = delivery.data()
-        wait = await asyncio.to_thread(
-            advance_backfill, rt, str(data["shop_domain"]), str(data["run"])
+def _notification_data(body: object) -> Mapping[str, Any] | None:
+    if not isinstance(body, Mapping):
+        return None
+    data = body.get("data")
+    return data if isinstance(data, Mapping) else body
+
+
+def shopify_handler(context: SyncContext) -> Handler:
+    async def handle(delivery: Delivery) -> Outcome:
+        gid = shopify_product_gid(delivery.data())
+        if gid is None:
+            return DeadLetter(f"refused: a {delivery.topic} payload that names no product")
+        return await reconcile(
+            context,
+            Request(
+                shop=delivery.shop_domain,
+                trigger=Trigger.SHOPIFY,
+                correlation_id=delivery.delivery_id,
+                shopify_gid=gid,
+                deleted=delivery.topic == "products/delete",
+            ),
         )
-        if wait is None:
-            return Ack(note="backfill over")
-        return Retry("the backfill waits for its next step", after=wait, counts=False)
 
-    async def reconcile_requested(delivery: Delivery) -> Outcome:
-        published = await asyncio.to_thread(sweep, rt, str(delivery.data()["shop_domain"]))
-        return Ack(note=f"swept: {published} resyncs")
-
-    return {
-        (APP, BACKFILL_REQUESTED.name): backfill_requested,
-        (APP, RECONCILE_REQUESTED.name): reconcile_requested,
-    }
+    return handle
 
 
-def tick(rt: SyncRuntime) -> None:
-    """Publish due first backfills and this interval's sweeps (idempotent per interval)."""
-    started = request_due_backfills(rt.shops.sessions)
-    swept = request_due_reconciles(
-        rt.shops.sessions, interval=rt.options.reconcile_interval_seconds
-    )
-    if started or swept:
-        log.info("sync.tick", backfills=started, sweeps=swept)
+def emanage_handler(context: SyncContext) -> Handler:
+    async def handle(delivery: Delivery) -> Outcome:
+        # The stored body is eManageCRM's notification: ``data`` is the product resource
+        # after the change (its ``productId`` or ``id``, ``version``, ``externalRefs``).
+        data = _notification_data(delivery.data())
+        product_id = None if data is None else data.get("productId", data.get("id"))
+        if data is None or not isinstance(product_id, str | int) or isinstance(product_id, bool):
+            return DeadLetter(f"refused: a {delivery.topic} notification that names no product")
+        version = data.get("version")
+        refs = data.get("externalRefs")
+        ref = refs.get("shopifyProductId") if isinstance(refs, Mapping) else None
+        # The reference may be the GID, a number or its digits.
+        gid = shopify_product_gid(
+            {"admin_graphql_api_id": ref}
+            if isinstance(ref, str) and ref.startswith("gid://")
+            else {"id": ref}
+        )
+        return await reconcile(
+            context,
+            Request(
+                shop=delivery.shop_domain,
+                trigger=Trigger.EMANAGE,
+                correlation_id=delivery.delivery_id,
+                emanage_id=str(product_id),
+                emanage_version=version if isinstance(version, int) else None,
+                shopify_gid=gid,
+            ),
+        )
+
+    return handle
+
+
+def resync_handler(context: SyncContext) -> Handler:
+    async def handle(delivery: Delivery) -> Outcome:
+        data = delivery.data()
+        if not isinstance(data, Mapping):
+            return DeadLetter("refused: a resync request without data")
+        gid = data.get("shopifyProductId")
+        eid = data.get("emanageProductId")
+        snapshot = data.get("snapshot")
+        if not (isinstance(gid, str) and gid.startswith(_PRODUCT_GID)):
+            gid = None
+        if not isinstance(eid, str) or not eid:
+            eid = None
+        if gid is None and eid is None:
+            return DeadLetter("refused: a resync request that names no product")
+        if not isinstance(snapshot, Mapping) or snapshot.get("id") != gid:
+            snapshot = None  # a snapshot of another product is never used for this one
+        return await reconcile(
+            context,
+            Request(
+                shop=delivery.shop_domain,
+                trigger=Trigger.RESYNC,
+                correlation_id=delivery.delivery_id,
+                shopify_gid=gid,
+                emanage_id=eid,
+                snapshot=snapshot,
+            ),
+        )
+
+    return handle
+
+
+def topics(context: SyncContext) -> TopicTable:
+    """The sync's handlers by (source, topic)."""
+    table: TopicTable = {}
+    on_shopify, on_emanage = shopify_handler(context), emanage_handler(context)
+    for topic in SHOPIFY_TOPICS:
+        table[("shopify", topic)] = on_shopify
+    for topic in EMANAGE_TOPICS:
+        table[("emanage", topic)] = on_emanage
+    table[(APP, RESYNC_REQUESTED.name)] = resync_handler(context)
+    return table

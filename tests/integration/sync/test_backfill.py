@@ -27,10 +27,10 @@ from syncapp.sync import state
 from syncapp.sync.backfill import CURSOR, advance_backfill, backfill_progress
 from syncapp.sync.catalog import Option, Product, Variant
 from syncapp.sync.events import BACKFILL_REQUESTED, RESYNC_REQUESTED
+from syncapp.sync.jobs import topics
 from syncapp.sync.mapping import product_from_shopify, product_set_input
 from syncapp.sync.models import SyncCursor
 from syncapp.sync.runtime import SyncOptions, SyncRuntime
-from syncapp.sync.topics import topics
 from syncapp.worker import Worker, WorkerOptions
 from tests.integration.shops.conftest import System, handle_for, running_system
 

@@ -16,6 +16,7 @@ PURE = [
     SRC / "sync" / "merge.py",
     SRC / "sync" / "plan.py",
     SRC / "sync" / "bulk_jsonl.py",
+    SRC / "sync" / "links.py",
     SRC / "connectors" / "shopify" / "budget.py",
 ]
 ALLOWED = {
@@ -34,6 +35,7 @@ ALLOWED = {
     "syncapp.sync.catalog",
     "syncapp.sync.fingerprint",
     "syncapp.sync.merge",
+    "syncapp.sync.plan",
 }
 
 

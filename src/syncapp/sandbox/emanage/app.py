@@ -16,7 +16,16 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from syncapp.favicon import favicon_routes
-from syncapp.sandbox.emanage import accounts, control, iam, providers, sso, ui, websales
+from syncapp.sandbox.emanage import (
+    accounts,
+    control,
+    iam,
+    products,
+    providers,
+    sso,
+    ui,
+    websales,
+)
 from syncapp.sandbox.emanage.config import EmanageSandboxConfig
 from syncapp.sandbox.emanage.contract import load_contract
 from syncapp.sandbox.emanage.db import EmanageDB
@@ -60,6 +69,7 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
         *accounts.routes(state),
         *sso.routes(state),
         *providers.routes(state),
+        *products.routes(state),
         *ui.routes(state),
         *websales.routes(state),
         *control.routes(state),

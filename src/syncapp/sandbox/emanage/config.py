@@ -18,6 +18,8 @@ ALL_SCOPES: tuple[str, ...] = (
     "users:write",
     "sso:write",
     "providers:read",
+    "products:read",
+    "products:write",
     # The Sync App's own Sync API, for eManageCRM's services (JWTs with resource=<app>/api).
     "sync:read",
     "sync:write",
