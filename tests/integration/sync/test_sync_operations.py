@@ -231,3 +231,36 @@ def test_sync_status_and_resync_of_one_product_or_the_whole_shop(
     assert invoke(system, ["sync", "resync", shop, "gid://shopify/Order/1"]).exit_code == 2
     assert invoke(system, ["sync", "resync", "nobody", "42"]).exit_code == 2
     assert invoke(system, ["sync", "status", "nobody"]).exit_code == 2
+
+
+def test_a_new_shop_gets_its_first_backfill_once_its_sign_up_is_done(
+    system: System, request: pytest.FixtureRequest
+) -> None:
+    """The worker's tick starts a backfill for a shop whose sign-up is done and that never
+    had one, once; a shop that turned sync off, or is still signing up, gets none."""
+    from syncapp.onboarding.models import OnboardingJob
+    from syncapp.sync import state
+    from syncapp.sync.backfill import request_due_backfills
+
+    done, off, busy = (system.create_shop(handle_for(request, name)) for name in ("nd", "no", "nb"))
+    for shop in (done, off, busy):
+        system.install(shop)
+    state.set_keep_products_synchronized(system.runtime.sessions, off, False)
+    with system.runtime.sessions.begin() as session:
+        for shop in (done, off):
+            shop_id = shop_id_of(system, shop)
+            job = session.scalar(
+                select(OnboardingJob).where(
+                    OnboardingJob.shop_id == shop_id, OnboardingJob.kind == "signup"
+                )
+            )
+            if job is None:
+                job = OnboardingJob(shop_id=shop_id, kind="signup")
+                session.add(job)
+            job.status = "done"
+    request_due_backfills(system.runtime.sessions)
+    assert cursor(system, done)["reason"] == "new shop"
+    assert request_due_backfills(system.runtime.sessions) == 0
+    with system.runtime.sessions() as session:
+        for shop in (off, busy):
+            assert session.get(SyncCursor, (shop_id_of(system, shop), "backfill")) is None
