@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncapp.bus.models import InboundEvent
@@ -134,8 +134,11 @@ class TopicStatus:
         return max(0.0, (now - oldest).total_seconds())
 
 
-def status(sessions: sessionmaker[Session], *, per_shop: bool = False) -> list[TopicStatus]:
-    """Depth, in flight, dead letters and the oldest pending event, per topic (and shop)."""
+def status(
+    sessions: sessionmaker[Session], *, per_shop: bool = False, shop: str | None = None
+) -> list[TopicStatus]:
+    """Depth, in flight, dead letters and the oldest pending event, per topic (and shop);
+    ``shop`` counts that shop's events only (the App Home asks on every poll)."""
     groups: list[Any] = [InboundEvent.source, InboundEvent.topic]
     if per_shop:
         groups.append(InboundEvent.shop_domain)
@@ -154,6 +157,7 @@ def status(sessions: sessionmaker[Session], *, per_shop: bool = False) -> list[T
         rows = session.execute(
             select(*groups, *counts)
             .where(InboundEvent.status.in_(("pending", "processing", "dead")))
+            .where(InboundEvent.shop_domain == shop if shop is not None else true())
             .group_by(*groups)
             .order_by(*groups)
         ).all()

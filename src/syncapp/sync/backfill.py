@@ -101,12 +101,14 @@ def request_backfill(session: Session, *, shop_id: int, shop: str, reason: str) 
     else:
         cursor.position = position
         cursor.done = False
-    _publish_step(session, shop=shop, run=run, reason=reason, step=0)
+    _publish_step(session, shop=shop, run=run, reason=reason)
     log.info("sync.backfill_requested", shop=shop, run=run, reason=reason)
     return run
 
 
-def _publish_step(session: Session, *, shop: str, run: str, reason: str, step: int) -> None:
+def _publish_step(
+    session: Session, *, shop: str, run: str, reason: str, step: str | None = None
+) -> None:
     publish(
         session,
         new_event(
@@ -114,7 +116,8 @@ def _publish_step(session: Session, *, shop: str, run: str, reason: str, step: i
             shop_domain=shop,
             obj="backfill",
             data={"shop_domain": shop, "run": run, "reason": reason},
-            event_id=f"{shop}/backfill/{run}" + (f"/step{step}" if step else ""),
+            # A resumed run's step events get a random suffix: its first step keeps the run's id.
+            event_id=f"{shop}/backfill/{run}" + (f"/step-{step}" if step else ""),
         ),
     )
 
@@ -135,19 +138,12 @@ def ensure_backfill(session: Session, *, shop_id: int, shop: str, reason: str) -
         )
     )
     if not waiting:
-        steps = session.scalar(
-            select(func.count()).where(
-                InboundEvent.source == APP,
-                InboundEvent.delivery_id.like(f"{shop}/backfill/{run}%"),
-                InboundEvent.topic == BACKFILL_REQUESTED.name,
-            )
-        )
         _publish_step(
             session,
             shop=shop,
             run=run,
             reason=str(cursor.position.get("reason") or reason),
-            step=int(steps or 0) + 1,
+            step=uuid.uuid4().hex[:8],
         )
         log.info("sync.backfill_resumed", shop=shop, run=run)
     return run, False

@@ -122,7 +122,8 @@ def _start_watermark(sessions: sessionmaker[Session], shop: str, name: str) -> t
             return shop_id, str(cursor.position["watermark"])
         backfill = session.get(SyncCursor, (shop_id, "backfill"))
         if backfill is not None and backfill.position.get("requested_at"):
-            return shop_id, str(backfill.position["requested_at"])
+            # Whole seconds (the search's granularity), rounded down: still inclusive.
+            return shop_id, _iso(_parse(str(backfill.position["requested_at"])))
     return shop_id, _iso(datetime.now(UTC))
 
 

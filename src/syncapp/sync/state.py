@@ -97,7 +97,7 @@ def sync_status(sessions: sessionmaker[Session], shop: str) -> SyncStatus:
             )
         )
         keep = keeps_products_synchronized(session, shop_id)
-    events = [s for s in bus_status(sessions, per_shop=True) if s.shop == shop]
+    events = bus_status(sessions, per_shop=True, shop=shop)
     oldest = [_aware(s.oldest_pending) for s in events if s.oldest_pending is not None]
     return SyncStatus(
         shop=shop,
