@@ -16,7 +16,17 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from syncapp.favicon import favicon_routes
-from syncapp.sandbox.emanage import accounts, control, iam, providers, sso, ui, websales
+from syncapp.sandbox.emanage import (
+    accounts,
+    control,
+    delivery,
+    iam,
+    providers,
+    sso,
+    subscriptions,
+    ui,
+    websales,
+)
 from syncapp.sandbox.emanage.config import EmanageSandboxConfig
 from syncapp.sandbox.emanage.contract import load_contract
 from syncapp.sandbox.emanage.db import EmanageDB
@@ -29,6 +39,7 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
     """Build the sandbox on the state in ``config.database_path`` (created if missing)."""
     contract = load_contract(config.contract_path)
     state = EmanageState(config=config, db=EmanageDB(config.database_path))
+    deliverer = delivery.NotificationDeliverer(state)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -46,9 +57,11 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await deliverer.start()
         try:
             yield
         finally:
+            await deliverer.stop()
             state.db.close()
 
     routes: list[BaseRoute] = [
@@ -62,7 +75,9 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
         *providers.routes(state),
         *ui.routes(state),
         *websales.routes(state),
+        *subscriptions.routes(state),
         *control.routes(state),
+        *delivery.routes(state, deliverer),
     ]
     app = Starlette(
         routes=routes,
@@ -74,4 +89,5 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
         ],
     )
     app.state.sandbox = state
+    app.state.deliverer = deliverer
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from syncapp.sandbox.emanage import events
+from syncapp.sandbox.emanage import events, notification_tables
 from syncapp.sandbox.sqlite import SQLiteStore
 
 SCHEMA = """
@@ -139,4 +139,4 @@ class EmanageDB(SQLiteStore):
     """The eManageCRM sandbox's database."""
 
     def __init__(self, path: Path | str) -> None:
-        super().__init__(path, [SCHEMA, events.SCHEMA])
+        super().__init__(path, [SCHEMA, events.SCHEMA, notification_tables.SCHEMA])
