@@ -226,10 +226,16 @@ def test_a_failing_receiver_is_retried_with_backoff_and_later_events_wait(
     a, b = sandbox.record(account, 1), sandbox.record(account, 2)
     wait_until(lambda: len(receiver.got) >= 4, what="two failures, then both delivered")
     assert receiver.ids() == [a, a, a, b]
-    attempts = sandbox.http.get(
-        "/_sandbox/notifications/attempts", params={"subscriptionId": sub["id"]}
-    ).json()["attempts"]
-    assert [x["statusCode"] for x in attempts] == [500, 503, 200, 200]
+
+    def attempts() -> list[dict[str, Any]]:
+        return list(
+            sandbox.http.get(
+                "/_sandbox/notifications/attempts", params={"subscriptionId": sub["id"]}
+            ).json()["attempts"]
+        )
+
+    wait_until(lambda: len(attempts()) == 4, what="four attempts recorded")
+    assert [x["statusCode"] for x in attempts()] == [500, 503, 200, 200]
     times = [verify(sub["secret"], g) for g in receiver.got]
     assert times == sorted(times)
 
