@@ -307,7 +307,7 @@ def check_product(body: dict[str, Any]) -> ProductData | dict[str, list[str]]:
     if image_url is not None and not image_url.startswith(("http://", "https://")):
         c.add("imageUrl", "'imageUrl' must be an http(s) URL.")
     currency = body.get("currency")
-    if currency not in CURRENCY_DECIMALS:
+    if not isinstance(currency, str) or currency not in CURRENCY_DECIMALS:
         c.add("currency", f"'currency' must be one of {', '.join(CURRENCY_DECIMALS)}.")
         currency = None
     refs = body.get("externalRefs") or {}
@@ -904,11 +904,16 @@ def routes(state: EmanageState) -> list[BaseRoute]:
     async def archive_route(request: Request) -> Response:
         return await guarded_write(request, "archive")
 
+    async def collection(request: Request) -> Response:
+        return await (list_route if request.method == "GET" else create_route)(request)
+
+    async def item(request: Request) -> Response:
+        return await (get_route if request.method == "GET" else replace_route)(request)
+
+    # One route per path, so a 405 lists every method of the resource in Allow.
     base = "/admin/v1/accounts/{account_id}/products"
     return [
-        Route(base, list_route, methods=["GET"]),
-        Route(base, create_route, methods=["POST"]),
-        Route(base + "/{product_id}", get_route, methods=["GET"]),
-        Route(base + "/{product_id}", replace_route, methods=["PUT"]),
+        Route(base, collection, methods=["GET", "POST"]),
+        Route(base + "/{product_id}", item, methods=["GET", "PUT"]),
         Route(base + "/{product_id}/archive", archive_route, methods=["POST"]),
     ]
