@@ -25,7 +25,7 @@ from syncapp.sandbox.emanage import products
 from syncapp.sandbox.emanage.state import EmanageState
 from syncapp.sync.catalog import Option, Product, ProductStatus, Variant
 from syncapp.sync.mapping import emanage_product, product_from_emanage
-from tests.integration.emanage.conftest import bearer, csrf_token, onboard
+from tests.integration.emanage.conftest import bearer, csrf_token, onboard, token
 from tests.integration.emanage.test_sso_and_ui import sso_link
 
 pytestmark = pytest.mark.anyio
@@ -273,7 +273,9 @@ async def test_paging_by_updated_since_keeps_same_second_edits(
             break
     assert seen == [p["productId"] for p in made]
 
-    sandbox(app).clock.advance(60)
+    clock = sandbox(app).clock
+    # A minute on, at the start of a second: both edits below land in that same second.
+    clock.advance(60 + (1 - clock.now() % 1) + 0.001)
     stamps = []
     for p in made[3], made[1]:
         p["name"] += " (edited)"
@@ -284,8 +286,8 @@ async def test_paging_by_updated_since_keeps_same_second_edits(
         )
         assert response.status_code == 200
         stamps.append(response.json()["updatedAt"])
-    # The first edit's second, inclusive: the second edit (same second or later) is in too,
-    # though stored with a later fraction of that second.
+    assert stamps[0] == stamps[1]
+    # That second, inclusive: both edits are in, though stored at different fractions of it.
     stamp = stamps[0]
     since = (
         await http.get(
@@ -321,6 +323,15 @@ async def test_a_token_reaches_only_its_own_accounts_products(http: httpx.AsyncC
     ):
         assert response.status_code == 403
         assert response.json()["code"] == "account_mismatch"
+    system = await token(http)
+    as_system = await http.get(base(b.account_id), headers=bearer(system))
+    assert as_system.json()["code"] == "account_token_required"
+    read_only = await token(http, account_id=b.account_id, scope="products:read")
+    refused = await http.post(base(b.account_id), json=body(), headers=writer(read_only))
+    assert (refused.status_code, refused.json()["code"]) == (403, "insufficient_scope")
+    no_products = await token(http, account_id=b.account_id, scope="users:read")
+    listed = await http.get(base(b.account_id), headers=bearer(no_products))
+    assert (listed.status_code, listed.json()["code"]) == (403, "insufficient_scope")
     crossed = await http.get(
         f"{base(a.account_id)}/{theirs['productId']}", headers=bearer(a.account_token)
     )
