@@ -73,7 +73,7 @@ def webhook_types() -> list[EventType]:
 
 def notification_schema(topic: str) -> dict[str, Any]:
     """The body of an eManageCRM notification as received (docs/contracts/emanage.openapi.yaml,
-    ``Notification``); ``data`` is eManageCRM's resource, typed by the sync engine."""
+    ``Notification``); ``data`` says what changed (a product's id, version and links)."""
     return {
         "type": "object",
         "required": ["id", "type", "occurredAt", "accountId", "data"],

@@ -286,3 +286,38 @@ def test_the_subscription_is_idempotent_retried_while_down_and_rotated(
             replay = em.http.post("/_sandbox/notifications/replay", json={"eventId": event})
             assert replay.json()["sent"][0]["statusCode"] == 401
     engine.dispose()
+
+
+def test_products_written_through_the_api_notify_the_app(tmp_path: Path, port: Port) -> None:
+    """The products API's own notifications (h-emprod): linked → the Shopify product's key."""
+    with emanage(tmp_path / "em") as em:
+        account = em.account()
+        settings = settings_for(tmp_path, port)
+        engine = prepared(settings, account)
+        r = em.http.post(
+            "/iam/oauth/token",
+            data={"grant_type": "client_credentials", "account_id": account},
+            auth=(CLIENT_ID, CLIENT_SECRET),
+        )
+        headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        with app(settings, port):
+            subscribe(settings, em.url)
+            created = em.http.post(
+                f"/admin/v1/accounts/{account}/products",
+                json={
+                    "name": "Jet Fuel",
+                    "status": "active",
+                    "currency": "USD",
+                    "externalRefs": {"shopifyProductId": "gid://shopify/Product/4242"},
+                    "variants": [
+                        {"sku": "JETF", "productPrices": {"DiscountedPrice": {"Value": 19.9}}}
+                    ],
+                },
+                headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+            )
+            assert created.status_code == 201, created.text
+            wait_until(lambda: len(inbox(engine)) == 1, what="product.created in the inbox")
+            (row,) = inbox(engine)
+            assert row.topic == "product.created"
+            assert row.partition_key == f"{SHOP}/Product/4242"
+    engine.dispose()

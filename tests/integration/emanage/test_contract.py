@@ -67,6 +67,26 @@ async def test_every_documented_operation_answers_per_the_contract(
         f"/admin/v1/accounts/{who.account_id}/payment-providers",
         headers=bearer(who.account_token),
     )
+    products = f"/admin/v1/accounts/{who.account_id}/products"
+    product = {
+        "name": "P",
+        "status": "active",
+        "currency": "USD",
+        "variants": [{"sku": "P1", "productPrices": {"DiscountedPrice": {"Value": 19.9}}}],
+    }
+    created = await http.post(products, json=product, headers=bearer(who.account_token, "p-1"))
+    pid = created.json()["productId"]
+    await http.get(products, headers=bearer(who.account_token))
+    await http.get(f"{products}/{pid}", headers=bearer(who.account_token))
+    await http.put(
+        f"{products}/{pid}",
+        json={**product, "name": "Q"},
+        headers={**bearer(who.account_token, "p-2"), "If-Match": '"1"'},
+    )
+    await http.post(
+        f"{products}/{pid}/archive",
+        headers={**bearer(who.account_token, "p-3"), "If-Match": '"2"'},
+    )
     campaign = (
         await http.post(
             f"/_sandbox/accounts/{who.account_id}/campaigns",

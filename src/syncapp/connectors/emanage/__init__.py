@@ -2,7 +2,8 @@
 docs/contracts/emanage.openapi.yaml), its models and its error tree.
 
   client.py   EmanageClient (async, injected httpx.AsyncClient; token cache per process)
-  models.py   Account, User, SsoLink, PaymentProvider, Mid, CampaignSettings, CampaignPrices, ...
+  models.py   Account, User, SsoLink, PaymentProvider, Mid, CampaignSettings, CampaignPrices,
+              EmanageProduct, ProductPage, ...
   errors.py   the error tree (what is retryable) and the pure response → error mapping
 """
 
@@ -20,6 +21,7 @@ from syncapp.connectors.emanage.errors import (
     EmanageTokenRejected,
     EmanageTransientError,
     EmanageValidationError,
+    EmanageVersionConflict,
     is_transient,
     merchant_message,
 )
@@ -27,10 +29,12 @@ from syncapp.connectors.emanage.models import (
     Account,
     CampaignPrices,
     CampaignSettings,
+    EmanageProduct,
     Location,
     Mid,
     PaymentProvider,
     PriceValue,
+    ProductPage,
     ProductPrice,
     Shipping,
     SsoLink,
@@ -50,15 +54,18 @@ __all__ = [
     "EmanageIdempotencyMismatch",
     "EmanageNotFound",
     "EmanagePermanentError",
+    "EmanageProduct",
     "EmanageProtocolError",
     "EmanageRateLimited",
     "EmanageTokenRejected",
     "EmanageTransientError",
     "EmanageValidationError",
+    "EmanageVersionConflict",
     "Location",
     "Mid",
     "PaymentProvider",
     "PriceValue",
+    "ProductPage",
     "ProductPrice",
     "Shipping",
     "SsoLink",

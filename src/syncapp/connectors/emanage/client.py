@@ -16,19 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json as jsonlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import quote
 from uuid import UUID
 
 import httpx
+import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from syncapp.connectors.emanage.errors import (
     EmanageAuthError,
     EmanageConflict,
+    EmanageNotFound,
     EmanageProtocolError,
     EmanageTokenRejected,
     EmanageTransientError,
@@ -39,7 +44,9 @@ from syncapp.connectors.emanage.models import (
     Account,
     CampaignPrices,
     CampaignSettings,
+    EmanageProduct,
     PaymentProvider,
+    ProductPage,
     SsoLink,
     User,
     WebhookSubscription,
@@ -57,6 +64,8 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "providers:read",
     "webhooks:read",
     "webhooks:write",
+    "products:read",
+    "products:write",
 )
 WEBHOOKS_PATH = "/admin/v1/webhook-subscriptions"
 
@@ -270,6 +279,126 @@ class EmanageClient:
             idempotency_key=f"webhooks:update:{subscription_id}:{fingerprint}",
         )
 
+    # --- products ---------------------------------------------------------------------------
+
+    async def list_products(
+        self,
+        *,
+        account_id: UUID | str,
+        updated_since: datetime | None = None,
+        after: str | None = None,
+        limit: int = 100,
+        shopify_product_id: str | None = None,
+        sku: str | None = None,
+    ) -> ProductPage:
+        """One page in (updatedAt, productId) order; ``updated_since`` is inclusive to the
+        second, so the caller dedupes re-read products by (product_id, version)."""
+        params: dict[str, str] = {"limit": str(limit)}
+        if updated_since is not None:
+            if updated_since.tzinfo is None:
+                raise ValueError("updated_since must be timezone-aware")
+            params["updatedSince"] = (
+                updated_since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            )
+        if after is not None:
+            params["after"] = after
+        if shopify_product_id is not None:
+            params["shopifyProductId"] = shopify_product_id
+        if sku is not None:
+            params["sku"] = sku
+        response = await self._call(
+            "GET",
+            f"/admin/v1/accounts/{_seg(account_id)}/products",
+            account_id=account_id,
+            params=params,
+        )
+        payload = _decimal_json(response)
+        try:
+            items = [EmanageProduct.from_body(item) for item in payload["items"]]
+            next_cursor = payload["next"]
+            if next_cursor is not None and not isinstance(next_cursor, str):
+                raise TypeError("next must be a string or null")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _protocol(response, "a page of products", exc) from exc
+        return ProductPage(items=items, next=next_cursor)
+
+    async def get_product(
+        self, *, account_id: UUID | str, product_id: str
+    ) -> EmanageProduct | None:
+        """The product, or None when the account has no such product."""
+        try:
+            response = await self._call(
+                "GET",
+                f"/admin/v1/accounts/{_seg(account_id)}/products/{_seg(product_id)}",
+                account_id=account_id,
+            )
+        except EmanageNotFound as exc:
+            # Only the product's own 404: an account the client cannot reach is still an error.
+            if exc.code == "product_not_found":
+                return None
+            raise
+        return _product(response)
+
+    async def create_product(
+        self,
+        *,
+        account_id: UUID | str,
+        body: Mapping[str, Any],
+        idempotency_key: str,
+        origin: str | None = "syncapp",
+    ) -> EmanageProduct:
+        """Create a product (``body`` as ``mapping.emanage_product`` builds it)."""
+        response = await self._call(
+            "POST",
+            f"/admin/v1/accounts/{_seg(account_id)}/products",
+            account_id=account_id,
+            content=_encode(body),
+            idempotency_key=idempotency_key,
+            headers=_origin(origin),
+        )
+        return _product(response)
+
+    async def update_product(
+        self,
+        *,
+        account_id: UUID | str,
+        product_id: str,
+        body: Mapping[str, Any],
+        version: int,
+        idempotency_key: str,
+        origin: str | None = "syncapp",
+    ) -> EmanageProduct:
+        """Replace the product's content if it is still at ``version``; else raises
+        EmanageVersionConflict (``current_version``). An unchanged body keeps the version."""
+        response = await self._call(
+            "PUT",
+            f"/admin/v1/accounts/{_seg(account_id)}/products/{_seg(product_id)}",
+            account_id=account_id,
+            content=_encode(body),
+            idempotency_key=idempotency_key,
+            headers={"If-Match": f'"{version}"', **_origin(origin)},
+        )
+        return _product(response)
+
+    async def archive_product(
+        self,
+        *,
+        account_id: UUID | str,
+        product_id: str,
+        version: int,
+        idempotency_key: str,
+        origin: str | None = "syncapp",
+    ) -> EmanageProduct:
+        """Archive the product if it is still at ``version`` (EmanageVersionConflict if not)."""
+        response = await self._call(
+            "POST",
+            f"/admin/v1/accounts/{_seg(account_id)}/products/{_seg(product_id)}/archive",
+            account_id=account_id,
+            idempotency_key=idempotency_key,
+            headers={"If-Match": f'"{version}"', **_origin(origin)},
+        )
+        return _product(response)
+
     # --- Web Sales API (public; X_CID instead of a token) -----------------------------------
 
     async def get_campaign_settings(
@@ -329,16 +458,29 @@ class EmanageClient:
         *,
         account_id: UUID | str | None = None,
         json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
     ) -> httpx.Response:
         key = _account_key(account_id) if account_id is not None else None
+        extra: dict[str, Any] = {}
+        if content is not None:
+            extra["content"] = content
+        else:
+            extra["json"] = json
+        if params is not None:
+            extra["params"] = dict(params)
         for attempt in (1, 2):
             token = await self._token(key)
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            sent = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if content is not None:
+                sent["Content-Type"] = "application/json"
+            sent.update(headers or {})
             if idempotency_key is not None:
-                headers["Idempotency-Key"] = idempotency_key
+                sent["Idempotency-Key"] = idempotency_key
             try:
-                return await self._send(method, self._base_url + path, json=json, headers=headers)
+                return await self._send(method, self._base_url + path, headers=sent, **extra)
             except EmanageAuthError as exc:
                 # The server refused this token (expired by its clock, revoked, or forgotten
                 # by it): drop it, and for a rejected token ask once for a fresh one. A write
@@ -377,6 +519,51 @@ class EmanageClient:
 def _seg(value: UUID | str) -> str:
     """A value as one URL path segment (ids come from callers; never let them add segments)."""
     return quote(str(value), safe="")
+
+
+def _decimal_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise TypeError(f"{value} is not a JSON number")
+        # The decimal's own digits as the JSON number: Decimal("19.90") is sent as 19.90.
+        return orjson.Fragment(format(value, "f").encode())
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """A request body as JSON with Decimals exact (never through float)."""
+    return orjson.dumps(dict(body), default=_decimal_default)
+
+
+def _origin(origin: str | None) -> dict[str, str]:
+    return {} if origin is None else {"X-Sync-Origin": origin}
+
+
+def _protocol(response: httpx.Response, what: str, exc: Exception) -> EmanageProtocolError:
+    return EmanageProtocolError(
+        f"eManageCRM's answer to {response.request.method} {response.request.url.path} is "
+        f"not {what}: {exc!r}",
+        status=response.status_code,
+    )
+
+
+def _decimal_json(response: httpx.Response) -> dict[str, Any]:
+    """The answer as a JSON object with every non-integer number a Decimal."""
+    try:
+        payload = jsonlib.loads(response.content, parse_float=Decimal)
+    except ValueError as exc:
+        raise _protocol(response, "JSON", exc) from exc
+    if not isinstance(payload, dict):
+        raise _protocol(response, "a JSON object", TypeError(type(payload).__name__))
+    return payload
+
+
+def _product(response: httpx.Response) -> EmanageProduct:
+    payload = _decimal_json(response)
+    try:
+        return EmanageProduct.from_body(payload)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _protocol(response, "a product", exc) from exc
 
 
 def _parse(model: type[M], response: httpx.Response) -> M:

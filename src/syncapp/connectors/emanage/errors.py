@@ -14,6 +14,9 @@
         ├── EmanageForbidden          403: the token may not reach that account (``code`` says why)
         ├── EmanageNotFound           404, or a token asked for an account the client does not own
         ├── EmanageConflict           409: it exists already; ``existing_id`` names it when known
+        │   └── EmanageVersionConflict  412: the product changed since the version sent in
+        │                             If-Match; ``current_version`` is its version now (re-read,
+        │                             merge, write again with a new idempotency key)
         ├── EmanageValidationError    400/422: ``message`` and ``field_errors`` from the server
         │   └── EmanageIdempotencyMismatch  422: the Idempotency-Key was used for another body
         └── EmanageProtocolError      the answer does not match the contract
@@ -98,6 +101,21 @@ class EmanageConflict(EmanagePermanentError):
     ):
         super().__init__(message, status=status, code=code)
         self.existing_id = existing_id
+
+
+class EmanageVersionConflict(EmanageConflict):
+    """412: a guarded write named an old version; ``current_version`` is the server's now."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        current_version: int | None = None,
+    ):
+        super().__init__(message, status=status, code=code)
+        self.current_version = current_version
 
 
 class EmanageValidationError(EmanagePermanentError):
@@ -195,6 +213,14 @@ def error_from_response(status: int, headers: Mapping[str, str], raw_body: bytes
         existing = body.get("existingId")
         return EmanageConflict(
             message, status=status, code=code, existing_id=str(existing) if existing else None
+        )
+    if status == 412:
+        current = body.get("currentVersion")
+        return EmanageVersionConflict(
+            message,
+            status=status,
+            code=code,
+            current_version=current if isinstance(current, int) else None,
         )
     if status in (400, 422):
         model_state = body.get("modelState")

@@ -5,9 +5,10 @@ fields are ignored so that additions on eManageCRM's side do not break the app.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -150,3 +151,42 @@ class CampaignPrices(_Model):
 class CampaignSettings(_Model):
     campaign_name: str
     default_language_code: str
+
+
+# --- products (admin API) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmanageProduct:
+    """A product resource: the fields the sync engine keys on, and ``body``, the resource as
+    answered (numbers as Decimal, so ``19.90`` is ``Decimal("19.90")``), which is what
+    ``syncapp.sync.mapping.product_from_emanage`` reads."""
+
+    product_id: str
+    version: int
+    updated_at: datetime
+    last_write_origin: str | None
+    body: dict[str, Any]
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> EmanageProduct:
+        """Raises KeyError/TypeError/ValueError when a required member is missing or wrong."""
+        product_id = body["productId"]
+        version = body["version"]
+        origin = body.get("lastWriteOrigin")
+        if not isinstance(product_id, str) or isinstance(version, bool):
+            raise TypeError("productId must be a string and version an integer")
+        if not isinstance(version, int) or not (origin is None or isinstance(origin, str)):
+            raise TypeError("version must be an integer and lastWriteOrigin a string or null")
+        updated = datetime.fromisoformat(str(body["updatedAt"]).replace("Z", "+00:00"))
+        if updated.tzinfo is None:
+            raise ValueError("updatedAt has no UTC offset")
+        return cls(product_id, version, updated, origin, body)
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    """One page of ``list_products``; ``next`` is the cursor for ``after`` (None: the last)."""
+
+    items: list[EmanageProduct]
+    next: str | None

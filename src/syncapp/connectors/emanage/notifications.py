@@ -80,7 +80,8 @@ def verify_signature(
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """A notification's body, checked: ``data`` is the resource after the change."""
+    """A notification's body, checked: ``data`` says what changed (for ``product.*``:
+    ``productId``, ``version``, ``updatedAt``, ``origin``, ``externalRefs``)."""
 
     id: str
     type: str
@@ -91,7 +92,7 @@ class Notification:
     @property
     def product_id(self) -> str | None:
         """eManageCRM's id of the product a ``product.*`` event is about."""
-        value = self.data.get("id", self.data.get("productId"))
+        value = self.data.get("productId", self.data.get("id"))
         if isinstance(value, bool) or not isinstance(value, int | str) or not str(value):
             return None
         return str(value)

@@ -20,6 +20,8 @@ ALL_SCOPES: tuple[str, ...] = (
     "providers:read",
     "webhooks:read",
     "webhooks:write",
+    "products:read",
+    "products:write",
     # The Sync App's own Sync API, for eManageCRM's services (JWTs with resource=<app>/api).
     "sync:read",
     "sync:write",

@@ -191,6 +191,8 @@ def routes(state: EmanageState) -> list[BaseRoute]:
                 return account
             if problems := websales.check_campaign_spec(body, account["currency"]):
                 return _error(400, "; ".join(problems))
+            if problems := websales.check_variants(conn, account["id"], body):
+                return _error(400, "; ".join(problems))
             try:
                 campaign = websales.seed_campaign(
                     conn, account=account, spec=body, now=state.clock.now()

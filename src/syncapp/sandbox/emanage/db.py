@@ -125,13 +125,55 @@ CREATE TABLE IF NOT EXISTS campaign_products (
     shipping_method_id INTEGER NOT NULL,
     shipping_name TEXT NOT NULL,
     message TEXT,
-    position INTEGER NOT NULL
+    position INTEGER NOT NULL,
+    -- A package of a synced product's variant: name, SKU and prices come from the variant.
+    variant_id INTEGER REFERENCES product_variants(id) ON DELETE SET NULL
 );
 -- Product ids look like eManageCRM's (six digits) rather than 1, 2, 3.
 INSERT INTO sqlite_sequence (name, seq) SELECT 'campaign_products', 917700
     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'campaign_products');
 INSERT INTO sqlite_sequence (name, seq) SELECT 'payment_providers', 100
     WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'payment_providers');
+-- Products (products.py): the catalogue the Sync App keeps in step with Shopify.
+CREATE TABLE IF NOT EXISTS products (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, -- productId (answered as a string)
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,                 -- active | archived
+    draft INTEGER NOT NULL,
+    description TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    product_type TEXT NOT NULL,
+    options TEXT NOT NULL,                -- JSON [{name, values}]
+    image_url TEXT,
+    currency TEXT NOT NULL,
+    shopify_product_id TEXT,
+    last_write_origin TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS products_by_update ON products (account_id, updated_at, id);
+CREATE INDEX IF NOT EXISTS products_by_shopify_id ON products (account_id, shopify_product_id);
+CREATE TABLE IF NOT EXISTS product_variants (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, -- variantId (answered as a string)
+    product_id INTEGER NOT NULL REFERENCES products(id),
+    position INTEGER NOT NULL,
+    sku TEXT,
+    options TEXT NOT NULL,                -- JSON list of option values
+    weight_value TEXT,                    -- decimal text
+    weight_unit TEXT,                     -- g | kg | oz | lb
+    price TEXT NOT NULL,                  -- DiscountedPrice.Value, decimal text
+    full_retail_price TEXT,               -- FullRetailPrice.Value, decimal text, or NULL
+    shopify_variant_id TEXT
+);
+CREATE INDEX IF NOT EXISTS product_variants_by_product ON product_variants (product_id, position);
+CREATE INDEX IF NOT EXISTS product_variants_by_sku ON product_variants (sku);
+-- Ids look like eManageCRM's (seven digits) rather than 1, 2, 3.
+INSERT INTO sqlite_sequence (name, seq) SELECT 'products', 3100000
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'products');
+INSERT INTO sqlite_sequence (name, seq) SELECT 'product_variants', 5200000
+    WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'product_variants');
 """
 
 
@@ -140,3 +182,12 @@ class EmanageDB(SQLiteStore):
 
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, [SCHEMA, events.SCHEMA, notification_tables.SCHEMA])
+        with self.transaction() as conn:
+            # A sandbox file from before products: CREATE TABLE IF NOT EXISTS kept its old
+            # campaign_products, which gets the column (state survives an upgrade too).
+            columns = {r["name"] for r in conn.execute("PRAGMA table_info(campaign_products)")}
+            if "variant_id" not in columns:
+                conn.execute(
+                    "ALTER TABLE campaign_products ADD COLUMN variant_id INTEGER"
+                    " REFERENCES product_variants(id) ON DELETE SET NULL"
+                )

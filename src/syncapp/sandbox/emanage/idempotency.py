@@ -24,7 +24,7 @@ from syncapp.sandbox.emanage.common import Principal, api_error
 from syncapp.sandbox.emanage.state import EmanageState
 
 MAX_KEY_LENGTH = 255
-_KEPT_HEADERS = ("location",)
+_KEPT_HEADERS = ("location", "etag")
 
 
 def fingerprint(method: str, path: str, raw_body: bytes) -> str:
