@@ -18,6 +18,9 @@ Layout:
   events.py       the notification outbox, written in the change's transaction
   ui.py           /crm/ pages (dashboard, payment providers, products) with CSRF-protected forms
   websales.py     /api/campaigns/{webKey}/... with X_CID, as the public API answers
+  events.py       the notification outbox, written in the change's transaction
+  subscriptions.py  /admin/v1/webhook-subscriptions (partner-wide, signing secrets)
+  delivery.py     the deliverer (signed, ordered, retried, durable) and /_sandbox/notifications
   faults.py       injected 429/5xx and downtime
   control.py      /_sandbox/ routes for tests and ops
   app.py          create_app()
