@@ -13,6 +13,9 @@ syncapp onboarding ctrwow-token SHOP     a valid CTRwow access token of SHOP (re
 syncapp sandbox shopify|emanage|ctrwow   the local stand-ins (serve; shopify|emanage token SHOP)
 syncapp bus status [--per-shop]          the bus: pending, in flight, dead, oldest age per topic
 syncapp dlq list|show|replay|drop        dead letters by id, --topic, --shop, --since/--until
+syncapp sync status [SHOP]               product sync: last change, lag, pending, dead, conflicts
+syncapp sync backfill SHOP               start or resume the shop's backfill and follow it
+syncapp sync resync SHOP [OBJECT]        resync one product (Shopify or eManageCRM id) or the shop
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from syncapp.config import Settings, ensure_embedded_secrets, load_settings
 from syncapp.errors import SyncAppError
 from syncapp.onboarding.models import OnboardingJob
 from syncapp.store.models import Shop
+from syncapp.sync.commands import sync_app
 from syncapp.web.sync_api.commands import apikey_app
 
 HELP = (
@@ -62,6 +66,7 @@ app.add_typer(onboarding_app, name="onboarding")
 app.add_typer(bus_app, name="bus")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(sync_app, name="sync")
 shops_app = typer.Typer(no_args_is_help=True, help="Installed shops and where they stand.")
 connections_app = typer.Typer(no_args_is_help=True, help="A shop's connections to other systems.")
 app.add_typer(shops_app, name="shops")

@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     # Processed inbound events (payloads carry customer data) are deleted this long after
     # processing. At least two days: the rows are also what recognises Shopify's redeliveries.
     inbound_retention_hours: float = Field(default=168.0, ge=48)
+    # The product sync's backfill and reconcile sweep (docs/adr/0023): how often a running bulk
+    # export is polled, how many JSONL lines of not yet complete products may wait in memory,
+    # and how often each shop is swept for changes a lost notification missed.
+    sync_backfill_poll_seconds: float = Field(default=2.0, gt=0, le=300)
+    sync_backfill_buffer_lines: int = Field(default=10_000, ge=100, le=1_000_000)
+    sync_reconcile_interval_seconds: float = Field(default=900.0, ge=1)
 
     @field_validator("shopify_api_version")
     @classmethod

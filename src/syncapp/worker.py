@@ -47,8 +47,10 @@ from syncapp.shops import topics as shops_topics
 from syncapp.shops import uninstall
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.topics import Precheck, TransactionalHandler, in_one_write
+from syncapp.sync import jobs as sync_jobs
 from syncapp.sync import topics as sync_topics
 from syncapp.sync.context import open_sync
+from syncapp.sync.runtime import SyncOptions, SyncRuntime
 
 log = structlog.get_logger("syncapp.worker")
 
@@ -120,9 +122,11 @@ class Worker:
         jitter: Callable[[], float] = random.random,
         backend: ConsumerBackend | None = None,
         extra: TopicTable | None = None,
+        periodic: Sequence[tuple[float, Callable[[], None]]] = (),
     ) -> None:
         self._runtime = runtime
         self._options = options
+        self._periodic = tuple(periodic)
         checks = dict(prechecks if prechecks is not None else default_prechecks())
         table: TopicTable = {
             ("shopify", topic): in_one_write(handler, runtime, checks.get(topic))
@@ -204,11 +208,23 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._options.prune_every_seconds)
 
+        async def every(seconds: float, job: Callable[[], None]) -> None:
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(job)
+                except Exception as exc:
+                    log.error("worker.periodic_failed", error=f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=seconds)
+
         pruner = asyncio.create_task(pruning())
+        jobs = [asyncio.create_task(every(s, job)) for s, job in self._periodic]
         try:
             await self.consumer.run(stop)
         finally:
             await pruner
+            for task in jobs:
+                await task
 
 
 def worker_topics(settings: Settings, runtime: ShopsRuntime) -> TopicTable:
@@ -237,14 +253,26 @@ async def _serve(settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event)
                 subscribe_to_notifications(rt.emanage, settings, stop), name="emanage-subscribe"
             )
             stack.push_async_callback(_finish, subscribing)
+        sync_options = SyncOptions.from_settings(settings)
         if settings.emanage_client_secret is None:
             log.warning("sync.disabled", reason="SYNCAPP_EMANAGE_CLIENT_SECRET not set")
+            sync = SyncRuntime(runtime, sync_options)
         else:
             # The product sync (issue 10): Shopify's product webhooks, eManageCRM's product
             # notifications and the app's resync requests.
             context = await stack.enter_async_context(open_sync(settings, runtime))
             signup = {**signup, **sync_topics.topics(context)}
-        await _consume(settings, runtime, stop, signup)
+            # The backfill and the sweeps share the engine's clients: one cost budget per shop.
+            sync = SyncRuntime(
+                runtime, sync_options, emanage=context.emanage, products_factory=context.products
+            )
+        stack.callback(sync.close)
+        # Backfills and reconcile sweeps. The sweeps are published once per interval whatever
+        # the tick; ticking more often only makes a new shop's first backfill start sooner.
+        periodic = [
+            (min(30.0, sync_options.reconcile_interval_seconds), lambda: sync_jobs.tick(sync))
+        ]
+        await _consume(settings, runtime, stop, {**signup, **sync_jobs.topics(sync)}, periodic)
 
 
 async def _finish(task: asyncio.Task[object]) -> None:
@@ -255,19 +283,33 @@ async def _finish(task: asyncio.Task[object]) -> None:
 
 
 async def _consume(
-    settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event, signup: TopicTable
+    settings: Settings,
+    runtime: ShopsRuntime,
+    stop: asyncio.Event,
+    signup: TopicTable,
+    periodic: Sequence[tuple[float, Callable[[], None]]] = (),
 ) -> None:
     options = WorkerOptions.from_settings(settings)
     handlers = default_handlers(uninstall_hooks=(revoke_ctrwow_on_uninstall(settings),))
     if not settings.bus_url.startswith(("amqp://", "amqps://")):
-        await Worker(runtime, options=options, handlers=handlers, extra=signup).serve(stop)
+        worker = Worker(
+            runtime, options=options, handlers=handlers, extra=signup, periodic=periodic
+        )
+        await worker.serve(stop)
         return
     from syncapp.bus.rabbitmq import RabbitBus
 
     rabbit = RabbitBus(settings.bus_url, runtime.engine, policy=options.policy)
     table = {**worker_topics(settings, runtime), **signup}
     backend = rabbit.consumer(sorted(table), group="worker")
-    worker = Worker(runtime, options=options, handlers=handlers, backend=backend, extra=signup)
+    worker = Worker(
+        runtime,
+        options=options,
+        handlers=handlers,
+        backend=backend,
+        extra=signup,
+        periodic=periodic,
+    )
     relay = asyncio.create_task(rabbit.relay().run(stop))
     try:
         await worker.serve(stop)

@@ -8,6 +8,10 @@ it fetches what it needs and merges, so publishing it twice, late, or for an unc
 is harmless.
 
 (The type is ``resync_requested``: the bus's type names allow ``_``, not ``-``.)
+
+``backfill.requested`` / ``reconcile.requested``: a shop's backfill (a run of its own, see
+:mod:`.backfill`) or reconcile sweep is due; :mod:`.jobs` runs them (keys ``<shop>/backfill``
+and ``<shop>/reconcile``: one at a time per shop).
 """
 
 from __future__ import annotations
@@ -57,7 +61,36 @@ RESYNC_REQUESTED = EventType(
     },
 )
 
-SYNC_EVENTS = (RESYNC_REQUESTED,)
+_SHOP = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$"}
+
+BACKFILL_REQUESTED = EventType(
+    "com.emanagecrm.syncapp.backfill.requested.v1",
+    "Export the shop's catalog and request a resync of every product (Keep Products "
+    "Synchronized turned on, a new shop, an operator's resync of the whole shop).",
+    {
+        "type": "object",
+        "required": ["shop_domain", "run"],
+        "properties": {
+            "shop_domain": _SHOP,
+            "run": {"type": "string", "pattern": "^[0-9a-f]{12}$"},
+            "reason": {"type": "string"},
+        },
+        "additionalProperties": False,
+    },
+)
+
+RECONCILE_REQUESTED = EventType(
+    "com.emanagecrm.syncapp.reconcile.requested.v1",
+    "Sweep both sides for products changed since the last sweep (catches lost notifications).",
+    {
+        "type": "object",
+        "required": ["shop_domain"],
+        "properties": {"shop_domain": _SHOP, "slot": {"type": "integer"}},
+        "additionalProperties": False,
+    },
+)
+
+SYNC_EVENTS = (RESYNC_REQUESTED, BACKFILL_REQUESTED, RECONCILE_REQUESTED)
 
 
 def product_object(*, shopify_gid: str | None = None, emanage_id: str | None = None) -> str:
@@ -79,8 +112,10 @@ def request_resync(
     shopify_gid: str | None = None,
     emanage_id: str | None = None,
     snapshot: Mapping[str, Any] | None = None,
-) -> None:
-    """Publish ``product.resync_requested`` in ``session``'s transaction."""
+    event_id: str | None = None,
+) -> str:
+    """Publish ``product.resync_requested`` in ``session``'s transaction; returns its id. A
+    deterministic ``event_id`` (the backfill's) makes a second publish fail the flush."""
     gid = shopify_gid or (str(snapshot["id"]) if snapshot else None)
     data: dict[str, Any] = {"reason": reason}
     if gid:
@@ -89,12 +124,12 @@ def request_resync(
         data["emanageProductId"] = emanage_id
     if snapshot is not None:
         data["snapshot"] = dict(snapshot)
-    publish(
-        session,
-        new_event(
-            RESYNC_REQUESTED,
-            shop_domain=shop_domain,
-            obj=product_object(shopify_gid=gid, emanage_id=emanage_id),
-            data=data,
-        ),
+    event = new_event(
+        RESYNC_REQUESTED,
+        shop_domain=shop_domain,
+        obj=product_object(shopify_gid=gid, emanage_id=emanage_id),
+        data=data,
+        event_id=event_id,
     )
+    publish(session, event)
+    return event.id

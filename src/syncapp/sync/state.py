@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from syncapp.bus.operators import status as bus_status
+from syncapp.store.locking import locked_transaction
 from syncapp.store.models import Shop
+from syncapp.sync.backfill import ensure_backfill
 from syncapp.sync.models import PRODUCT, VARIANT, SyncConflict, SyncLink, SyncSettings
 
 
@@ -145,8 +147,9 @@ def conflicts(
 
 
 def set_keep_products_synchronized(sessions: sessionmaker[Session], shop: str, value: bool) -> bool:
-    """Store the setting; True when it changed."""
-    with sessions.begin() as session:
+    """Store the setting; True when it changed. Turning it ON starts a backfill (or resumes the
+    one in progress), in the same transaction."""
+    with locked_transaction(sessions) as session:
         shop_id = _shop_id(session, shop)
         settings = session.get(SyncSettings, shop_id)
         if settings is None:
@@ -154,4 +157,8 @@ def set_keep_products_synchronized(sessions: sessionmaker[Session], shop: str, v
             session.add(settings)
         changed = settings.keep_products_synchronized != value
         settings.keep_products_synchronized = value
+        if changed and value:
+            ensure_backfill(
+                session, shop_id=shop_id, shop=shop, reason="keep products synchronized"
+            )
         return changed

@@ -105,7 +105,7 @@ def test_the_status_poll_returns_the_sections_with_the_versions_the_page_has(
     waiting for approval) changes the plan section's version and only that."""
     page = home.system.open_app_home(shop).text
     versions = dict(_VERSION.findall(page))
-    assert set(versions) == {"connections", "onboarding", "plan"}
+    assert set(versions) == {"connections", "onboarding", "sync", "plan"}
     status = home.system.fetch(shop, "/app/api/home")
     assert status.status_code == 200
     body = status.json()
@@ -225,3 +225,29 @@ def test_connections_are_named_as_each_service_shows_them(home: Home, shop: str)
     [ctrwow] = httpx.get(f"{home.ctrwow_url}/_sandbox/accounts", timeout=10).json()["accounts"]
     assert f'<span id="ctrwow-account">{ctrwow["name"]}</span>' in page
     assert ctrwow["id"] not in page
+
+
+def test_the_sync_section_shows_the_sync_status_and_follows_a_catalog_import(
+    home: Home, shop: str
+) -> None:
+    """The page's Product sync section shows the setting, last change, lag, pending, dead
+    letters and conflicts; turning Keep Products Synchronized on starts a catalog import the
+    poll shows (faster polling meanwhile), changing only that section."""
+    from syncapp.sync import state
+
+    page = home.system.open_app_home(shop).text
+    versions = dict(_VERSION.findall(page))
+    for part in ("sync-setting", "sync-last", "sync-lag", "sync-pending", "sync-dead"):
+        assert f'id="{part}"' in page, part
+    assert 'id="sync-conflicts"' in page
+    assert "none: nothing is waiting" in page
+    state.set_keep_products_synchronized(home.system.runtime.sessions, shop, False)
+    state.set_keep_products_synchronized(home.system.runtime.sessions, shop, True)
+    body = home.system.fetch(shop, "/app/api/home").json()
+    html = body["sections"]["sync"]["html"]
+    assert 'id="sync-backfill" data-state="requested"' in html
+    assert "Importing…" in html
+    assert "changes waiting since" in html  # the import's own event waits for the worker
+    assert body["sections"]["sync"]["version"] != versions["sync"]
+    assert body["sections"]["plan"]["version"] == versions["plan"]
+    assert body["poll_after_ms"] == 2000

@@ -134,7 +134,11 @@ def handle_for(request: pytest.FixtureRequest, prefix: str = "s") -> str:
 
 
 @contextmanager
-def running_system(tmp_path: Path, database_url: str, **overrides: Any) -> Iterator[System]:
+def running_system(
+    tmp_path: Path, database_url: str, *, sandbox_public_url: bool = False, **overrides: Any
+) -> Iterator[System]:
+    """The served system; with ``sandbox_public_url`` the sandbox's own links (bulk result
+    files) name its real address, as ``make run`` configures it."""
     app_sock, sandbox_sock = _bound_socket(), _bound_socket()
     app_url = f"http://127.0.0.1:{app_sock.getsockname()[1]}"
     sandbox_url = f"http://127.0.0.1:{sandbox_sock.getsockname()[1]}"
@@ -148,7 +152,8 @@ def running_system(tmp_path: Path, database_url: str, **overrides: Any) -> Itera
     settings = make_settings(tmp_path, **{**values, **overrides})
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    sandbox = create_sandbox(make_config(tmp_path, app_url))
+    extra = {"public_url": sandbox_url} if sandbox_public_url else {}
+    sandbox = create_sandbox(make_config(tmp_path, app_url, **extra))
     app = create_app(settings)
     try:
         with (

@@ -103,7 +103,10 @@ class WriteCounter:
         replay = iter(chunks)
 
         async def again() -> Message:
-            return next(replay, {"type": "http.disconnect"})
+            # After the body, the real channel: a streamed response (a bulk result file)
+            # listens for the client's disconnect, which must not come early.
+            message = next(replay, None)
+            return message if message is not None else await receive()
 
         await self.app(scope, again, send)
 
@@ -261,7 +264,9 @@ async def sync_world(tmp_path: Path, handle_seed: str) -> AsyncIterator[SyncWorl
         upgrade(engine)
         app_token: list[str] = []
         shopify = WriteCounter(
-            create_sandbox(make_config(tmp_path, app_url)), _shopify_write(app_token)
+            # public_url: bulk result files are downloaded from the sandbox itself.
+            create_sandbox(make_config(tmp_path, app_url, public_url=sandbox_url)),
+            _shopify_write(app_token),
         )
         stack.enter_context(serve_on(shopify, sandbox_sock))
         stack.enter_context(serve_on(create_app(settings), app_sock))

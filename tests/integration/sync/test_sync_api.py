@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from syncapp.bus.models import InboundEvent
 from syncapp.cli import app as cli
 from syncapp.store.models import Shop
+from syncapp.sync.events import RESYNC_REQUESTED
 from syncapp.sync.models import PRODUCT, VARIANT, SyncConflict, SyncLink
 from syncapp.web.sync_api.keys import create_key, revoke_key
 from tests.integration.shops.conftest import System, handle_for, running_system
@@ -154,7 +156,10 @@ def test_the_openapi_document_lists_every_route(system: System) -> None:
         "/v1/shops/{shop}/settings",
         "/v1/shops/{shop}/dead-letters",
         "/v1/shops/{shop}/dead-letters/replay",
+        "/v1/shops/{shop}/resync",
     }
+    resync = document["paths"]["/v1/shops/{shop}/resync"]["post"]
+    assert {"202", "401", "403", "404", "422"} <= set(resync["responses"])
 
 
 def test_the_cli_creates_a_key_the_api_takes(
@@ -175,3 +180,67 @@ def test_the_cli_creates_a_key_the_api_takes(
     gone = runner.invoke(cli, ["apikey", "revoke", presented.split("_")[1]])
     assert gone.exit_code == 0
     assert call(system, presented, "GET", f"/shops/{shop}/sync").status_code == 401
+
+
+def resync_events(system: System, shop: str) -> list[InboundEvent]:
+    with system.runtime.sessions() as session:
+        return list(
+            session.scalars(
+                select(InboundEvent).where(
+                    InboundEvent.shop_domain == shop, InboundEvent.topic == RESYNC_REQUESTED.name
+                )
+            )
+        )
+
+
+def test_resync_takes_sync_write_on_its_own_shop_only(system: System, shop: str) -> None:
+    """The auth matrix of POST …/resync: no key 401; a read-only key 403; a write key bound to
+    another shop 403 and publishes nothing there; a write key of the shop (or an unbound one)
+    202 with the event published on the product's key."""
+    other = system.create_shop(handle_for_other(shop) + "r")
+    system.install(other)
+    body = {"object": "gid://shopify/Product/77"}
+    path = f"/shops/{shop}/resync"
+    assert call(system, None, "POST", path, json=body).status_code == 401
+    reader = key(system, "sync:read", shop=shop)
+    assert call(system, reader, "POST", path, json=body).status_code == 403
+    theirs = key(system, "sync:write", shop=other)
+    refused = call(system, theirs, "POST", path, json=body)
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "this key is for another shop"
+    assert resync_events(system, shop) == []
+    mine = key(system, "sync:write", shop=shop)
+    done = call(system, mine, "POST", path, json=body)
+    assert done.status_code == 202, done.text
+    assert (done.json()["scope"], done.json()["shopify_gid"]) == ("shopify", body["object"])
+    (event,) = resync_events(system, shop)
+    assert event.partition_key == f"{shop}/Product/77"
+    assert event.delivery_id == done.json()["event_id"]
+    assert resync_events(system, other) == []
+    unbound = key(system, "sync:write")
+    emanage = call(system, unbound, "POST", path, json={"object": "prod_1"}).json()
+    assert (emanage["scope"], emanage["emanage_id"]) == ("emanage", "prod_1")
+
+
+def test_resync_of_the_whole_shop_starts_a_backfill_and_bad_objects_are_refused(
+    system: System, shop: str
+) -> None:
+    """No object (or no body): a new backfill run; an id that names no product: 422; an
+    unknown shop: 404."""
+    writer = key(system, "sync:write")
+    whole = call(system, writer, "POST", f"/shops/{shop}/resync", json={})
+    assert whole.status_code == 202
+    assert whole.json()["scope"] == "shop"
+    assert whole.json()["run"]
+    bodiless = system.app.post(
+        f"/api/v1/shops/{shop}/resync", headers={"Authorization": f"Bearer {writer}"}
+    )
+    assert bodiless.status_code == 202
+    assert bodiless.json()["run"] != whole.json()["run"]
+    for bad in ("gid://shopify/Order/1", "no spaces please", "x" * 200):
+        answer = call(system, writer, "POST", f"/shops/{shop}/resync", json={"object": bad})
+        assert answer.status_code == 422, bad
+    extra = call(system, writer, "POST", f"/shops/{shop}/resync", json={"obj": "1"})
+    assert extra.status_code == 422
+    missing = call(system, writer, "POST", "/shops/nobody.myshopify.com/resync", json={})
+    assert missing.status_code == 404

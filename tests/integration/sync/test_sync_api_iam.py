@@ -131,6 +131,25 @@ def test_a_bad_resource_is_refused_by_the_iam(home: Home) -> None:
     assert answer.json()["error"] == "invalid_target"
 
 
+def test_a_write_token_of_one_account_resyncs_that_shop_only(
+    home: Home, request: pytest.FixtureRequest
+) -> None:
+    """POST …/resync with an IAM token granted sync:write: its own shop 202, another 403."""
+    shop, account = signed_up(home, handle_for(request, "w"))
+    other, _ = signed_up(home, handle_for(request, "x"))
+    answer = iam_token(
+        home, resource=f"{home.system.app_url}/api", account_id=account, scope="sync:write"
+    )
+    assert answer.status_code == 200, answer.text
+    headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    body = {"object": "gid://shopify/Product/5"}
+    mine = home.system.app.post(f"/api/v1/shops/{shop}/resync", json=body, headers=headers)
+    assert mine.status_code == 202, mine.text
+    theirs = home.system.app.post(f"/api/v1/shops/{other}/resync", json=body, headers=headers)
+    assert theirs.status_code == 403
+    assert theirs.json()["detail"] == "this key is for another shop"
+
+
 def test_expired_and_future_tokens_are_refused(home: Home, request: pytest.FixtureRequest) -> None:
     """Last in the module: it moves the sandbox's clock. An IAM token that expired (signed with
     the IAM's own key, an hour ago) and one issued an hour in the app's future are refused."""

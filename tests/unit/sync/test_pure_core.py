@@ -15,6 +15,7 @@ PURE = [
     SRC / "sync" / "fingerprint.py",
     SRC / "sync" / "merge.py",
     SRC / "sync" / "plan.py",
+    SRC / "sync" / "bulk_jsonl.py",
     SRC / "sync" / "links.py",
     SRC / "connectors" / "shopify" / "budget.py",
 ]

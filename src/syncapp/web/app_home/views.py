@@ -101,6 +101,8 @@ from syncapp.shops.install import ensure_installed, refresh_shop_info
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.status import ShopStatus, shop_status
 from syncapp.store.models import Shop
+from syncapp.sync.backfill import BackfillProgress, backfill_progress
+from syncapp.sync.state import SyncStatus, sync_status
 from syncapp.web.app_home.cache import TtlCache
 from syncapp.web.app_home.guard import (
     API_PREFIX,
@@ -505,7 +507,9 @@ class AppHome:
             assert shop_id is not None  # _read_local found the row
             needed = connect_needed(session, shop_id=shop_id)
             connections = connection_views(session, shop_id=shop_id, now=datetime.now(UTC))
-        return _HomeData(status, signup, plan, needed, connections)
+        sync = sync_status(self._runtime.sessions, shop)
+        backfill = backfill_progress(self._runtime.sessions, shop)
+        return _HomeData(status, signup, plan, needed, connections, sync, backfill)
 
     async def _providers(
         self,
@@ -585,6 +589,10 @@ class AppHome:
             "notice_tone": notice_tone,
             "ctrwow_connect": data.ctrwow_connect,
             "connections": data.connections,
+            "sync": data.sync,
+            "sync_last": _time(data.sync.last_change_applied_at) if data.sync else None,
+            "sync_oldest": _time(data.sync.oldest_pending_at) if data.sync else None,
+            "backfill": data.backfill,
         }
 
     async def _render_home(
@@ -645,8 +653,10 @@ class AppHome:
                     name: {"version": part.version, "html": part.html}
                     for name, part in parts.items()
                 },
-                # Fast while the sign-up or a charge moves on its own, slow otherwise.
-                "poll_after_ms": 2000 if busy or data.plan.pending_plan else 10_000,
+                # Fast while the sign-up, a charge or a catalog import moves on its own.
+                "poll_after_ms": 2000
+                if busy or data.plan.pending_plan or _importing(data)
+                else 10_000,
             },
             headers=timing.headers({**verified.headers, "Cache-Control": "no-store"}),
         )
@@ -1103,6 +1113,8 @@ class _HomeData:
     plan: PlanState
     ctrwow_connect: bool
     connections: dict[str, ConnectionView]
+    sync: SyncStatus | None = None
+    backfill: BackfillProgress | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1113,7 +1125,11 @@ class _Part:
 
 # The sections of the page its polling swaps when their version changes (blocks of
 # app_home.html: one template renders the page and its updates).
-_PARTS = ("connections", "onboarding", "plan")
+_PARTS = ("connections", "onboarding", "sync", "plan")
+
+
+def _importing(data: _HomeData) -> bool:
+    return data.backfill is not None and data.backfill.run is not None and not data.backfill.done
 
 
 def _render_block(name: str, context: dict[str, Any]) -> str:

@@ -10,7 +10,8 @@ scope; a key or token of one shop can do nothing to another.
     401     no bearer credential, or not a live key / valid token (``WWW-Authenticate: Bearer``)
     403     the key lacks the route's scope, or is bound to another shop
     404     no shop of that domain has installed the app
-    422     the body or a parameter is not what the route takes
+    422     the body or a parameter is not what the route takes (a resync's object that
+            is no product id)
 
 The routes read and write in short transactions off the event loop (FastAPI runs plain
 ``def`` routes in its thread pool); none calls another system.
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from syncapp.bus import operators
 from syncapp.sync import state
+from syncapp.sync.resync import OBJECT_PATTERN, InvalidObject, request_resync
 from syncapp.web.sync_api.iam import IamVerifier
 from syncapp.web.sync_api.keys import PREFIX, Principal, authenticate
 
@@ -91,6 +93,25 @@ class ReplayIn(BaseModel):
 
 class ReplayOut(BaseModel):
     replayed: int
+
+
+class ResyncIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    object: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=OBJECT_PATTERN,
+        description="A Shopify product gid or numeric id, or an eManageCRM product id; "
+        "absent: the whole shop (a new backfill).",
+    )
+
+
+class ResyncOut(BaseModel):
+    scope: str = Field(description="shop, shopify or emanage")
+    shopify_gid: str | None
+    emanage_id: str | None
+    event_id: str | None = Field(description="the product.resync-requested event published")
+    run: str | None = Field(description="the backfill run started for a whole-shop resync")
 
 
 class Problem(BaseModel):
@@ -183,6 +204,24 @@ def sync_api(sessions: sessionmaker[Session], iam: IamVerifier | None = None) ->
         )
         return SettingsOut(
             keep_products_synchronized=body.keep_products_synchronized, changed=changed
+        )
+
+    @api.post("/v1/shops/{shop}/resync", status_code=202, responses=_ERRORS)
+    def post_resync(shop: Write, body: ResyncIn | None = None) -> ResyncOut:
+        """Bring one product (``object``) or the whole shop to agreement again: publishes a
+        ``product.resync-requested`` event, or starts a backfill; the worker does the rest."""
+        try:
+            done = request_resync(sessions, shop, body.object if body else None)
+        except InvalidObject as exc:
+            # The shape of FastAPI's own validation errors, so 422 has one schema.
+            detail = [{"loc": ["body", "object"], "msg": str(exc), "type": "value_error"}]
+            raise HTTPException(422, detail) from None
+        return ResyncOut(
+            scope=done.scope,
+            shopify_gid=done.shopify_gid,
+            emanage_id=done.emanage_id,
+            event_id=done.event_id,
+            run=done.run,
         )
 
     @api.get("/v1/shops/{shop}/dead-letters", responses=_ERRORS)

@@ -1,0 +1,469 @@
+"""The backfill: export a shop's catalog with a Shopify bulk operation and publish one
+``product.resync-requested`` event per product, with the product's snapshot (DESIGN §4).
+
+A backfill is a **run** (a short random id) recorded in the shop's ``backfill`` cursor. The
+``backfill.requested`` event of the run is consumed by :func:`advance_backfill`, one step at a
+time (the event waits outside the retry budget between steps, like a sign-up):
+
+    requested ──start_catalog_export──▶ running ──COMPLETED──▶ streaming ──EOF──▶ done
+        ▲                                  │ FAILED (partial data) ──▶ streaming ─┐
+        └────── FAILED, CANCELED, EXPIRED, a result URL that stopped working ◀────┘
+
+Streaming reads the JSONL result with httpx line by line (:mod:`.bulk_jsonl`: a bounded buffer
+of incomplete products), and every batch of assembled products is published **in the
+transaction that advances the cursor** (the byte offset and line from which nothing is left
+unpublished). A restart resumes there (``Range`` request, or skipping the bytes). The event id
+is deterministic — ``<shop>/backfill/<run>/<numeric product id>`` — and the outbox's unique
+event id makes a second publish of a product within a run impossible, across restarts, reruns
+of the bulk operation (a partial file, then a rerun) and concurrent workers alike (ADR 0023).
+
+Nothing here matches or writes products: the engine does (external reference, then SKU).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from syncapp.bus.interface import APP
+from syncapp.bus.models import InboundEvent
+from syncapp.bus.outbox import new_event, publish
+from syncapp.connectors.shopify.products import ShopifyUserErrors
+from syncapp.store.locking import locked_transaction
+from syncapp.store.models import Shop
+from syncapp.sync.bulk_jsonl import Assembled, Assembler, Position, parse_line, split_lines
+from syncapp.sync.events import BACKFILL_REQUESTED, RESYNC_REQUESTED
+from syncapp.sync.events import request_resync as publish_resync
+from syncapp.sync.models import SyncCursor
+from syncapp.sync.runtime import SyncRuntime
+
+__all__ = [
+    "CURSOR",
+    "BackfillProgress",
+    "advance_backfill",
+    "backfill_event_prefix",
+    "backfill_progress",
+    "ensure_backfill",
+    "request_backfill",
+]
+
+log = structlog.get_logger(__name__)
+
+CURSOR = "backfill"
+_RUNNING = ("CREATED", "RUNNING", "CANCELING")
+
+
+class ResultUnavailable(Exception):
+    """The bulk result URL answered 400/403/404/410: expired or withdrawn; rerun the export."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def backfill_event_prefix(shop: str, run: str) -> str:
+    return f"{shop}/backfill/{run}/"
+
+
+def _event_id(shop: str, run: str, gid: str) -> str:
+    return backfill_event_prefix(shop, run) + gid.rsplit("/", 1)[-1]
+
+
+# ---------------------------------------------------------------- requesting
+
+
+def request_backfill(session: Session, *, shop_id: int, shop: str, reason: str) -> str:
+    """Start a new run in ``session``'s transaction (superseding one in progress); returns its
+    id. Its ``backfill.requested`` event is published with it."""
+    run = uuid.uuid4().hex[:12]
+    cursor = session.get(SyncCursor, (shop_id, CURSOR))
+    position: dict[str, object] = {
+        "run": run,
+        "reason": reason,
+        "state": "requested",
+        "requested_at": _now(),
+        "line": 0,
+        "offset": 0,
+        "published": 0,
+        "restarts": 0,
+    }
+    if cursor is None:
+        session.add(SyncCursor(shop_id=shop_id, name=CURSOR, position=position, done=False))
+    else:
+        cursor.position = position
+        cursor.done = False
+    _publish_step(session, shop=shop, run=run, reason=reason, step=0)
+    log.info("sync.backfill_requested", shop=shop, run=run, reason=reason)
+    return run
+
+
+def _publish_step(session: Session, *, shop: str, run: str, reason: str, step: int) -> None:
+    publish(
+        session,
+        new_event(
+            BACKFILL_REQUESTED,
+            shop_domain=shop,
+            obj="backfill",
+            data={"shop_domain": shop, "run": run, "reason": reason},
+            event_id=f"{shop}/backfill/{run}" + (f"/step{step}" if step else ""),
+        ),
+    )
+
+
+def ensure_backfill(session: Session, *, shop_id: int, shop: str, reason: str) -> tuple[str, bool]:
+    """Resume the run in progress (publishing its event again if none is waiting), or start a
+    new one; returns ``(run, started)``."""
+    cursor = session.get(SyncCursor, (shop_id, CURSOR))
+    if cursor is None or cursor.done or not cursor.position.get("run"):
+        return request_backfill(session, shop_id=shop_id, shop=shop, reason=reason), True
+    run = str(cursor.position["run"])
+    waiting = session.scalar(
+        select(func.count()).where(
+            InboundEvent.source == APP,
+            InboundEvent.shop_domain == shop,
+            InboundEvent.topic == BACKFILL_REQUESTED.name,
+            InboundEvent.status.in_(("pending", "processing")),
+        )
+    )
+    if not waiting:
+        steps = session.scalar(
+            select(func.count()).where(
+                InboundEvent.source == APP,
+                InboundEvent.delivery_id.like(f"{shop}/backfill/{run}%"),
+                InboundEvent.topic == BACKFILL_REQUESTED.name,
+            )
+        )
+        _publish_step(
+            session,
+            shop=shop,
+            run=run,
+            reason=str(cursor.position.get("reason") or reason),
+            step=int(steps or 0) + 1,
+        )
+        log.info("sync.backfill_resumed", shop=shop, run=run)
+    return run, False
+
+
+def request_due_backfills(sessions: sessionmaker[Session]) -> int:
+    """Start the first backfill of every shop whose sign-up is done, that keeps products
+    synchronized and never had one (a new shop); returns how many. Run by the worker."""
+    from syncapp.onboarding.models import OnboardingJob
+    from syncapp.sync.models import SyncSettings
+
+    with locked_transaction(sessions) as session:
+        has_cursor = select(SyncCursor.shop_id).where(SyncCursor.name == CURSOR)
+        off = select(SyncSettings.shop_id).where(SyncSettings.keep_products_synchronized.is_(False))
+        rows = session.execute(
+            select(Shop.id, Shop.domain)
+            .join(OnboardingJob, OnboardingJob.shop_id == Shop.id)
+            .where(
+                OnboardingJob.kind == "signup",
+                OnboardingJob.status == "done",
+                Shop.uninstalled_at.is_(None),
+                Shop.id.not_in(has_cursor),
+                Shop.id.not_in(off),
+            )
+        ).all()
+        for shop_id, domain in rows:
+            request_backfill(session, shop_id=shop_id, shop=domain, reason="new shop")
+    return len(rows)
+
+
+# ---------------------------------------------------------------- progress
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillProgress:
+    run: str | None
+    state: str
+    done: bool
+    total: int | None
+    published: int
+    applied: int
+    error: str | None
+    reason: str | None
+
+
+def backfill_progress(sessions: sessionmaker[Session], shop: str) -> BackfillProgress:
+    """Where the shop's latest backfill stands: products published, and of those the events
+    the engine has processed (``applied``)."""
+    with sessions() as session:
+        shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
+        cursor = session.get(SyncCursor, (shop_id, CURSOR)) if shop_id else None
+        if cursor is None:
+            return BackfillProgress(None, "none", False, None, 0, 0, None, None)
+        pos = cursor.position
+        run = str(pos.get("run") or "")
+        counts = dict(
+            session.execute(
+                select(InboundEvent.status, func.count())
+                .where(
+                    InboundEvent.source == APP,
+                    InboundEvent.topic == RESYNC_REQUESTED.name,
+                    InboundEvent.delivery_id.like(backfill_event_prefix(shop, run) + "%"),
+                )
+                .group_by(InboundEvent.status)
+            ).all()
+        )
+        total = pos.get("total")
+        return BackfillProgress(
+            run=run or None,
+            state=str(pos.get("state") or "requested"),
+            done=cursor.done,
+            total=int(str(total)) if total is not None else None,
+            published=int(str(pos.get("published") or 0)),
+            applied=int(counts.get("done", 0)),
+            error=str(pos["error"]) if pos.get("error") else None,
+            reason=str(pos["reason"]) if pos.get("reason") else None,
+        )
+
+
+# ---------------------------------------------------------------- running
+
+
+def _read(sessions: sessionmaker[Session], shop: str) -> tuple[int, SyncCursor] | None:
+    with sessions() as session:
+        shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
+        if shop_id is None:
+            return None
+        cursor = session.get(SyncCursor, (shop_id, CURSOR))
+        if cursor is None:
+            return None
+        session.expunge(cursor)
+        return shop_id, cursor
+
+
+def _update(
+    sessions: sessionmaker[Session], shop_id: int, run: str, *, done: bool = False, **fields: Any
+) -> bool:
+    """Merge ``fields`` into the run's cursor; False when another run superseded it."""
+    with locked_transaction(sessions) as session:
+        cursor = session.get(SyncCursor, (shop_id, CURSOR))
+        if cursor is None or cursor.position.get("run") != run:
+            return False
+        cursor.position = {**cursor.position, **fields}
+        cursor.done = done
+        return True
+
+
+def advance_backfill(rt: SyncRuntime, shop: str, run: str) -> float | None:
+    """Take the run one step further; returns seconds until the next step, None when over."""
+    found = _read(rt.shops.sessions, shop)
+    if found is None:
+        return None
+    shop_id, cursor = found
+    pos = dict(cursor.position)
+    if cursor.done or pos.get("run") != run:
+        return None  # finished, or superseded by a newer run
+    state = pos.get("state")
+    opts = rt.options
+    if state == "requested":
+        try:
+            op = rt.products(shop).start_catalog_export()
+        except ShopifyUserErrors as exc:
+            # Pitfall 22: too many bulk queries at once is a wait, never fatal.
+            log.warning("sync.backfill_export_busy", shop=shop, run=run, error=str(exc))
+            return opts.backfill_poll_seconds * 5
+        _update(rt.shops.sessions, shop_id, run, state="running", operation=op["id"])
+        log.info("sync.backfill_export_started", shop=shop, run=run, operation=op["id"])
+        return opts.backfill_poll_seconds
+    if state == "running":
+        return _poll(rt, shop, shop_id, run, pos)
+    if state == "streaming":
+        return _stream(rt, shop, shop_id, run, pos)
+    return None
+
+
+def _restart(
+    rt: SyncRuntime, shop: str, shop_id: int, run: str, pos: dict[str, Any], why: str
+) -> float | None:
+    restarts = int(pos.get("restarts") or 0) + 1
+    if restarts > rt.options.backfill_max_restarts:
+        log.error("sync.backfill_gave_up", shop=shop, run=run, reason=why, restarts=restarts - 1)
+        _update(rt.shops.sessions, shop_id, run, done=True, state="failed", error=why)
+        return None
+    log.warning("sync.backfill_export_rerun", shop=shop, run=run, reason=why, restarts=restarts)
+    _update(
+        rt.shops.sessions,
+        shop_id,
+        run,
+        state="requested",
+        restarts=restarts,
+        error=why,
+        line=0,
+        offset=0,
+        url=None,
+        partial=False,
+    )
+    return rt.options.backfill_poll_seconds
+
+
+def _poll(rt: SyncRuntime, shop: str, shop_id: int, run: str, pos: dict[str, Any]) -> float | None:
+    op = rt.products(shop).call("bulk_operation", {"id": pos["operation"]}, estimate=2)["node"]
+    if op is None:
+        return _restart(rt, shop, shop_id, run, pos, "the bulk operation is gone")
+    status = op["status"]
+    if status in _RUNNING:
+        return rt.options.backfill_poll_seconds
+    total = op.get("rootObjectCount")
+    if status == "COMPLETED":
+        if not op.get("url"):  # an empty catalog has no file
+            _update(rt.shops.sessions, shop_id, run, done=True, state="done", total=0)
+            log.info("sync.backfill_done", shop=shop, run=run, published=0)
+            return None
+        _update(
+            rt.shops.sessions,
+            shop_id,
+            run,
+            state="streaming",
+            url=op["url"],
+            partial=False,
+            total=int(total) if total is not None else None,
+            line=0,
+            offset=0,
+        )
+        return 0.0
+    why = f"bulk operation {status}" + (f" ({op['errorCode']})" if op.get("errorCode") else "")
+    if status == "FAILED" and op.get("partialDataUrl"):
+        # Publish what the failed export did write, then rerun it; the run's event ids keep
+        # the products of the partial file from being published twice.
+        log.warning("sync.backfill_partial_data", shop=shop, run=run, reason=why)
+        _update(
+            rt.shops.sessions,
+            shop_id,
+            run,
+            state="streaming",
+            url=op["partialDataUrl"],
+            partial=True,
+            error=why,
+            line=0,
+            offset=0,
+        )
+        return 0.0
+    return _restart(rt, shop, shop_id, run, pos, why)
+
+
+def _skip(chunks: Iterable[bytes], count: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if count >= len(chunk):
+            count -= len(chunk)
+            continue
+        yield chunk[count:]
+        count = 0
+
+
+def _stream(
+    rt: SyncRuntime, shop: str, shop_id: int, run: str, pos: dict[str, Any]
+) -> float | None:
+    start = Position(int(pos.get("line") or 0), int(pos.get("offset") or 0))
+    opts = rt.options
+    deadline = time.monotonic() + opts.backfill_step_seconds
+    assembler = Assembler(opts.backfill_buffer_lines)
+    ready: list[Assembled] = []
+    published = int(pos.get("published") or 0)
+    headers = {"Range": f"bytes={start.offset}-"} if start.offset else {}
+    try:
+        with rt.download.stream("GET", str(pos["url"]), headers=headers) as response:
+            if response.status_code in (400, 401, 403, 404, 410):
+                raise ResultUnavailable(f"the bulk result answered HTTP {response.status_code}")
+            if response.status_code == 416:  # nothing after the offset: the file is read
+                chunks: Iterable[bytes] = ()
+            else:
+                response.raise_for_status()
+                chunks = response.iter_bytes()  # as the network delivers them (<= 64 KiB)
+                if response.status_code == 200 and start.offset:
+                    chunks = _skip(chunks, start.offset)  # the server ignored Range
+            for position, end, raw in split_lines(chunks, start):
+                ready += assembler.feed(position, end, parse_line(raw, position))
+                if len(ready) >= opts.backfill_batch:
+                    added = _commit(rt, shop, shop_id, run, ready, assembler.resume)
+                    if added is None:
+                        return None
+                    published += added
+                    ready = []
+                    if time.monotonic() > deadline:
+                        # Yield the worker to other shops; the next step resumes here.
+                        return 0.0
+            ready += assembler.finish()
+    except ResultUnavailable as exc:
+        if ready:
+            _commit(rt, shop, shop_id, run, ready, assembler.resume)
+        return _restart(rt, shop, shop_id, run, pos, str(exc))
+    except httpx.HTTPError:
+        if ready and _commit(rt, shop, shop_id, run, ready, assembler.resume) is None:
+            return None
+        raise
+    partial = bool(pos.get("partial"))
+    added = _commit(rt, shop, shop_id, run, ready, assembler.resume, finished=not partial)
+    if added is None:
+        return None
+    published += added
+    if partial:
+        return _restart(rt, shop, shop_id, run, pos, str(pos.get("error") or "partial data"))
+    log.info(
+        "sync.backfill_done",
+        shop=shop,
+        run=run,
+        published=published,
+        evicted=assembler.evicted,
+        peak_buffered_lines=assembler.peak_buffered,
+    )
+    return None
+
+
+def _commit(
+    rt: SyncRuntime,
+    shop: str,
+    shop_id: int,
+    run: str,
+    ready: list[Assembled],
+    resume: Position,
+    *,
+    finished: bool = False,
+) -> int | None:
+    """Publish ``ready`` (skipping products this run already published) and move the cursor
+    to ``resume``, in one transaction; returns how many were published, None if superseded."""
+    ids = {_event_id(shop, run, a.gid): a for a in ready}
+    with locked_transaction(rt.shops.sessions) as session:
+        cursor = session.get(SyncCursor, (shop_id, CURSOR))
+        if cursor is None or cursor.position.get("run") != run:
+            return None
+        existing = set(
+            session.scalars(
+                select(InboundEvent.delivery_id).where(
+                    InboundEvent.source == APP, InboundEvent.delivery_id.in_(list(ids))
+                )
+            )
+        )
+        added = 0
+        for event_id, product in ids.items():
+            if event_id in existing:
+                continue
+            publish_resync(
+                session,
+                shop_domain=shop,
+                reason="backfill",
+                shopify_gid=product.gid,
+                snapshot=product.snapshot,
+                event_id=event_id,
+            )
+            added += 1
+        fields: dict[str, object] = {
+            "line": resume.line,
+            "offset": resume.offset,
+            "published": int(str(cursor.position.get("published") or 0)) + added,
+        }
+        if finished:
+            fields.update(state="done", finished_at=_now(), error=None)
+        cursor.position = {**cursor.position, **fields}
+        cursor.done = finished
+    return added
