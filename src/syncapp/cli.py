@@ -10,7 +10,7 @@ syncapp shops list | show SHOP           shops, their connections and sign-up
 syncapp connections reset SHOP PROVIDER  forget one connection's credentials and set it up again
 syncapp onboarding run | retry SHOP      the sign-up events alone; start a stopped sign-up again
 syncapp onboarding ctrwow-token SHOP     a valid CTRwow access token of SHOP (refreshed if due)
-syncapp sandbox shopify|emanage|ctrwow   the local stand-ins (serve; shopify token SHOP)
+syncapp sandbox shopify|emanage|ctrwow   the local stand-ins (serve; shopify|emanage token SHOP)
 syncapp bus status [--per-shop]          the bus: pending, in flight, dead, oldest age per topic
 syncapp dlq list|show|replay|drop        dead letters by id, --topic, --shop, --since/--until
 syncapp sync status [SHOP]               product sync: last change, lag, pending, dead, conflicts
@@ -219,6 +219,18 @@ def sandbox_emanage_serve() -> None:
     from syncapp.sandbox_runner import serve_emanage_sandbox
 
     serve_emanage_sandbox(_settings())
+
+
+@emanage_sandbox_app.command("token")
+def sandbox_emanage_token(shop: str) -> None:
+    """Print an account API token of the local eManageCRM for SHOP."""
+    from syncapp.sandbox_runner import sandbox_emanage_token as issue
+
+    try:
+        print(issue(_settings(), _domain(shop)))
+    except LookupError as exc:
+        err.print(f"[red]error:[/red] {exc} (the app's sign-up creates it)")
+        raise typer.Exit(2) from exc
 
 
 @ctrwow_sandbox_app.command("serve")

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     emanage_client_id: str = ""
     emanage_client_secret: SecretStr | None = None
     sandbox_emanage_port: int = Field(default=8200, ge=1, le=65535)
+    # eManageCRM notifications (POST /webhooks/emanage): the signing secret the worker gives
+    # the app's subscription, and the previous one while a rotation is under way. Generated
+    # into data_dir in embedded mode; required in production (docs/adr/0019).
+    emanage_webhook_secret: SecretStr | None = None
+    emanage_webhook_old_secret: SecretStr | None = None
     ctrwow_base_url: str = ""
     ctrwow_client_id: str = ""
     ctrwow_client_secret: SecretStr | None = None
@@ -171,6 +176,7 @@ class Settings(BaseSettings):
                     ("EMANAGE_BASE_URL", self.emanage_base_url or None),
                     ("EMANAGE_CLIENT_ID", self.emanage_client_id or None),
                     ("EMANAGE_CLIENT_SECRET", self.emanage_client_secret),
+                    ("EMANAGE_WEBHOOK_SECRET", self.emanage_webhook_secret),
                     ("CTRWOW_BASE_URL", self.ctrwow_base_url or None),
                     ("CTRWOW_CLIENT_ID", self.ctrwow_client_id or None),
                     ("CTRWOW_CLIENT_SECRET", self.ctrwow_client_secret),
@@ -188,6 +194,11 @@ class Settings(BaseSettings):
     def masked_database_url(self) -> str:
         """The database URL with its password hidden, safe for logs."""
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @property
+    def emanage_webhook_url(self) -> str:
+        """Where eManageCRM delivers the app's notifications."""
+        return f"{self.public_url.rstrip('/')}/webhooks/emanage"
 
     @property
     def exports_dir(self) -> Path:
@@ -266,6 +277,11 @@ def ensure_embedded_secrets(settings: Settings) -> Settings:
             settings.data_dir / "shopify_client_secret", lambda: secrets.token_hex(32)
         )
         updates["shopify_client_secret"] = SecretStr(secret)
+    if settings.emanage_webhook_secret is None:
+        secret = _read_or_create(
+            settings.data_dir / "emanage_webhook_secret", lambda: "whsec_" + secrets.token_hex(32)
+        )
+        updates["emanage_webhook_secret"] = SecretStr(secret)
     updates.update(_embedded_system_clients(settings))
     return settings.model_copy(update=updates) if updates else settings
 

@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from syncapp.billing.payloads import SubscriptionUpdate
-from syncapp.bus.envelope import APP_SOURCE, EventType, webhook_type
+from syncapp.bus.envelope import APP_SOURCE, EventType, notification_type, webhook_type
 from syncapp.config import APP_TOML, subscribed_topics
+from syncapp.connectors.emanage.notifications import NOTIFICATION_TYPES
 from syncapp.onboarding.events import APP_EVENTS
 from syncapp.shops.payloads import (
     CustomersDataRequest,
@@ -71,8 +72,36 @@ def webhook_types() -> list[EventType]:
     return out
 
 
+def notification_schema(topic: str) -> dict[str, Any]:
+    """The body of an eManageCRM notification as received (docs/contracts/emanage.openapi.yaml,
+    ``Notification``); ``data`` says what changed (a product's id, version and links)."""
+    return {
+        "type": "object",
+        "required": ["id", "type", "occurredAt", "accountId", "data"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1},
+            "type": {"const": topic},
+            "occurredAt": {"type": "string", "minLength": 1},
+            "accountId": {"type": "string", "minLength": 1},
+            "data": {"type": "object"},
+        },
+    }
+
+
+def notification_types() -> list[EventType]:
+    """One type per eManageCRM notification type (received at ``/webhooks/emanage``)."""
+    return [
+        EventType(
+            notification_type(topic),
+            f"eManageCRM notification {topic} (verified, as received).",
+            notification_schema(topic),
+        )
+        for topic in sorted(NOTIFICATION_TYPES)
+    ]
+
+
 def event_types() -> list[EventType]:
-    return [*webhook_types(), *APP_EVENTS, *SYNC_EVENTS]
+    return [*webhook_types(), *notification_types(), *APP_EVENTS, *SYNC_EVENTS]
 
 
 ENVELOPE: dict[str, Any] = {
@@ -138,7 +167,7 @@ def asyncapi() -> dict[str, Any]:
                 "address": "syncapp.events",
                 "description": (
                     "Routing key p<n>.<source>.<topic>: n is the partition key hashed onto the "
-                    f"partitions; source is shopify or syncapp ({APP_SOURCE})."
+                    f"partitions; source is shopify, emanage or syncapp ({APP_SOURCE})."
                 ),
                 "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in messages},
             }

@@ -100,6 +100,41 @@ def emanage_sandbox_config(
     )
 
 
+def sandbox_emanage_token(settings: Settings, shop: str) -> str:
+    """An account token of the local eManageCRM for the tenant of ``shop`` (every scope of the
+    app's system client, the token endpoint's lifetime), as the connector would get it."""
+    import time
+
+    from syncapp.sandbox.emanage.db import EmanageDB
+    from syncapp.sandbox.emanage.iam import issue_opaque_token
+
+    config = emanage_sandbox_config(settings)
+    client = config.client(settings.emanage_client_id)
+    assert client is not None
+    if not config.database_path.exists():
+        raise LookupError(f"the local eManageCRM has no state at {config.database_path} yet")
+    db = EmanageDB(config.database_path)
+    try:
+        with db.transaction() as conn:
+            row = conn.execute(
+                "SELECT id, owner_client_id, status FROM accounts WHERE shop_domain = ?", (shop,)
+            ).fetchone()
+            if row is None or row["owner_client_id"] != client.client_id:
+                raise LookupError(f"the local eManageCRM has no account of {shop}")
+            if row["status"] != "active":
+                raise LookupError(f"the eManageCRM account of {shop} is {row['status']}")
+            return issue_opaque_token(
+                conn,
+                client_id=client.client_id,
+                account_id=row["id"],
+                scopes=client.scopes,
+                now=time.time(),
+                ttl_seconds=config.token_ttl_seconds,
+            )
+    finally:
+        db.close()
+
+
 def ctrwow_sandbox_config(
     settings: Settings, *, data_dir: Path | None = None
 ) -> CtrwowSandboxConfig:

@@ -40,6 +40,7 @@ from syncapp.bus.retry import RetryPolicy
 from syncapp.config import Settings
 from syncapp.onboarding import topics as onboarding_topics
 from syncapp.onboarding.events import request_due_signups
+from syncapp.onboarding.notifications import subscribe_to_notifications
 from syncapp.onboarding.runtime import open_onboarding
 from syncapp.onboarding.uninstall import revoke_ctrwow_on_uninstall
 from syncapp.shops import topics as shops_topics
@@ -246,6 +247,12 @@ async def _serve(settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event)
         else:
             rt = await stack.enter_async_context(open_onboarding(settings, runtime.engine))
             signup = onboarding_topics.topics(rt)
+            # eManageCRM's notifications come to /webhooks/emanage once this has run; the
+            # worker consumes meanwhile (docs/adr/0019).
+            subscribing = asyncio.create_task(
+                subscribe_to_notifications(rt.emanage, settings, stop), name="emanage-subscribe"
+            )
+            stack.push_async_callback(_finish, subscribing)
         sync_options = SyncOptions.from_settings(settings)
         if settings.emanage_client_secret is None:
             log.warning("sync.disabled", reason="SYNCAPP_EMANAGE_CLIENT_SECRET not set")
@@ -266,6 +273,13 @@ async def _serve(settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event)
             (min(30.0, sync_options.reconcile_interval_seconds), lambda: sync_jobs.tick(sync))
         ]
         await _consume(settings, runtime, stop, {**signup, **sync_jobs.topics(sync)}, periodic)
+
+
+async def _finish(task: asyncio.Task[object]) -> None:
+    """Stop a start-up task still retrying when the worker stops."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _consume(

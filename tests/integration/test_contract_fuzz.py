@@ -146,6 +146,21 @@ def _emanage_target(base_url: str) -> Target:
         assert account.status_code == 201, account.text
         account_id, cid = account.json()["id"], account.json()["cid"]
         account_token = token(account_id=account_id)
+        products = f"/admin/v1/accounts/{account_id}/products"
+        for name in ("Fuzz One", "Fuzz Two"):
+            made = http.post(
+                products,
+                json={
+                    "name": name,
+                    "status": "active",
+                    "currency": "USD",
+                    "variants": [{"productPrices": {"DiscountedPrice": {"Value": 9.99}}}],
+                },
+                headers={**_bearer(account_token), "Idempotency-Key": str(uuid.uuid4())},
+            )
+            assert made.status_code == 201, made.text
+        first = http.get(products, params={"limit": 1}, headers=_bearer(account_token)).json()
+        product_id, cursor = first["items"][0]["productId"], first["next"]
     return Target(
         base_url,
         headers={
@@ -154,9 +169,21 @@ def _emanage_target(base_url: str) -> Target:
             "/admin/v1/": _bearer(system),
             "/api/campaigns/": {"X_CID": cid},
         },
-        path_ids={"accountId": account_id},
+        path_ids={"accountId": account_id, "productId": product_id},
+        # A cursor is opaque: only one the server issued is valid data.
+        query_ids={"after": cursor},
         body_ids={"account_id": account_id},
         issued={"POST /admin/v1/account-links": lambda: _link_code(base_url)},
+        # What a schema cannot say about a product write: the version If-Match must name (a
+        # generated one is stale: 412), amounts within the currency's decimals, SKUs unique in
+        # the product, one value per option; refusals of those are documented 412/422 answers.
+        no_positive=frozenset(
+            {
+                "POST /admin/v1/accounts/{accountId}/products",
+                "PUT /admin/v1/accounts/{accountId}/products/{productId}",
+                "POST /admin/v1/accounts/{accountId}/products/{productId}/archive",
+            }
+        ),
     )
 
 

@@ -20,6 +20,7 @@ PRODUCTION = {
     "emanage_base_url": "https://emanage.example.com",
     "emanage_client_id": "id",
     "emanage_client_secret": "secret",
+    "emanage_webhook_secret": "whsec_production_0123456789abcdef0123456789",
     "ctrwow_base_url": "https://ctrwow.example.com",
     "ctrwow_client_id": "id",
     "ctrwow_client_secret": "secret",

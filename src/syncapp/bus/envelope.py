@@ -167,3 +167,14 @@ def webhook_type(topic: str) -> str:
 
 def webhook_source(shop_domain: str) -> str:
     return f"https://{shop_domain}"
+
+
+def notification_type(topic: str) -> str:
+    """The CloudEvents type of an eManageCRM notification: ``product.updated`` →
+    ``com.emanagecrm.notification.product.updated.v1`` (the payload is eManageCRM's)."""
+    return "com.emanagecrm.notification." + topic.lower() + ".v1"
+
+
+def notification_source(shop_domain: str) -> str:
+    """The ``source`` of an eManageCRM notification: the shop's eManageCRM account."""
+    return f"urn:emanagecrm:crm:{shop_domain}"

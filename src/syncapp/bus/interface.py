@@ -26,11 +26,19 @@ from typing import Any, Protocol
 import orjson
 from sqlalchemy.orm import Session
 
-from syncapp.bus.envelope import CloudEvent, webhook_source, webhook_type
+from syncapp.bus.envelope import (
+    CloudEvent,
+    notification_source,
+    notification_type,
+    webhook_source,
+    webhook_type,
+)
 from syncapp.errors import RefusedEvent
 
 APP = "syncapp"
 """The ``source`` column of events the app publishes (the outbox)."""
+EMANAGE = "emanage"
+"""The ``source`` column of eManageCRM's notifications (``/webhooks/emanage``)."""
 
 
 class BusError(Exception):
@@ -78,6 +86,17 @@ class Delivery:
         """The event as a CloudEvents envelope (what a broker carries)."""
         if self.source == APP:
             return CloudEvent.from_dict(orjson.loads(self.payload))
+        if self.source == EMANAGE:
+            return CloudEvent(
+                id=f"{self.source}:{self.delivery_id}",
+                source=notification_source(self.shop_domain),
+                type=notification_type(self.topic),
+                subject=self.partition_key.partition("/")[2],
+                time=self.received_at,
+                partitionkey=self.partition_key,
+                data=self.json(),
+                extensions={"emanagetype": self.topic, "emanageeventid": self.delivery_id},
+            )
         extensions = {"shopifytopic": self.topic, "shopifywebhookid": self.delivery_id}
         if self.api_version:
             extensions["shopifyapiversion"] = self.api_version

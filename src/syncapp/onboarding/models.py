@@ -103,7 +103,8 @@ class EmanageAccount(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), unique=True)
-    account_id: Mapped[str] = mapped_column(String(64))
+    # Indexed: an eManageCRM notification names its account, and the receiver finds the shop.
+    account_id: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # shared | dedicated
     cid: Mapped[str] = mapped_column(String(64))
     websales_api_url: Mapped[str] = mapped_column(String(512))

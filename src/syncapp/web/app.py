@@ -26,6 +26,7 @@ from syncapp.shops.runtime import ShopsRuntime
 from syncapp.store.db import make_engine, ping
 from syncapp.web.app_home import ROUTE_PATHS as APP_HOME_PATHS
 from syncapp.web.app_home import app_home
+from syncapp.web.emanage_webhooks import AccountShops, EmanageWebhookEndpoint
 from syncapp.web.observability import RequestContextMiddleware, metrics_endpoint
 from syncapp.web.sync_api import sync_api
 from syncapp.web.sync_api.iam import iam_verifier
@@ -37,6 +38,7 @@ log = structlog.get_logger("syncapp.web")
 def create_app(settings: Settings) -> Starlette:
     """The web service for ``settings``; the database must already be migrated."""
     assert settings.shopify_client_secret is not None, "call ensure_embedded_secrets first"
+    assert settings.emanage_webhook_secret is not None, "call ensure_embedded_secrets first"
     engine = make_engine(settings.database_url)
     inbox = Inbox(
         engine,
@@ -57,6 +59,17 @@ def create_app(settings: Settings) -> Starlette:
         max_bytes=settings.webhook_max_bytes,
         topics=subscribed_topics(settings.shopify_app_toml),
         vault=shops.vault,
+    )
+
+    emanage_old = settings.emanage_webhook_old_secret
+    emanage_webhooks = EmanageWebhookEndpoint(
+        inbox=inbox,
+        secrets=[
+            settings.emanage_webhook_secret.get_secret_value(),
+            emanage_old.get_secret_value() if emanage_old else "",
+        ],
+        accounts=AccountShops(engine),
+        max_bytes=settings.webhook_max_bytes,
     )
 
     async def healthz(request: Request) -> Response:
@@ -103,12 +116,20 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(
                 RequestContextMiddleware,
                 known_routes=frozenset(
-                    {"/healthz", "/metrics", "/webhooks/shopify", "/favicon.ico", "/favicon.svg"}
+                    {
+                        "/healthz",
+                        "/metrics",
+                        "/webhooks/shopify",
+                        "/webhooks/emanage",
+                        "/favicon.ico",
+                        "/favicon.svg",
+                    }
                 )
                 | APP_HOME_PATHS,
-                self_logged=frozenset({"/webhooks/shopify"}),
+                self_logged=frozenset({"/webhooks/shopify", "/webhooks/emanage"}),
             ),
             Middleware(WebhookRoute, path="/webhooks/shopify", endpoint=webhooks),
+            Middleware(WebhookRoute, path="/webhooks/emanage", endpoint=emanage_webhooks),
             # Inside WebhookRoute: the webhook ingest (answered before this) never pays for it.
             Middleware(GZipMiddleware, minimum_size=1024),
         ],

@@ -15,6 +15,7 @@ from syncapp.bus.models import InboundEvent
 from syncapp.bus.outbox import new_event, publish
 from syncapp.bus.rabbitmq import message_for
 from syncapp.config import APP_TOML, subscribed_topics
+from syncapp.connectors.emanage.notifications import NOTIFICATION_TYPES
 from syncapp.events import asyncapi, event_types, message_schema
 from syncapp.onboarding.events import APP_EVENTS, SIGNUP_REQUESTED
 from syncapp.store.db import make_engine, make_session_factory
@@ -64,10 +65,16 @@ def test_the_document_in_docs_is_the_catalogues(document: dict) -> None:
 
 
 def test_every_subscribed_topic_and_app_event_is_listed(document: dict) -> None:
-    """One message per Shopify topic of shopify.app.toml and per app event type."""
+    """One message per Shopify topic of shopify.app.toml, per eManageCRM notification type and
+    per app event type."""
     names = {m["name"] for m in document["components"]["messages"].values()}
     assert names == {t.name for t in event_types()}
-    assert len(names) == len(subscribed_topics(APP_TOML)) + len(APP_EVENTS) + len(SYNC_EVENTS)
+    assert len(names) == (
+        len(subscribed_topics(APP_TOML))
+        + len(NOTIFICATION_TYPES)
+        + len(APP_EVENTS)
+        + len(SYNC_EVENTS)
+    )
 
 
 @pytest.mark.parametrize("topic", sorted(PAYLOADS))
@@ -93,6 +100,43 @@ def test_a_relayed_webhook_validates_against_its_schema(
         row = session.scalars(select(InboundEvent)).one()
         body, _, _ = message_for(row)
     envelope = orjson.loads(body)
+    jsonschema.validate(envelope, message_schema(document, envelope["type"]))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("topic", sorted(NOTIFICATION_TYPES))
+def test_a_relayed_emanage_notification_validates_against_its_schema(
+    document: dict, topic: str, tmp_path: Path
+) -> None:
+    """A stored eManageCRM notification, as the relay publishes it, is valid for its type."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    upgrade(engine)
+    event_id = "0b9f6d3e-6a2f-4a55-9c55-0d8d0b1f2a11"
+    body = {
+        "id": event_id,
+        "type": topic,
+        "occurredAt": "2026-12-07T12:00:00Z",
+        "accountId": "5d7e2f0a-1b2c-4d3e-8f90-a1b2c3d4e5f6",
+        "data": {"id": 917701, "externalRefs": {"shopifyProductId": 42}},
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            insert(InboundEvent).values(
+                source="emanage",
+                shop_domain=SHOP,
+                topic=topic,
+                delivery_id=event_id,
+                event_id=event_id,
+                payload=orjson.dumps(body).decode(),
+                partition_key=f"{SHOP}/Product/42",
+            )
+        )
+    with make_session_factory(engine)() as session:
+        row = session.scalars(select(InboundEvent)).one()
+        raw, _, _ = message_for(row)
+    envelope = orjson.loads(raw)
+    assert envelope["type"] == f"com.emanagecrm.notification.{topic}.v1"
+    assert envelope["data"] == body
     jsonschema.validate(envelope, message_schema(document, envelope["type"]))
     engine.dispose()
 

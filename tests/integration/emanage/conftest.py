@@ -145,12 +145,13 @@ def csrf_token(html: str) -> str:
 
 
 @contextmanager
-def serve(make_app: Callable[[str], Starlette]) -> Iterator[str]:
-    """Serve ``make_app(base_url)`` with uvicorn on a free 127.0.0.1 port; yields the base URL
-    (the app is built once the port is known, since the sandbox puts it in its links)."""
+def serve(make_app: Callable[[str], Starlette], port: int = 0) -> Iterator[str]:
+    """Serve ``make_app(base_url)`` with uvicorn on a free 127.0.0.1 port (or ``port``); yields
+    the base URL (the app is built once the port is known, since the sandbox puts it in its
+    links)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     app = make_app(f"http://127.0.0.1:{port}")
     server = uvicorn.Server(

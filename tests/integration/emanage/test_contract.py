@@ -102,6 +102,16 @@ async def test_every_documented_operation_answers_per_the_contract(
         "customers/location",
     ):
         await http.get(f"/api/campaigns/{campaign['webKey']}/{resource}", headers=cid)
+    created = await http.post(
+        "/admin/v1/webhook-subscriptions",
+        json={"url": "https://app.example/webhooks/emanage", "eventTypes": ["product.updated"]},
+        headers=bearer(system, "sub-1"),
+    )
+    hook = f"/admin/v1/webhook-subscriptions/{created.json()['id']}"
+    await http.get("/admin/v1/webhook-subscriptions", headers=bearer(system))
+    await http.get(hook, headers=bearer(system))
+    await http.patch(hook, json={"secret": "s" * 40}, headers=bearer(system, "sub-2"))
+    await http.delete(hook, headers=bearer(system, "sub-3"))
     await http.get("/healthz")
     await http.get("/openapi.json")
     await http.get("/iam/.well-known/jwks.json")

@@ -25,7 +25,8 @@ from syncapp.sandbox.emanage import products
 from syncapp.sandbox.emanage.state import EmanageState
 from syncapp.sync.catalog import Option, Product, ProductStatus, Variant
 from syncapp.sync.mapping import emanage_product, product_from_emanage
-from tests.integration.emanage.conftest import bearer, onboard
+from tests.integration.emanage.conftest import bearer, csrf_token, onboard, token
+from tests.integration.emanage.test_sso_and_ui import sso_link
 
 pytestmark = pytest.mark.anyio
 
@@ -272,7 +273,9 @@ async def test_paging_by_updated_since_keeps_same_second_edits(
             break
     assert seen == [p["productId"] for p in made]
 
-    sandbox(app).clock.advance(60)
+    clock = sandbox(app).clock
+    # A minute on, at the start of a second: both edits below land in that same second.
+    clock.advance(60 + (1 - clock.now() % 1) + 0.001)
     stamps = []
     for p in made[3], made[1]:
         p["name"] += " (edited)"
@@ -283,8 +286,8 @@ async def test_paging_by_updated_since_keeps_same_second_edits(
         )
         assert response.status_code == 200
         stamps.append(response.json()["updatedAt"])
-    # The first edit's second, inclusive: the second edit (same second or later) is in too,
-    # though stored with a later fraction of that second.
+    assert stamps[0] == stamps[1]
+    # That second, inclusive: both edits are in, though stored at different fractions of it.
     stamp = stamps[0]
     since = (
         await http.get(
@@ -320,6 +323,15 @@ async def test_a_token_reaches_only_its_own_accounts_products(http: httpx.AsyncC
     ):
         assert response.status_code == 403
         assert response.json()["code"] == "account_mismatch"
+    system = await token(http)
+    as_system = await http.get(base(b.account_id), headers=bearer(system))
+    assert as_system.json()["code"] == "account_token_required"
+    read_only = await token(http, account_id=b.account_id, scope="products:read")
+    refused = await http.post(base(b.account_id), json=body(), headers=writer(read_only))
+    assert (refused.status_code, refused.json()["code"]) == (403, "insufficient_scope")
+    no_products = await token(http, account_id=b.account_id, scope="users:read")
+    listed = await http.get(base(b.account_id), headers=bearer(no_products))
+    assert (listed.status_code, listed.json()["code"]) == (403, "insufficient_scope")
     crossed = await http.get(
         f"{base(a.account_id)}/{theirs['productId']}", headers=bearer(a.account_token)
     )
@@ -467,3 +479,125 @@ async def test_connector_round_trip_is_decimal_exact(
         # The connector asks for a token of the account it names: a token of another account
         # is never sent, so cross-account access shows as the sandbox's refusal of a mix-up.
         await client._call("GET", f"{base(other.account_id)}", account_id=who.account_id)
+
+
+# --- Web Sales and the web UI ---------------------------------------------------------------
+
+
+async def test_web_sales_prices_follow_the_product_variant(
+    http: httpx.AsyncClient, client: EmanageClient
+) -> None:
+    """A package referencing a variant shows its current name, SKU and prices (times the
+    package quantity); a price synced later shows on the next read; other packages keep
+    their seeded values."""
+    who = await onboard(http)
+    created = await client.create_product(
+        account_id=who.account_id, body=body(price=Decimal("19.90")), idempotency_key="c-1"
+    )
+    variant_id = created.body["variants"][0]["variantId"]
+    campaign = await http.post(
+        f"/_sandbox/accounts/{who.account_id}/campaigns",
+        json={
+            "name": "Jet",
+            "products": [
+                {"name": "Seeded", "sku": "SEED_1", "price": 10},
+                {"name": "ignored", "variantId": variant_id, "quantity": 2},
+            ],
+        },
+    )
+    assert campaign.status_code == 201, campaign.text
+    web_key = campaign.json()["webKey"]
+
+    async def prices() -> list[dict[str, Any]]:
+        response = await http.get(
+            f"/api/campaigns/{web_key}/products/prices", headers={"X_CID": who.cid}
+        )
+        assert response.status_code == 200
+        result: list[dict[str, Any]] = response.json()["prices"]
+        return result
+
+    seeded, synced = await prices()
+    assert (seeded["productName"], seeded["sku"]) == ("Seeded", "SEED_1")
+    assert seeded["productPrices"]["DiscountedPrice"]["Value"] == 10
+    assert (synced["productName"], synced["sku"]) == ("Jet Fuel - S", "JETF-S")
+    assert synced["productPrices"]["DiscountedPrice"] == {"Value": 39.8, "FormattedValue": "$39.80"}
+    assert synced["productPrices"]["FullRetailPrice"]["Value"] == 58
+    assert synced["productPrices"]["UnitDiscountRate"]["Value"] == 19.9
+
+    changed = dict(created.body)
+    changed["variants"][0]["productPrices"]["DiscountedPrice"]["Value"] = Decimal("17.45")
+    await client.update_product(
+        account_id=who.account_id,
+        product_id=created.product_id,
+        body=changed,
+        version=1,
+        idempotency_key="u-1",
+    )
+    _, synced = await prices()
+    assert synced["productPrices"]["UnitDiscountRate"]["Value"] == 17.45
+    assert synced["productPrices"]["DiscountedPrice"]["Value"] == 34.9
+
+    other = await onboard(http, "other.myshopify.com")
+    refused = await http.post(
+        f"/_sandbox/accounts/{other.account_id}/campaigns",
+        json={"name": "X", "products": [{"name": "p", "variantId": variant_id}]},
+    )
+    assert refused.status_code == 400
+
+
+async def test_a_hand_edit_in_the_web_ui_is_a_new_version(
+    http: httpx.AsyncClient, app: Starlette
+) -> None:
+    """The product page edits title, status, price, compare-at and SKU with a CSRF-checked
+    form; the edit is a new version with origin none and a notification; a bad amount is a
+    422 page; a stale form is refused."""
+    who = await onboard(http)
+    created = await create(http, who, **{"X-Sync-Origin": "syncapp"})
+    pid = created["productId"]
+    v1, v2 = (v["variantId"] for v in created["variants"])
+    await http.get(await sso_link(http, who, redirectPath="/crm/products"))
+    listing = await http.get("/crm/products")
+    assert listing.status_code == 200
+    assert f'href="/crm/products/{pid}"' in listing.text
+    page = await http.get(f"/crm/products/{pid}")
+    assert 'value="19.90"' in page.text
+    form = {
+        "csrf_token": csrf_token(page.text),
+        "version": "1",
+        "name": "Jet Fuel XL",
+        "status": "archived",
+        f"sku-{v1}": "JETF-S2",
+        f"price-{v1}": "18.25",
+        f"compare-{v1}": "",
+        f"sku-{v2}": "JETF-M",
+        f"price-{v2}": "21.50",
+        f"compare-{v2}": "25",
+    }
+    bad = await http.post(f"/crm/products/{pid}", data={**form, f"price-{v1}": "18.255"})
+    assert bad.status_code == 422
+    assert "at most 2 decimals" in bad.text
+    no_csrf = await http.post(f"/crm/products/{pid}", data={**form, "csrf_token": "x"})
+    assert no_csrf.status_code == 403
+    saved = await http.post(f"/crm/products/{pid}", data=form)
+    assert saved.status_code == 303
+
+    api = (
+        await http.get(f"{base(who.account_id)}/{pid}", headers=bearer(who.account_token))
+    ).json()
+    assert (api["name"], api["status"], api["version"], api["lastWriteOrigin"]) == (
+        "Jet Fuel XL",
+        "archived",
+        2,
+        None,
+    )
+    first, second = api["variants"]
+    assert (first["sku"], first["productPrices"]["DiscountedPrice"]["Value"]) == ("JETF-S2", 18.25)
+    assert "FullRetailPrice" not in first["productPrices"]
+    assert second["productPrices"]["FullRetailPrice"]["Value"] == 25
+    assert first["weight"] == created["variants"][0]["weight"]  # untouched fields kept
+    event = outbox(app)[-1]
+    assert event["type"] == "product.archived"
+    assert json.loads(event["data"])["origin"] is None
+
+    stale = await http.post(f"/crm/products/{pid}", data=form)  # still says version 1
+    assert stale.status_code == 409

@@ -49,6 +49,7 @@ def test_production_names_every_missing_emanage_and_ctrwow_variable() -> None:
         "SYNCAPP_EMANAGE_BASE_URL",
         "SYNCAPP_EMANAGE_CLIENT_ID",
         "SYNCAPP_EMANAGE_CLIENT_SECRET",
+        "SYNCAPP_EMANAGE_WEBHOOK_SECRET",
         "SYNCAPP_CTRWOW_BASE_URL",
         "SYNCAPP_CTRWOW_CLIENT_ID",
         "SYNCAPP_CTRWOW_CLIENT_SECRET",

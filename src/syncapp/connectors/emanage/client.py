@@ -15,6 +15,7 @@ with their retry policy (``errors.is_transient``), and every write takes the cal
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json as jsonlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from syncapp.connectors.emanage.errors import (
     EmanageAuthError,
+    EmanageConflict,
     EmanageNotFound,
     EmanageProtocolError,
     EmanageTokenRejected,
@@ -47,6 +49,7 @@ from syncapp.connectors.emanage.models import (
     ProductPage,
     SsoLink,
     User,
+    WebhookSubscription,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -59,9 +62,12 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "users:write",
     "sso:write",
     "providers:read",
+    "webhooks:read",
+    "webhooks:write",
     "products:read",
     "products:write",
 )
+WEBHOOKS_PATH = "/admin/v1/webhook-subscriptions"
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,77 @@ class EmanageClient:
             account_id=account_id,
         )
         return _parse_items(PaymentProvider, response)
+
+    # --- notifications ----------------------------------------------------------------------
+
+    async def list_webhook_subscriptions(self) -> list[WebhookSubscription]:
+        response = await self._call("GET", WEBHOOKS_PATH)
+        return _parse_items(WebhookSubscription, response)
+
+    async def create_webhook_subscription(
+        self, *, url: str, event_types: Sequence[str], secret: str, idempotency_key: str
+    ) -> WebhookSubscription:
+        """Subscribe ``url`` to the events of every account this client owns, signed with
+        ``secret``. EmanageConflict (``existing_id``) when the URL is subscribed already."""
+        body = {"url": url, "eventTypes": sorted(event_types), "secret": secret}
+        response = await self._call(
+            "POST", WEBHOOKS_PATH, json=body, idempotency_key=idempotency_key
+        )
+        return _parse(WebhookSubscription, response)
+
+    async def update_webhook_subscription(
+        self,
+        *,
+        subscription_id: UUID | str,
+        idempotency_key: str,
+        event_types: Sequence[str] | None = None,
+        secret: str | None = None,
+    ) -> WebhookSubscription:
+        body: dict[str, Any] = {}
+        if event_types is not None:
+            body["eventTypes"] = sorted(event_types)
+        if secret is not None:
+            body["secret"] = secret
+        response = await self._call(
+            "PATCH",
+            f"{WEBHOOKS_PATH}/{_seg(subscription_id)}",
+            json=body,
+            idempotency_key=idempotency_key,
+        )
+        return _parse(WebhookSubscription, response)
+
+    async def ensure_webhook_subscription(
+        self, *, url: str, event_types: Sequence[str], secret: str
+    ) -> WebhookSubscription:
+        """The subscription of ``url``, created or brought to ``event_types`` and ``secret``.
+
+        Idempotent: the keys are derived from what is asked (the secret only as a digest), so
+        every start of every worker sends the same requests, which eManageCRM replays; a new
+        secret (a rotation) or new types make new keys, hence a real change.
+        """
+        wanted = ",".join(sorted(event_types))
+        fingerprint = hashlib.sha256(f"{url}\n{wanted}\n{secret}".encode()).hexdigest()[:32]
+        existing = next((s for s in await self.list_webhook_subscriptions() if s.url == url), None)
+        if existing is None:
+            try:
+                return await self.create_webhook_subscription(
+                    url=url,
+                    event_types=event_types,
+                    secret=secret,
+                    idempotency_key=f"webhooks:create:{fingerprint}",
+                )
+            except EmanageConflict as exc:
+                if exc.existing_id is None:
+                    raise
+                subscription_id: UUID | str = exc.existing_id
+        else:
+            subscription_id = existing.id
+        return await self.update_webhook_subscription(
+            subscription_id=subscription_id,
+            event_types=event_types,
+            secret=secret,
+            idempotency_key=f"webhooks:update:{subscription_id}:{fingerprint}",
+        )
 
     # --- products ---------------------------------------------------------------------------
 

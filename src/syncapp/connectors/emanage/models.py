@@ -37,6 +37,16 @@ class Account(_Model):
     created_at: datetime
 
 
+class WebhookSubscription(_Model):
+    """A partner-wide notification subscription (its secret is never read back)."""
+
+    id: UUID
+    url: str
+    event_types: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
 class User(_Model):
     id: UUID
     account_id: UUID

@@ -19,10 +19,12 @@ from syncapp.favicon import favicon_routes
 from syncapp.sandbox.emanage import (
     accounts,
     control,
+    delivery,
     iam,
     products,
     providers,
     sso,
+    subscriptions,
     ui,
     websales,
 )
@@ -38,6 +40,7 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
     """Build the sandbox on the state in ``config.database_path`` (created if missing)."""
     contract = load_contract(config.contract_path)
     state = EmanageState(config=config, db=EmanageDB(config.database_path))
+    deliverer = delivery.NotificationDeliverer(state)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -55,9 +58,11 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await deliverer.start()
         try:
             yield
         finally:
+            await deliverer.stop()
             state.db.close()
 
     routes: list[BaseRoute] = [
@@ -72,7 +77,9 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
         *products.routes(state),
         *ui.routes(state),
         *websales.routes(state),
+        *subscriptions.routes(state),
         *control.routes(state),
+        *delivery.routes(state, deliverer),
     ]
     app = Starlette(
         routes=routes,
@@ -84,4 +91,5 @@ def create_app(config: EmanageSandboxConfig) -> Starlette:
         ],
     )
     app.state.sandbox = state
+    app.state.deliverer = deliverer
     return app

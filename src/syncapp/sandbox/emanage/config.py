@@ -18,6 +18,8 @@ ALL_SCOPES: tuple[str, ...] = (
     "users:write",
     "sso:write",
     "providers:read",
+    "webhooks:read",
+    "webhooks:write",
     "products:read",
     "products:write",
     # The Sync App's own Sync API, for eManageCRM's services (JWTs with resource=<app>/api).
@@ -49,6 +51,12 @@ class EmanageSandboxConfig:
     session_ttl_seconds: int = 8 * 3600
     link_code_ttl_seconds: int = 1800
     idempotency_ttl_seconds: int = 24 * 3600
+    # Notification delivery (notifications.py): how often the deliverer looks for work, and the
+    # retry schedule of a failed delivery (exponential, equal jitter, then given up).
+    notification_poll_seconds: float = 0.05
+    notification_retry_base_seconds: float = 1.0
+    notification_retry_cap_seconds: float = 600.0
+    notification_max_attempts: int = 12
     # None: the contract in the source tree (docs/contracts/emanage.openapi.yaml).
     contract_path: Path | None = None
 

@@ -38,14 +38,16 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def local_only(request: Request) -> Response | None:
+    """None for a loopback client; the 404 every other client gets for ``/_sandbox/``."""
+    host = request.client.host if request.client else ""
+    if host not in _LOOPBACK:
+        return _error(404, "Not Found")
+    return None
+
+
 def routes(state: EmanageState) -> list[BaseRoute]:
     """Accounts, subscriptions, providers, campaigns, faults and clock."""
-
-    def local_only(request: Request) -> Response | None:
-        host = request.client.host if request.client else ""
-        if host not in _LOOPBACK:
-            return _error(404, "Not Found")
-        return None
 
     def account_or_404(conn: sqlite3.Connection, account_id: str) -> sqlite3.Row | Response:
         row = None
@@ -188,6 +190,8 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             if isinstance(account, Response):
                 return account
             if problems := websales.check_campaign_spec(body, account["currency"]):
+                return _error(400, "; ".join(problems))
+            if problems := websales.check_variants(conn, account["id"], body):
                 return _error(400, "; ".join(problems))
             try:
                 campaign = websales.seed_campaign(

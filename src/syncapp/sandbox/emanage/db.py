@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from syncapp.sandbox.emanage import events
+from syncapp.sandbox.emanage import events, notification_tables
 from syncapp.sandbox.sqlite import SQLiteStore
 
 SCHEMA = """
@@ -181,7 +181,7 @@ class EmanageDB(SQLiteStore):
     """The eManageCRM sandbox's database."""
 
     def __init__(self, path: Path | str) -> None:
-        super().__init__(path, [SCHEMA, events.SCHEMA])
+        super().__init__(path, [SCHEMA, events.SCHEMA, notification_tables.SCHEMA])
         with self.transaction() as conn:
             # A sandbox file from before products: CREATE TABLE IF NOT EXISTS kept its old
             # campaign_products, which gets the column (state survives an upgrade too).

@@ -14,6 +14,8 @@ import base64
 import binascii
 import hmac
 import secrets
+import sqlite3
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -59,6 +61,26 @@ def _resource(value: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
         return None
     return value
+
+
+def issue_opaque_token(
+    conn: sqlite3.Connection,
+    *,
+    client_id: str,
+    account_id: str | None,
+    scopes: Sequence[str],
+    now: float,
+    ttl_seconds: int,
+) -> str:
+    """A new ``emt_`` bearer token (stored hashed) for the client, narrowed to ``account_id``
+    when given; the token endpoint's and ``syncapp sandbox emanage token``'s one way."""
+    access_token = "emt_" + secrets.token_urlsafe(32)
+    conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now - 3600,))
+    conn.execute(
+        "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+        (digest(access_token), client_id, account_id, " ".join(scopes), now, now + ttl_seconds),
+    )
+    return access_token
 
 
 def routes(state: EmanageState) -> list[BaseRoute]:
@@ -142,18 +164,13 @@ def routes(state: EmanageState) -> list[BaseRoute]:
                     "scope": " ".join(granted),
                 }
                 return JSONResponse(jwt_body, headers=_NO_STORE)
-            access_token = "emt_" + secrets.token_urlsafe(32)
-            conn.execute("DELETE FROM tokens WHERE expires_at < ?", (now - 3600,))
-            conn.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    digest(access_token),
-                    client.client_id,
-                    account_id,
-                    " ".join(granted),
-                    now,
-                    now + state.config.token_ttl_seconds,
-                ),
+            access_token = issue_opaque_token(
+                conn,
+                client_id=client.client_id,
+                account_id=account_id,
+                scopes=granted,
+                now=now,
+                ttl_seconds=state.config.token_ttl_seconds,
             )
         body: dict[str, Any] = {
             "access_token": access_token,

@@ -265,6 +265,15 @@ class _Checker:
             self.add(path, f"'{name}' must be at most {max_length} characters.")
         return value
 
+    def ref(self, body: dict[str, Any], name: str, prefix: str) -> str | None:
+        """``externalRefs.<name>`` of ``body`` (the only member externalRefs has)."""
+        refs = body.get("externalRefs") or {}
+        if not isinstance(refs, dict):
+            self.add(prefix + "externalRefs", "'externalRefs' must be an object.")
+            return None
+        self.unknown(refs, frozenset({name}), prefix + "externalRefs.")
+        return self.text(refs, name, f"{prefix}externalRefs.{name}")
+
     def money(self, value: object, path: str, currency: str | None) -> Decimal | None:
         if isinstance(value, bool) or not isinstance(value, int | Decimal):
             self.add(path, "Give the amount as a JSON number.")
@@ -307,16 +316,10 @@ def check_product(body: dict[str, Any]) -> ProductData | dict[str, list[str]]:
     if image_url is not None and not image_url.startswith(("http://", "https://")):
         c.add("imageUrl", "'imageUrl' must be an http(s) URL.")
     currency = body.get("currency")
-    if currency not in CURRENCY_DECIMALS:
+    if not isinstance(currency, str) or currency not in CURRENCY_DECIMALS:
         c.add("currency", f"'currency' must be one of {', '.join(CURRENCY_DECIMALS)}.")
         currency = None
-    refs = body.get("externalRefs") or {}
-    shopify_product_id = None
-    if not isinstance(refs, dict):
-        c.add("externalRefs", "'externalRefs' must be an object.")
-    else:
-        c.unknown(refs, frozenset({"shopifyProductId"}), "externalRefs.")
-        shopify_product_id = c.text(refs, "shopifyProductId", "externalRefs.shopifyProductId")
+    shopify_product_id = c.ref(body, "shopifyProductId", "")
 
     options: list[tuple[str, tuple[str, ...]]] = []
     raw_options = body.get("options") or []
@@ -429,15 +432,7 @@ def check_product(body: dict[str, Any]) -> ProductData | dict[str, list[str]]:
                     price = amount
                 else:
                     full = amount
-        vrefs = v.get("externalRefs") or {}
-        shopify_variant_id = None
-        if not isinstance(vrefs, dict):
-            c.add(path + ".externalRefs", "'externalRefs' must be an object.")
-        else:
-            c.unknown(vrefs, frozenset({"shopifyVariantId"}), path + ".externalRefs.")
-            shopify_variant_id = c.text(
-                vrefs, "shopifyVariantId", path + ".externalRefs.shopifyVariantId"
-            )
+        shopify_variant_id = c.ref(v, "shopifyVariantId", path + ".")
         if price is not None:
             variants.append(
                 VariantData(
@@ -904,11 +899,16 @@ def routes(state: EmanageState) -> list[BaseRoute]:
     async def archive_route(request: Request) -> Response:
         return await guarded_write(request, "archive")
 
+    async def collection(request: Request) -> Response:
+        return await (list_route if request.method == "GET" else create_route)(request)
+
+    async def item(request: Request) -> Response:
+        return await (get_route if request.method == "GET" else replace_route)(request)
+
+    # One route per path, so a 405 lists every method of the resource in Allow.
     base = "/admin/v1/accounts/{account_id}/products"
     return [
-        Route(base, list_route, methods=["GET"]),
-        Route(base, create_route, methods=["POST"]),
-        Route(base + "/{product_id}", get_route, methods=["GET"]),
-        Route(base + "/{product_id}", replace_route, methods=["PUT"]),
+        Route(base, collection, methods=["GET", "POST"]),
+        Route(base + "/{product_id}", item, methods=["GET", "PUT"]),
         Route(base + "/{product_id}/archive", archive_route, methods=["POST"]),
     ]

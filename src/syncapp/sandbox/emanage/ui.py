@@ -1,5 +1,7 @@
 """eManageCRM's web UI, as much of it as the Sync App sends merchants to: a dashboard, the
-Payment Providers page (add a provider with its MID, activate or deactivate it) and Settings >
+Payment Providers page (add a provider with its MID, activate or deactivate it), Products
+(edit a product's title, status and each variant's price, compare-at price and SKU by hand,
+through the API's own write path: a new version and a notification, origin none) and Settings >
 Integrations > Shopify Sync App, where the owner of a dedicated subscription sees its
 subscription id and generates the single-use link code the app asks for.
 
@@ -11,6 +13,7 @@ refused with 403. Pages are Jinja2 with autoescape.
 from __future__ import annotations
 
 import hmac
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlparse
 
@@ -18,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from syncapp.sandbox.emanage import providers
+from syncapp.sandbox.emanage import products, providers
 from syncapp.sandbox.emanage.accounts import issue_link_code
 from syncapp.sandbox.emanage.sso import (
     SESSION_COOKIE,
@@ -172,6 +175,96 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             )
         return RedirectResponse(f"/crm/payment-providers?saved={action}d", status_code=303)
 
+    async def products_page(request: Request) -> Response:
+        session = await guard(request)
+        if isinstance(session, Response):
+            return session
+        with state.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM products WHERE account_id = ? ORDER BY updated_at DESC, id DESC",
+                (session.account["id"],),
+            ).fetchall()
+            items = [products.product_json(conn, r) for r in rows]
+        return render(request, session, "crm/products.html", {"products": items})
+
+    def _edited(
+        current: dict[str, Any], form: dict[str, str]
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The product body a hand edit asks for, and errors of fields that are not amounts."""
+        errors: dict[str, list[str]] = {}
+        body = {k: v for k, v in current.items() if k not in products.READ_ONLY}
+        body["name"] = form.get("name", "")
+        body["status"] = form.get("status", "")
+        variants = []
+        for v in current["variants"]:
+            vid = v["variantId"]
+            edited = dict(v)
+            edited["sku"] = form.get(f"sku-{vid}", "").strip() or None
+            prices: dict[str, Any] = {}
+            for key, field in (("DiscountedPrice", "price"), ("FullRetailPrice", "compare")):
+                text = form.get(f"{field}-{vid}", "").strip()
+                if not text and key == "FullRetailPrice":
+                    continue
+                try:
+                    prices[key] = {"Value": Decimal(text)}
+                except InvalidOperation:
+                    errors.setdefault(f"{field}-{vid}", []).append("Enter an amount like 19.90.")
+            edited["productPrices"] = prices
+            variants.append(edited)
+        body["variants"] = variants
+        return body, errors
+
+    async def product_page(request: Request) -> Response:
+        session = await guard(request)
+        if isinstance(session, Response):
+            return session
+        product_id = str(request.path_params["product_id"])
+        errors: dict[str, list[str]] = {}
+        status_code = 200
+        form: dict[str, str] = {}
+        if request.method == "POST":
+            # Read before the transaction: nothing is awaited while the database lock is held.
+            form = {k: str(v) for k, v in (await request.form()).items()}
+        with state.db.transaction() as conn:
+            row = products.find_product(conn, session.account["id"], product_id)
+            if row is None:
+                return message_page(
+                    request, 404, "No such product", "This account has no such product."
+                )
+            current = products.product_json(conn, row)
+            if request.method == "POST":
+                if form.get("version") != str(row["version"]):
+                    return message_page(
+                        request,
+                        409,
+                        "Changed meanwhile",
+                        "The product was changed since you opened it (the Sync App may have "
+                        "synced it). Reload the page and make your change again.",
+                    )
+                body, errors = _edited(current, form)
+                checked = products.check_product(body)
+                if isinstance(checked, dict):
+                    errors.update(_form_errors(checked, current))
+                if not errors and isinstance(checked, products.ProductData):
+                    # The same write as PUT: a new version, updatedAt, the notification; no
+                    # origin, so a subscriber sees a merchant's edit, not its own echo.
+                    products.replace_product(
+                        conn, row=row, data=checked, origin=None, now=state.clock.now()
+                    )
+                    return RedirectResponse(f"/crm/products/{product_id}?saved=1", status_code=303)
+                status_code = 422
+        return render(
+            request,
+            session,
+            "crm/product.html",
+            {
+                "product": current,
+                "errors": errors,
+                "saved": request.query_params.get("saved") is not None,
+            },
+            status_code=status_code,
+        )
+
     async def settings_root(request: Request) -> Response:
         return RedirectResponse(INTEGRATIONS_PATH, status_code=303)
 
@@ -219,7 +312,26 @@ def routes(state: EmanageState) -> list[BaseRoute]:
             toggle,
             methods=["POST"],
         ),
+        Route("/crm/products", products_page, methods=["GET"]),
+        Route("/crm/products/{product_id}", product_page, methods=["GET", "POST"]),
         Route(INTEGRATIONS_PATH, integrations, methods=["GET", "POST"]),
         Route("/crm/settings", settings_root, methods=["GET"]),
         Route("/crm/sign-out", sign_out, methods=["POST"]),
     ]
+
+
+def _form_errors(
+    model_state: dict[str, list[str]], current: dict[str, Any]
+) -> dict[str, list[str]]:
+    """The API's field paths as the edit form's field names (``variants[0].sku`` → ``sku-<id>``)."""
+    names = {"name": "name", "status": "status"}
+    for i, v in enumerate(current["variants"]):
+        vid = v["variantId"]
+        names[f"variants[{i}].sku"] = f"sku-{vid}"
+        names[f"variants[{i}].productPrices.DiscountedPrice.Value"] = f"price-{vid}"
+        names[f"variants[{i}].productPrices.DiscountedPrice"] = f"price-{vid}"
+        names[f"variants[{i}].productPrices.FullRetailPrice.Value"] = f"compare-{vid}"
+    out: dict[str, list[str]] = {}
+    for path, messages in model_state.items():
+        out.setdefault(names.get(path, "form"), []).extend(messages)
+    return out

@@ -12,7 +12,10 @@ shapes and quirks (docs/contracts/emanage.md, "Evidenced"):
   open.
 
 Campaign administration is a later issue: campaigns are seeded with ``/_sandbox/`` for now
-(:func:`seed_campaign`).
+(:func:`seed_campaign`). A package may reference a product variant (``variantId``, see
+:mod:`products`): it then shows that variant's current name, SKU and prices (the package's
+prices are the variant's times its quantity), so a price the Sync App synced from Shopify is
+what live pages show.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from starlette.applications import Starlette
@@ -101,7 +106,13 @@ def _location(campaign: sqlite3.Row) -> dict[str, Any]:
 def _prices(conn: sqlite3.Connection, campaign: sqlite3.Row) -> list[dict[str, Any]]:
     currency = campaign["currency"]
     rows = conn.execute(
-        "SELECT * FROM campaign_products WHERE campaign_id = ? ORDER BY position, product_id",
+        "SELECT cp.*, v.sku AS variant_sku, v.options AS variant_options,"
+        " v.price AS variant_price, v.full_retail_price AS variant_full_price,"
+        " p.name AS variant_product_name"
+        " FROM campaign_products cp"
+        " LEFT JOIN product_variants v ON v.id = cp.variant_id"
+        " LEFT JOIN products p ON p.id = v.product_id"
+        " WHERE cp.campaign_id = ? ORDER BY cp.position, cp.product_id",
         (campaign["id"],),
     ).fetchall()
 
@@ -109,32 +120,47 @@ def _prices(conn: sqlite3.Connection, campaign: sqlite3.Row) -> list[dict[str, A
         value = round(value, 2)
         return {"Value": value, "FormattedValue": formatted(value, currency)}
 
-    return [
-        {
-            "productId": r["product_id"],
-            "productName": r["name"],
-            "sku": r["sku"],
-            "message": r["message"],
-            "warrantyTypeId": None,
-            "warrantyPeriod": None,
-            "quantity": r["quantity"],
-            "shippings": [
-                {
-                    "shippingMethodId": r["shipping_method_id"],
-                    "shippingName": r["shipping_name"],
-                    "price": round(r["shipping_price"], 2),
-                    "formattedPrice": formatted(round(r["shipping_price"], 2), currency),
-                }
-            ],
-            "productPrices": {
-                "DiscountedPrice": money(r["price"]),
-                "FullRetailPrice": money(r["full_retail_price"]),
-                "UnitDiscountRate": money(r["price"] / r["quantity"]),
-                "UnitFullRetailPrice": money(r["full_retail_price"] / r["quantity"]),
-            },
-        }
-        for r in rows
-    ]
+    return [_package(r, money, currency) for r in rows]
+
+
+def _package(
+    r: sqlite3.Row, money: Callable[[float], dict[str, Any]], currency: str
+) -> dict[str, Any]:
+    name, sku = r["name"], r["sku"]
+    price, full = r["price"], r["full_retail_price"]
+    if r["variant_id"] is not None:
+        # The variant's prices are exact decimal text; the Web Sales API answers floats
+        # rounded to the cent, as it does for every package.
+        options = json.loads(r["variant_options"])
+        name = r["variant_product_name"] + (f" - {' / '.join(options)}" if options else "")
+        sku = r["variant_sku"] or sku
+        unit = Decimal(r["variant_price"])
+        unit_full = Decimal(r["variant_full_price"] or r["variant_price"])
+        price = float(unit * r["quantity"])
+        full = float(unit_full * r["quantity"])
+    return {
+        "productId": r["product_id"],
+        "productName": name,
+        "sku": sku,
+        "message": r["message"],
+        "warrantyTypeId": None,
+        "warrantyPeriod": None,
+        "quantity": r["quantity"],
+        "shippings": [
+            {
+                "shippingMethodId": r["shipping_method_id"],
+                "shippingName": r["shipping_name"],
+                "price": round(r["shipping_price"], 2),
+                "formattedPrice": formatted(round(r["shipping_price"], 2), currency),
+            }
+        ],
+        "productPrices": {
+            "DiscountedPrice": money(price),
+            "FullRetailPrice": money(full),
+            "UnitDiscountRate": money(price / r["quantity"]),
+            "UnitFullRetailPrice": money(full / r["quantity"]),
+        },
+    }
 
 
 def check_campaign_spec(spec: dict[str, Any], account_currency: str) -> list[str]:
@@ -169,6 +195,25 @@ def check_campaign_spec(spec: dict[str, Any], account_currency: str) -> list[str
                 problems.append(f"products[{i}].{key} must be a number >= 0")
         if "quantity" in p and (not isinstance(p["quantity"], int) or p["quantity"] < 1):
             problems.append(f"products[{i}].quantity must be an integer >= 1")
+        if "variantId" in p and not str(p["variantId"]).isdigit():
+            problems.append(f"products[{i}].variantId must be a product variant's id")
+    return problems
+
+
+def check_variants(conn: sqlite3.Connection, account_id: str, spec: dict[str, Any]) -> list[str]:
+    """Problems with the spec's ``variantId`` references: each must be a variant of a product
+    of the campaign's account (checked spec only)."""
+    problems = []
+    for i, p in enumerate(spec.get("products", [])):
+        if "variantId" not in p:
+            continue
+        row = conn.execute(
+            "SELECT 1 FROM product_variants v JOIN products p ON p.id = v.product_id"
+            " WHERE v.id = ? AND p.account_id = ?",
+            (int(p["variantId"]), account_id),
+        ).fetchone()
+        if row is None:
+            problems.append(f"products[{i}].variantId is not a variant of this account")
     return problems
 
 
@@ -200,7 +245,7 @@ def seed_campaign(
         conn.execute(
             "INSERT INTO campaign_products (campaign_id, name, sku, quantity, price,"
             " full_retail_price, shipping_price, shipping_method_id, shipping_name, message,"
-            " position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " position, variant_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 campaign_id,
                 p["name"],
@@ -213,6 +258,7 @@ def seed_campaign(
                 p.get("shippingName", "Standard Shipping"),
                 p.get("message"),
                 position,
+                int(p["variantId"]) if "variantId" in p else None,
             ),
         )
     return {
