@@ -9,9 +9,10 @@ fairness, retries and dead letters are the bus's (``syncapp.bus``); a handler th
 event (:class:`~syncapp.errors.RefusedEvent`) dead-letters it at once and changes nothing.
 
 ``sync`` (the product sync: ``products/*`` webhooks, eManageCRM's ``product.*`` notifications,
-``product.resync_requested``) runs when the eManageCRM system client is configured. Topics
-without a handler here (orders, bulk operations, …) are never claimed: they stay ``pending``
-for later issues.
+``product.resync_requested``) runs when the eManageCRM system client is configured; the sync's
+jobs (``backfill.requested``, ``reconcile.requested``, ``bulk_operations/finish``) always, and
+a periodic tick publishes due backfills and sweeps (ADR 0023). Topics without a handler here
+(orders, …) are never claimed: they stay ``pending`` for later issues.
 
 Processed events are deleted ``SYNCAPP_INBOUND_RETENTION_HOURS`` (7 days) after processing,
 dead letters the same time after they arrived (:meth:`Worker.prune`, every ten minutes): their

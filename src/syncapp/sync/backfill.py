@@ -122,13 +122,8 @@ def _publish_step(
     )
 
 
-def ensure_backfill(session: Session, *, shop_id: int, shop: str, reason: str) -> tuple[str, bool]:
-    """Resume the run in progress (publishing its event again if none is waiting), or start a
-    new one; returns ``(run, started)``."""
-    cursor = session.get(SyncCursor, (shop_id, CURSOR))
-    if cursor is None or cursor.done or not cursor.position.get("run"):
-        return request_backfill(session, shop_id=shop_id, shop=shop, reason=reason), True
-    run = str(cursor.position["run"])
+def _step_waiting(session: Session, shop: str) -> bool:
+    """A ``backfill.requested`` of the shop is pending or being processed."""
     waiting = session.scalar(
         select(func.count()).where(
             InboundEvent.source == APP,
@@ -137,7 +132,17 @@ def ensure_backfill(session: Session, *, shop_id: int, shop: str, reason: str) -
             InboundEvent.status.in_(("pending", "processing")),
         )
     )
-    if not waiting:
+    return bool(waiting)
+
+
+def ensure_backfill(session: Session, *, shop_id: int, shop: str, reason: str) -> tuple[str, bool]:
+    """Resume the run in progress (publishing its event again if none is waiting), or start a
+    new one; returns ``(run, started)``."""
+    cursor = session.get(SyncCursor, (shop_id, CURSOR))
+    if cursor is None or cursor.done or not cursor.position.get("run"):
+        return request_backfill(session, shop_id=shop_id, shop=shop, reason=reason), True
+    run = str(cursor.position["run"])
+    if not _step_waiting(session, shop):
         _publish_step(
             session,
             shop=shop,
@@ -147,6 +152,22 @@ def ensure_backfill(session: Session, *, shop_id: int, shop: str, reason: str) -
         )
         log.info("sync.backfill_resumed", shop=shop, run=run)
     return run, False
+
+
+def resume_after_finish(sessions: sessionmaker[Session], shop: str, operation: str) -> bool:
+    """``bulk_operations/finish``: when ``operation`` is the shop's running backfill export
+    and no step of the run is waiting (its event was dead-lettered, say), publish one. The
+    waiting step otherwise notices the end at its next poll. True when a step was published."""
+    with locked_transaction(sessions) as session:
+        shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
+        cursor = session.get(SyncCursor, (shop_id, CURSOR)) if shop_id else None
+        if cursor is None or cursor.done or cursor.position.get("operation") != operation:
+            return False
+        if _step_waiting(session, shop):
+            return False
+        assert shop_id is not None
+        ensure_backfill(session, shop_id=shop_id, shop=shop, reason="bulk operation finished")
+        return True
 
 
 def request_due_backfills(sessions: sessionmaker[Session]) -> int:

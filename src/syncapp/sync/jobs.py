@@ -14,8 +14,16 @@ import asyncio
 
 import structlog
 
-from syncapp.bus.interface import APP, Ack, Delivery, Outcome, Retry, TopicTable
-from syncapp.sync.backfill import advance_backfill, request_due_backfills
+from syncapp.bus.interface import (
+    APP,
+    Ack,
+    DeadLetter,
+    Delivery,
+    Outcome,
+    Retry,
+    TopicTable,
+)
+from syncapp.sync.backfill import advance_backfill, request_due_backfills, resume_after_finish
 from syncapp.sync.events import BACKFILL_REQUESTED, RECONCILE_REQUESTED
 from syncapp.sync.reconcile import request_due_reconciles, sweep
 from syncapp.sync.runtime import SyncRuntime
@@ -37,9 +45,22 @@ def topics(rt: SyncRuntime) -> TopicTable:
         published = await sweep(rt, str(delivery.data()["shop_domain"]))
         return Ack(note=f"swept: {published} resyncs")
 
+    async def bulk_operation_finished(delivery: Delivery) -> Outcome:
+        # Shopify signs the body only: the operation it names must be the one this shop's
+        # running backfill recorded, else nothing changes.
+        body = delivery.data()
+        gid = body.get("admin_graphql_api_id") if isinstance(body, dict) else None
+        if not isinstance(gid, str) or not gid.startswith("gid://shopify/BulkOperation/"):
+            return DeadLetter("refused: a bulk_operations/finish payload that names no operation")
+        resumed = await asyncio.to_thread(
+            resume_after_finish, rt.shops.sessions, delivery.shop_domain, gid
+        )
+        return Ack(note="backfill resumed" if resumed else "no backfill waits for it")
+
     return {
         (APP, BACKFILL_REQUESTED.name): backfill_requested,
         (APP, RECONCILE_REQUESTED.name): reconcile_requested,
+        ("shopify", "bulk_operations/finish"): bulk_operation_finished,
     }
 
 

@@ -366,3 +366,41 @@ def test_a_large_result_streams_in_bounded_memory(
     source = (Path(__file__).resolve().parents[3] / "src/syncapp/sync/backfill.py").read_text()
     for whole_body in (".read()", ".content", ".text", ".json()"):
         assert whole_body not in source, whole_body
+
+
+def test_the_finish_webhook_revives_a_backfill_whose_step_was_dead_lettered(
+    system: System, request: pytest.FixtureRequest
+) -> None:
+    """The export started, then its step event died (retries exhausted): Shopify's signed
+    bulk_operations/finish for that operation publishes a new step and the run completes; a
+    finish naming another operation changes nothing."""
+    from syncapp.sync.backfill import resume_after_finish
+
+    shop = shop_with_products(system, request, 2)
+    run = turn_sync_on(system, shop)
+    rt = runtime(system)
+    assert advance_backfill(rt, shop, run) is not None  # the export is started
+    operation = cursor(system, shop)["operation"]
+    with system.runtime.sessions.begin() as session:
+        step = session.scalars(
+            select(InboundEvent).where(
+                InboundEvent.shop_domain == shop, InboundEvent.topic == BACKFILL_REQUESTED.name
+            )
+        ).one()
+        step.status = "dead"
+    assert not resume_after_finish(system.runtime.sessions, shop, "gid://shopify/BulkOperation/1")
+    assert operation.startswith("gid://shopify/BulkOperation/")
+    system.wait_for_event(shop, "bulk_operations/finish")  # delivered, signed, to the app
+    worker = Worker(
+        system.runtime,
+        options=WorkerOptions(poll_seconds=0.05, backoff_base_seconds=0.0),
+        handlers={},
+        extra=topics(rt),
+    )
+    deadline = time.monotonic() + 30
+    while not cursor(system, shop)["done"]:
+        assert time.monotonic() < deadline, cursor(system, shop)
+        if not worker.run_once():
+            time.sleep(0.05)
+    assert cursor(system, shop)["published"] == 2
+    assert_each_product_once(system, shop, 2)
