@@ -127,6 +127,18 @@ def _start_watermark(sessions: sessionmaker[Session], shop: str, name: str) -> t
     return shop_id, _iso(datetime.now(UTC))
 
 
+def _product_links(
+    session: Session, shop_id: int, column: Any, ids: Sequence[str]
+) -> dict[str, SyncLink]:
+    """The shop's product links whose ``column`` (a side's id) is one of ``ids``, by that id."""
+    rows = session.scalars(
+        select(SyncLink).where(
+            SyncLink.shop_id == shop_id, SyncLink.kind == PRODUCT, column.in_(list(ids))
+        )
+    )
+    return {str(getattr(link, column.key)): link for link in rows}
+
+
 def _waiting_keys(session: Session, shop: str, keys: Sequence[str]) -> set[str]:
     """Partition keys of ``keys`` that already have a resync waiting on the bus."""
     return set(
@@ -181,16 +193,7 @@ def sweep_shopify(rt: SyncRuntime, shop: str) -> int:
     for page in _pages(client.changed_since(watermark), _PAGE):
         gids = [str(p["id"]) for p in page]
         with sessions() as session:
-            links = {
-                link.shopify_gid: link
-                for link in session.scalars(
-                    select(SyncLink).where(
-                        SyncLink.shop_id == shop_id,
-                        SyncLink.kind == PRODUCT,
-                        SyncLink.shopify_gid.in_(gids),
-                    )
-                )
-            }
+            links = _product_links(session, shop_id, SyncLink.shopify_gid, gids)
             waiting = _waiting_keys(session, shop, [product_object(shopify_gid=g) for g in gids])
         publish_now: list[tuple[str, dict[str, Any] | None]] = []
         for item in page:
@@ -249,16 +252,7 @@ def _emanage_page_plan(rt: SyncRuntime, shop: str, shop_id: int, items: Sequence
     """The eManageCRM products of a page that need a resync (short read transaction)."""
     ids = [str(i.product_id) for i in items]
     with rt.shops.sessions() as session:
-        links = {
-            link.emanage_id: link
-            for link in session.scalars(
-                select(SyncLink).where(
-                    SyncLink.shop_id == shop_id,
-                    SyncLink.kind == PRODUCT,
-                    SyncLink.emanage_id.in_(ids),
-                )
-            )
-        }
+        links = _product_links(session, shop_id, SyncLink.emanage_id, ids)
         waiting = _waiting_keys(session, shop, [product_object(emanage_id=i) for i in ids])
     out = []
     for item, ident in zip(items, ids, strict=True):
