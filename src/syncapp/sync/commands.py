@@ -54,7 +54,7 @@ def _age(since: datetime | None, now: datetime) -> str:
 def sync_status(
     shop: Annotated[str | None, typer.Argument(help="one shop (default: every shop)")] = None,
 ) -> None:
-    """Last change applied, lag, pending events, dead letters and conflicts per shop."""
+    """Per shop: last change applied, lag, pending, dead, conflicts."""
     sessions = _sessions()
     with sessions() as session:
         domains = (
@@ -101,7 +101,7 @@ def sync_backfill(
     ] = "published",
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many s.")] = 3600.0,
 ) -> None:
-    """Start SHOP's backfill, or resume the one in progress, and follow it."""
+    """Start or resume SHOP's backfill and follow its progress."""
     if until not in ("published", "applied"):
         raise typer.BadParameter("--until is published or applied")
     domain = _domain(shop)
