@@ -431,3 +431,28 @@ def test_the_finish_webhook_revives_a_backfill_whose_step_was_dead_lettered(
             time.sleep(0.05)
     assert cursor(system, shop)["published"] == 2
     assert_each_product_once(system, shop, 2)
+
+
+def test_a_stream_sliced_into_steps_resumes_each_slice_through_the_bus(
+    system: System, request: pytest.FixtureRequest
+) -> None:
+    """With no time budget per step, every batch ends the step (the worker goes to other
+    shops) and the next step resumes at the cursor: still each product exactly once."""
+    shop = shop_with_products(system, request, 6)
+    turn_sync_on(system, shop)
+    rt = runtime(system, backfill_batch=2, backfill_step_seconds=0.0)
+    worker = Worker(
+        system.runtime,
+        options=WorkerOptions(poll_seconds=0.05, backoff_base_seconds=0.0),
+        handlers={},
+        extra=topics(rt),
+    )
+    offsets: set[int] = set()
+    deadline = time.monotonic() + 30
+    while not cursor(system, shop)["done"]:
+        assert time.monotonic() < deadline, cursor(system, shop)
+        offsets.add(int(cursor(system, shop)["offset"]))
+        if not worker.run_once():
+            time.sleep(0.02)
+    assert len(offsets) > 2  # it did stop and resume mid-file
+    assert_each_product_once(system, shop, 6)
