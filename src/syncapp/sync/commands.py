@@ -101,7 +101,7 @@ def sync_backfill(
     ] = "published",
     timeout: Annotated[float, typer.Option(help="Give up waiting after this many s.")] = 3600.0,
 ) -> None:
-    """Start SHOP's backfill, or resume the one in progress, and follow it."""
+    """Start or resume SHOP's backfill and follow its progress."""
     if until not in ("published", "applied"):
         raise typer.BadParameter("--until is published or applied")
     domain = _domain(shop)
