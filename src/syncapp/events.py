@@ -25,6 +25,7 @@ from syncapp.shops.payloads import (
     ShopRedact,
     ShopResource,
 )
+from syncapp.sync.events import SYNC_EVENTS
 
 # Topics whose payloads a domain parses; the others (products, orders, bulk operations) are
 # Shopify's documented payloads, passed on as objects until the sync engine types them.
@@ -100,7 +101,7 @@ def notification_types() -> list[EventType]:
 
 
 def event_types() -> list[EventType]:
-    return [*webhook_types(), *notification_types(), *APP_EVENTS]
+    return [*webhook_types(), *notification_types(), *APP_EVENTS, *SYNC_EVENTS]
 
 
 ENVELOPE: dict[str, Any] = {

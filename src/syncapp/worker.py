@@ -8,8 +8,10 @@ is an ``amqp://`` URL (then the worker also runs the outbox relay). Claims, leas
 fairness, retries and dead letters are the bus's (``syncapp.bus``); a handler that refuses its
 event (:class:`~syncapp.errors.RefusedEvent`) dead-letters it at once and changes nothing.
 
-Topics without a handler here (products, orders, bulk operations, …) are never claimed: they
-stay ``pending`` for the sync engine of later issues.
+``sync`` (the product sync: ``products/*`` webhooks, eManageCRM's ``product.*`` notifications,
+``product.resync_requested``) runs when the eManageCRM system client is configured. Topics
+without a handler here (orders, bulk operations, …) are never claimed: they stay ``pending``
+for later issues.
 
 Processed events are deleted ``SYNCAPP_INBOUND_RETENTION_HOURS`` (7 days) after processing,
 dead letters the same time after they arrived (:meth:`Worker.prune`, every ten minutes): their
@@ -45,6 +47,8 @@ from syncapp.shops import topics as shops_topics
 from syncapp.shops import uninstall
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.topics import Precheck, TransactionalHandler, in_one_write
+from syncapp.sync import topics as sync_topics
+from syncapp.sync.context import open_sync
 
 log = structlog.get_logger("syncapp.worker")
 
@@ -233,6 +237,13 @@ async def _serve(settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event)
                 subscribe_to_notifications(rt.emanage, settings, stop), name="emanage-subscribe"
             )
             stack.push_async_callback(_finish, subscribing)
+        if settings.emanage_client_secret is None:
+            log.warning("sync.disabled", reason="SYNCAPP_EMANAGE_CLIENT_SECRET not set")
+        else:
+            # The product sync (issue 10): Shopify's product webhooks, eManageCRM's product
+            # notifications and the app's resync requests.
+            context = await stack.enter_async_context(open_sync(settings, runtime))
+            signup = {**signup, **sync_topics.topics(context)}
         await _consume(settings, runtime, stop, signup)
 
 

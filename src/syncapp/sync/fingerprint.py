@@ -29,9 +29,11 @@ def variant_canonical(variant: Variant) -> dict[str, Any]:
         "compare_at_price": (
             None if variant.compare_at_price is None else money_text(variant.compare_at_price)
         ),
-        # A variant without a weight has no unit to compare.
-        "weight": None if variant.weight is None else money_text(variant.weight),
-        "weight_unit": None if variant.weight is None else variant.weight_unit.value,
+        # A variant without a weight has no unit to compare. Shopify reads a weight never
+        # set as 0 kg, so a zero weight is no weight (else a product created in Shopify from
+        # one without a weight would differ from its source at once).
+        "weight": money_text(variant.weight) if variant.weight else None,
+        "weight_unit": variant.weight_unit.value if variant.weight else None,
     }
 
 

@@ -17,9 +17,10 @@ from syncapp.bus.rabbitmq import message_for
 from syncapp.config import APP_TOML, subscribed_topics
 from syncapp.connectors.emanage.notifications import NOTIFICATION_TYPES
 from syncapp.events import asyncapi, event_types, message_schema
-from syncapp.onboarding.events import SIGNUP_REQUESTED
+from syncapp.onboarding.events import APP_EVENTS, SIGNUP_REQUESTED
 from syncapp.store.db import make_engine, make_session_factory
 from syncapp.store.migrate import upgrade
+from syncapp.sync.events import RESYNC_REQUESTED, SYNC_EVENTS, request_resync
 from tests.builders import product_payload
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.yaml"
@@ -68,7 +69,12 @@ def test_every_subscribed_topic_and_app_event_is_listed(document: dict) -> None:
     per app event type."""
     names = {m["name"] for m in document["components"]["messages"].values()}
     assert names == {t.name for t in event_types()}
-    assert len(names) == len(subscribed_topics(APP_TOML)) + len(NOTIFICATION_TYPES) + 1
+    assert len(names) == (
+        len(subscribed_topics(APP_TOML))
+        + len(NOTIFICATION_TYPES)
+        + len(APP_EVENTS)
+        + len(SYNC_EVENTS)
+    )
 
 
 @pytest.mark.parametrize("topic", sorted(PAYLOADS))
@@ -169,4 +175,46 @@ def test_a_published_app_event_validates_against_its_schema(document: dict, tmp_
         row = session.scalars(select(InboundEvent)).one()
         body, _, _ = message_for(row)
     jsonschema.validate(orjson.loads(body), message_schema(document, SIGNUP_REQUESTED.name))
+    engine.dispose()
+
+
+SNAPSHOT = {
+    "id": "gid://shopify/Product/42",
+    "title": "Tee",
+    "status": "ACTIVE",
+    "updatedAt": "2026-12-01T12:00:00Z",
+    "options": [{"name": "Title", "values": ["Default Title"]}],
+    "variants": {"nodes": [{"id": "gid://shopify/ProductVariant/7", "sku": "T", "price": "5.00"}]},
+}
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        {"shopify_gid": "gid://shopify/Product/42"},
+        {"emanage_id": "P-1"},
+        {"shopify_gid": "gid://shopify/Product/42", "emanage_id": "P-1", "snapshot": SNAPSHOT},
+    ],
+)
+def test_a_published_resync_request_validates_against_its_schema(
+    document: dict, tmp_path: Path, ids: dict
+) -> None:
+    """product.resync_requested as the backfill, the sweep or an operator publish it; an
+    event naming neither product is refused by the schema."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    with sessions.begin() as session:
+        request_resync(session, shop_domain=SHOP, reason="backfill", **ids)
+    with sessions() as session:
+        row = session.scalars(select(InboundEvent)).one()
+        body, _, _ = message_for(row)
+    schema = message_schema(document, RESYNC_REQUESTED.name)
+    envelope = orjson.loads(body)
+    jsonschema.validate(envelope, schema)
+    expected = "Product/42" if "shopify_gid" in ids else "EmanageProduct/P-1"
+    assert row.partition_key == f"{SHOP}/{expected}"
+    envelope["data"] = {"reason": "backfill"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(envelope, schema)
     engine.dispose()

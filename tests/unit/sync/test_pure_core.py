@@ -15,6 +15,7 @@ PURE = [
     SRC / "sync" / "fingerprint.py",
     SRC / "sync" / "merge.py",
     SRC / "sync" / "plan.py",
+    SRC / "sync" / "links.py",
     SRC / "connectors" / "shopify" / "budget.py",
 ]
 ALLOWED = {
@@ -33,6 +34,7 @@ ALLOWED = {
     "syncapp.sync.catalog",
     "syncapp.sync.fingerprint",
     "syncapp.sync.merge",
+    "syncapp.sync.plan",
 }
 
 
