@@ -263,12 +263,15 @@ class NotificationDeliverer:
                 return
             signed_at = int(self._state.clock.now())
             result = await self.post(target, event, "delivery", signed_at=signed_at, record=False)
+            # Taken before the event settles: a knob set once a test saw it settled is the
+            # next event's.
+            duplicate = result.ok and self._take_duplicate()
             # The attempt and its outcome in one commit: delivery is sequential per
             # subscription, so each commit is on the path of every later event.
             await asyncio.to_thread(self._settle, target, event, signed_at, result)
             if not result.ok:
                 return
-            if self._take_duplicate():
+            if duplicate:
                 await self._send(target, event, "duplicate")
             target = replace(target, attempts=0)
 
