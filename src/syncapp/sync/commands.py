@@ -54,7 +54,7 @@ def _age(since: datetime | None, now: datetime) -> str:
 def sync_status(
     shop: Annotated[str | None, typer.Argument(help="one shop (default: every shop)")] = None,
 ) -> None:
-    """Last change applied, lag, pending events, dead letters and conflicts per shop."""
+    """Per shop: last change, lag, pending, dead letters, conflicts."""
     sessions = _sessions()
     with sessions() as session:
         domains = (
