@@ -176,6 +176,20 @@ def inbox(engine: Engine) -> list[InboundEvent]:
         )
 
 
+@contextmanager
+def world(tmp_path: Path, port: Port) -> Iterator[tuple[Emanage, str, Settings, Engine]]:
+    """The served sandbox with the shop's account, and the app's settings and migrated
+    database knowing that account (the app itself is served by each test, when it wants)."""
+    with emanage(tmp_path / "em") as em:
+        account = em.account()
+        settings = settings_for(tmp_path, port)
+        engine = prepared(settings, account)
+        try:
+            yield em, account, settings, engine
+        finally:
+            engine.dispose()
+
+
 @pytest.fixture
 def port() -> Iterator[Port]:
     held = Port()
@@ -186,60 +200,53 @@ def port() -> Iterator[Port]:
 def test_a_recorded_product_event_lands_in_the_inbox_and_knobs_are_deduped(
     tmp_path: Path, port: Port
 ) -> None:
-    with emanage(tmp_path / "em") as em:
-        account = em.account()
-        settings = settings_for(tmp_path, port)
-        engine = prepared(settings, account)
-        with app(settings, port):
-            sub = subscribe(settings, em.url)
-            assert sub.url == f"http://127.0.0.1:{port.number}/webhooks/emanage"
-            linked = em.record(account, {"id": 917701, "externalRefs": {"shopifyProductId": 42}})
-            wait_until(lambda: len(inbox(engine)) == 1, what="the notification in the inbox")
-            (row,) = inbox(engine)
-            assert (row.shop_domain, row.topic, row.delivery_id) == (
-                SHOP,
-                "product.updated",
-                linked,
-            )
-            assert row.partition_key == f"{SHOP}/Product/42"
-            wait_until(lambda: em.subscription()["deliveredCount"] == 1, what="settled")
+    with world(tmp_path, port) as (em, account, settings, engine), app(settings, port):
+        sub = subscribe(settings, em.url)
+        assert sub.url == f"http://127.0.0.1:{port.number}/webhooks/emanage"
+        linked = em.record(account, {"id": 917701, "externalRefs": {"shopifyProductId": 42}})
+        wait_until(lambda: len(inbox(engine)) == 1, what="the notification in the inbox")
+        (row,) = inbox(engine)
+        assert (row.shop_domain, row.topic, row.delivery_id) == (
+            SHOP,
+            "product.updated",
+            linked,
+        )
+        assert row.partition_key == f"{SHOP}/Product/42"
+        wait_until(lambda: em.subscription()["deliveredCount"] == 1, what="settled")
 
-            em.knobs(duplicate=1)
-            twice = em.record(account, {"id": 917702})
-            wait_until(lambda: em.subscription()["deliveredCount"] == 2, what="the duplicate")
+        em.knobs(duplicate=1)
+        twice = em.record(account, {"id": 917702})
+
+        def sent_twice() -> list[tuple[str, int]]:
             attempts = em.http.get("/_sandbox/notifications/attempts").json()["attempts"]
-            assert [(a["eventId"], a["statusCode"]) for a in attempts[-2:]] == [
-                (twice, 200),
-                (twice, 200),
-            ]
-            assert [r.delivery_id for r in inbox(engine)] == [linked, twice]
-            assert inbox(engine)[1].partition_key == f"{SHOP}/EmanageProduct/917702"
+            return [(a["eventId"], a["statusCode"]) for a in attempts if a["eventId"] == twice]
 
-            em.knobs(paused=True)
-            later = [em.record(account, {"id": 917710 + n}) for n in range(2)]
-            em.knobs(paused=False, reorder=2)
-            wait_until(lambda: len(inbox(engine)) == 4, what="a reversed window")
-            assert [r.delivery_id for r in inbox(engine)][2:] == list(reversed(later))
-            em.knobs(reorder=0)
+        wait_until(lambda: len(sent_twice()) == 2, what="the duplicate")
+        assert sent_twice() == [(twice, 200), (twice, 200)]
+        assert [r.delivery_id for r in inbox(engine)] == [linked, twice]
+        assert inbox(engine)[1].partition_key == f"{SHOP}/EmanageProduct/917702"
 
-            old = em.http.post(
-                "/_sandbox/notifications/replay",
-                json={"eventId": linked, "signedAgeSeconds": 600},
-            ).json()
-            assert old["sent"][0]["statusCode"] == 401  # a replayed, old signature
-            fresh = em.http.post("/_sandbox/notifications/replay", json={"eventId": linked})
-            assert fresh.json()["sent"][0]["statusCode"] == 200  # a redelivery: deduped
-            assert len(inbox(engine)) == 4
-        engine.dispose()
+        em.knobs(paused=True)
+        later = [em.record(account, {"id": 917710 + n}) for n in range(2)]
+        em.knobs(paused=False, reorder=2)
+        wait_until(lambda: len(inbox(engine)) == 4, what="a reversed window")
+        assert [r.delivery_id for r in inbox(engine)][2:] == list(reversed(later))
+        em.knobs(reorder=0)
+
+        old = em.http.post(
+            "/_sandbox/notifications/replay",
+            json={"eventId": linked, "signedAgeSeconds": 600},
+        ).json()
+        assert old["sent"][0]["statusCode"] == 401  # a replayed, old signature
+        fresh = em.http.post("/_sandbox/notifications/replay", json={"eventId": linked})
+        assert fresh.json()["sent"][0]["statusCode"] == 200  # a redelivery: deduped
+        assert len(inbox(engine)) == 4
 
 
 def test_an_app_down_then_up_gets_its_events_and_a_restarted_sandbox_resumes(
     tmp_path: Path, port: Port
 ) -> None:
-    with emanage(tmp_path / "em") as em:
-        account = em.account()
-        settings = settings_for(tmp_path, port)
-        engine = prepared(settings, account)
+    with world(tmp_path, port) as (em, account, settings, engine):
         with app(settings, port):
             subscribe(settings, em.url)
         # The app is down: deliveries fail (connection refused) and are retried.
@@ -261,10 +268,7 @@ def test_an_app_down_then_up_gets_its_events_and_a_restarted_sandbox_resumes(
 def test_the_subscription_is_idempotent_retried_while_down_and_rotated(
     tmp_path: Path, port: Port
 ) -> None:
-    with emanage(tmp_path / "em") as em:
-        account = em.account()
-        settings = settings_for(tmp_path, port)
-        engine = prepared(settings, account)
+    with world(tmp_path, port) as (em, account, settings, engine):
         em.http.post("/_sandbox/faults", json={"failNext": 3, "status": 503})
         first = subscribe(settings, em.url)  # retried through three 503s
         assert subscribe(settings, em.url).id == first.id
@@ -285,15 +289,11 @@ def test_the_subscription_is_idempotent_retried_while_down_and_rotated(
         with app(settings, port):
             replay = em.http.post("/_sandbox/notifications/replay", json={"eventId": event})
             assert replay.json()["sent"][0]["statusCode"] == 401
-    engine.dispose()
 
 
 def test_products_written_through_the_api_notify_the_app(tmp_path: Path, port: Port) -> None:
     """The products API's own notifications (h-emprod): linked → the Shopify product's key."""
-    with emanage(tmp_path / "em") as em:
-        account = em.account()
-        settings = settings_for(tmp_path, port)
-        engine = prepared(settings, account)
+    with world(tmp_path, port) as (em, account, settings, engine):
         r = em.http.post(
             "/iam/oauth/token",
             data={"grant_type": "client_credentials", "account_id": account},
@@ -320,4 +320,3 @@ def test_products_written_through_the_api_notify_the_app(tmp_path: Path, port: P
             (row,) = inbox(engine)
             assert row.topic == "product.created"
             assert row.partition_key == f"{SHOP}/Product/4242"
-    engine.dispose()

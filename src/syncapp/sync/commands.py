@@ -54,7 +54,7 @@ def _age(since: datetime | None, now: datetime) -> str:
 def sync_status(
     shop: Annotated[str | None, typer.Argument(help="one shop (default: every shop)")] = None,
 ) -> None:
-    """Per shop: last change applied, lag, pending, dead, conflicts."""
+    """Per shop: last change, lag, pending, dead letters, conflicts."""
     sessions = _sessions()
     with sessions() as session:
         domains = (

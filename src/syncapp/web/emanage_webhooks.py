@@ -52,7 +52,7 @@ from syncapp.connectors.emanage.notifications import (
 )
 from syncapp.onboarding.models import EmanageAccount
 from syncapp.store.models import Shop
-from syncapp.web.webhooks import _EMPTY_200, _Disconnected, _read_body, _send_plain, _TooLarge
+from syncapp.web.webhooks import _EMPTY_200, _send_plain, read_post
 
 log = structlog.get_logger("syncapp.web.emanage_webhooks")
 
@@ -144,18 +144,10 @@ class EmanageWebhookEndpoint:
         self._clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
-            await _refuse(send, 405, "method", "Method Not Allowed")
+        request = await read_post(scope, receive, send, self._max_bytes, _refuse)
+        if request is None:
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
-        try:
-            raw = await _read_body(receive, headers.get("content-length"), self._max_bytes)
-        except _TooLarge:
-            await _refuse(send, 413, "too_large", f"body larger than {self._max_bytes} bytes")
-            return
-        except _Disconnected:
-            await _refuse(send, 400, "disconnect", "client went away")
-            return
+        headers, raw = request
         problem = verify_signature(
             headers.get("emanage-signature", ""), raw, self._secrets, now=self._clock()
         )

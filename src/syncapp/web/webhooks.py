@@ -35,7 +35,7 @@ import binascii
 import hashlib
 import hmac
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 import orjson
 import structlog
@@ -93,6 +93,30 @@ async def _refuse(send: Send, status: int, outcome: str, detail: str, **fields: 
     await _send_plain(send, status, detail)
 
 
+Refuse = Callable[[Send, int, str, str], Awaitable[None]]
+
+
+async def read_post(
+    scope: Scope, receive: Receive, send: Send, max_bytes: int, refuse: Refuse
+) -> tuple[dict[str, str], bytes] | None:
+    """The headers and body of a webhook POST, or None once ``refuse`` has answered it (405
+    for another method, 413 past ``max_bytes``, 400 when the client went away)."""
+    if scope["method"] != "POST":
+        await refuse(send, 405, "method", "Method Not Allowed")
+        return None
+    # Names arrive lower-cased; of repeated headers the first wins, as in Starlette.
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
+    try:
+        raw = await _read_body(receive, headers.get("content-length"), max_bytes)
+    except _TooLarge:
+        await refuse(send, 413, "too_large", f"body larger than {max_bytes} bytes")
+        return None
+    except _Disconnected:
+        await refuse(send, 400, "disconnect", "client went away")
+        return None
+    return headers, raw
+
+
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _TooLarge
@@ -133,19 +157,10 @@ class ShopifyWebhookEndpoint:
         self._secrets = tuple(s.encode("utf-8") for s in (app_config["client_secret"], old) if s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
-            await _refuse(send, 405, "method", "Method Not Allowed")
+        request = await read_post(scope, receive, send, self._max_bytes, _refuse)
+        if request is None:
             return
-        # Names arrive lower-cased; of repeated headers the first wins, as in Starlette.
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
-        try:
-            raw = await _read_body(receive, headers.get("content-length"), self._max_bytes)
-        except _TooLarge:
-            await _refuse(send, 413, "too_large", f"body larger than {self._max_bytes} bytes")
-            return
-        except _Disconnected:
-            await _refuse(send, 400, "disconnect", "client went away")
-            return
+        headers, raw = request
         received = headers.get("x-shopify-hmac-sha256") or headers.get("shopify-hmac-sha256", "")
         if not signed(raw, received, self._secrets):
             await _refuse(send, 401, "signature", "Unauthorized")

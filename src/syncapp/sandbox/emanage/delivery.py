@@ -261,13 +261,18 @@ class NotificationDeliverer:
         for event in events:
             if self._faults.paused or (self._stopping is not None and self._stopping.is_set()):
                 return
-            result = await self._send(target, event, "delivery")
+            signed_at = int(self._state.clock.now())
+            result = await self.post(target, event, "delivery", signed_at=signed_at, record=False)
+            # Taken before the event settles: a knob set once a test saw it settled is the
+            # next event's.
+            duplicate = result.ok and self._take_duplicate()
+            # The attempt and its outcome in one commit: delivery is sequential per
+            # subscription, so each commit is on the path of every later event.
+            await asyncio.to_thread(self._settle, target, event, signed_at, result)
             if not result.ok:
-                await asyncio.to_thread(self._failed, target, event, result)
                 return
-            if self._take_duplicate():
+            if duplicate:
                 await self._send(target, event, "duplicate")
-            await asyncio.to_thread(self._settled, target.id, event.seq, 1)
             target = replace(target, attempts=0)
 
     def _take_duplicate(self) -> bool:
@@ -279,8 +284,11 @@ class NotificationDeliverer:
     async def _send(self, target: _Target, event: _Event, kind: str) -> _Result:
         return await self.post(target, event, kind, signed_at=int(self._state.clock.now()))
 
-    async def post(self, target: _Target, event: _Event, kind: str, *, signed_at: int) -> _Result:
-        """POST ``event`` to ``target`` signed at ``signed_at``; the attempt is recorded."""
+    async def post(
+        self, target: _Target, event: _Event, kind: str, *, signed_at: int, record: bool = True
+    ) -> _Result:
+        """POST ``event`` to ``target`` signed at ``signed_at``; the attempt is recorded
+        (unless the caller records it with its outcome)."""
         client = self._client
         if client is None:
             return _Result(None, "the deliverer is stopped")
@@ -306,7 +314,8 @@ class NotificationDeliverer:
                 None if response.is_success else f"HTTP {response.status_code}",
                 float(retry_after) if retry_after.isdigit() else None,
             )
-        await asyncio.to_thread(self._record_attempt, target.id, event, kind, signed_at, result)
+        if record:
+            await asyncio.to_thread(self._record_attempt, target.id, event, kind, signed_at, result)
         return result
 
     # --- database side (worker threads) ---------------------------------------------------
@@ -359,6 +368,14 @@ class NotificationDeliverer:
                     "DELETE FROM webhook_attempts WHERE id <= ?",
                     (cursor.lastrowid - KEPT_ATTEMPTS,),
                 )
+
+    def _settle(self, target: _Target, event: _Event, signed_at: int, result: _Result) -> None:
+        with self._state.db.transaction():  # the calls below join this one transaction
+            self._record_attempt(target.id, event, "delivery", signed_at, result)
+            if result.ok:
+                self._settled(target.id, event.seq, 1)
+            else:
+                self._failed(target, event, result)
 
     def _settled(self, subscription_id: str, seq: int, count: int) -> None:
         now = self._state.clock.now()
