@@ -244,3 +244,23 @@ def test_resync_of_the_whole_shop_starts_a_backfill_and_bad_objects_are_refused(
     assert extra.status_code == 422
     missing = call(system, writer, "POST", "/shops/nobody.myshopify.com/resync", json={})
     assert missing.status_code == 404
+
+
+def test_turning_sync_on_through_the_api_starts_a_backfill(system: System, shop: str) -> None:
+    """PUT settings ON after OFF publishes the run's backfill.requested; ON again does not."""
+    from syncapp.sync.events import BACKFILL_REQUESTED
+
+    admin = key(system, "sync:write")
+    path = f"/shops/{shop}/settings"
+    call(system, admin, "PUT", path, json={"keep_products_synchronized": False})
+    for _ in range(2):
+        answer = call(system, admin, "PUT", path, json={"keep_products_synchronized": True})
+        assert answer.status_code == 200
+    with system.runtime.sessions() as session:
+        steps = session.scalars(
+            select(InboundEvent.delivery_id).where(
+                InboundEvent.shop_domain == shop, InboundEvent.topic == BACKFILL_REQUESTED.name
+            )
+        ).all()
+    assert len(steps) == 1
+    assert steps[0].startswith(f"{shop}/backfill/")
