@@ -30,7 +30,6 @@ from typing import Annotated
 
 import typer
 from cryptography.fernet import Fernet
-from rich.console import Console
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,6 +39,7 @@ from syncapp.errors import SyncAppError
 from syncapp.onboarding.models import OnboardingJob
 from syncapp.store.models import Shop
 from syncapp.sync.commands import sync_app
+from syncapp.terminal import err, out
 from syncapp.web.sync_api.commands import apikey_app
 
 HELP = (
@@ -71,10 +71,6 @@ shops_app = typer.Typer(no_args_is_help=True, help="Installed shops and where th
 connections_app = typer.Typer(no_args_is_help=True, help="A shop's connections to other systems.")
 app.add_typer(shops_app, name="shops")
 app.add_typer(connections_app, name="connections")
-
-err = Console(stderr=True, soft_wrap=True)
-# Not a terminal (a pipe, a file): wide enough that table rows are not folded at 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _version(value: bool) -> None:

@@ -11,7 +11,6 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, select
@@ -20,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.bus import operators
 from syncapp.bus.models import InboundEvent
 from syncapp.bus.operators import Selection
+from syncapp.terminal import out
 
 bus_app = typer.Typer(no_args_is_help=True, help="The service bus: depth, age, in flight.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, replay, drop.")
-out = Console()
 
 
 def _sessions() -> sessionmaker[Session]:

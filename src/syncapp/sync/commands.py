@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
@@ -24,12 +23,11 @@ from syncapp.store.models import Shop
 from syncapp.sync import state
 from syncapp.sync.backfill import backfill_progress, ensure_backfill
 from syncapp.sync.resync import InvalidObject, request_resync
+from syncapp.terminal import err, out
 
 sync_app = typer.Typer(
     no_args_is_help=True, help="The product sync: status, backfill, resync of a shop."
 )
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
 
 ShopArg = Annotated[str, typer.Argument(help="the shop: demo or demo.myshopify.com")]
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from syncapp.bus.commands import _sessions
+from syncapp.terminal import out
 from syncapp.web.sync_api.keys import SCOPES, ApiKeyError, create_key, list_keys, revoke_key
 
 apikey_app = typer.Typer(no_args_is_help=True, help="Operator keys of the Sync API (/api).")
-out = Console()
 
 
 @apikey_app.command("create")
