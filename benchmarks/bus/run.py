@@ -51,6 +51,8 @@ PG_ADMIN = os.environ.get("SYNCAPP_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5
 
 
 def rows(n: int, start: int) -> list[dict[str, Any]]:
+    """``n`` events of 10 shops, each of a product of its own (distinct partition keys: the
+    benchmark measures the medium, not one key's serialisation)."""
     now = datetime.now(UTC)
     return [
         {
@@ -58,13 +60,13 @@ def rows(n: int, start: int) -> list[dict[str, Any]]:
             "topic": TOPIC[1],
             "shop_domain": f"shop{i % 10}.myshopify.com",
             "partition_key": f"shop{i % 10}.myshopify.com/Product/{i}",
-            "delivery_id": f"bench-{start + i}",
+            "delivery_id": f"bench-{i}",
             "payload": f'{{"id": {i}}}',
             "received_at": now,
             "status": "pending",
             "attempts": 0,
         }
-        for i in range(n)
+        for i in range(start, start + n)
     ]
 
 

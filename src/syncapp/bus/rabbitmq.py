@@ -49,7 +49,7 @@ from aio_pika.abc import (
 )
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
-from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -682,8 +682,29 @@ class RabbitConsumer:
         """Receipts and the handlers' writes of a batch, in one transaction (each delivery in a
         savepoint: a duplicate or a failing write spoils only itself)."""
         with locked_transaction(self._bus.sessions) as session:
+            plain = [d for d, ack in done if isinstance(ack, Ack) and ack.apply is None]
+            if plain:
+                # Plain acknowledgements: their receipts in one statement (the usual case);
+                # a duplicate among them (another consumer settled one) falls back to one
+                # savepoint each below.
+                try:
+                    with session.begin_nested():
+                        session.execute(
+                            insert(BusReceipt),
+                            [
+                                {"consumer_group": self.group, "event_id": receipt_id(d)}
+                                for d in plain
+                            ],
+                        )
+                except IntegrityError:
+                    plain = []
+                for delivery in plain:
+                    results[id(delivery)] = Settled(delivery, "done")
+                    acks.append(delivery)
             for delivery, ack in done:
                 assert isinstance(ack, Ack)
+                if id(delivery) in results:
+                    continue
                 try:
                     with session.begin_nested():
                         session.add(
