@@ -156,45 +156,48 @@ class EmbeddedConsumer:
 
     def candidates(self, limit: int, now: datetime) -> list[int]:
         """Ids worth claiming (read with no lock held; the claim re-checks them)."""
-        ours, head = self._ours(), self._head_of_key()
         with self._bus.sessions() as session:
-            found = list(
-                session.scalars(
-                    select(InboundEvent.id)
-                    .where(self._abandoned(now), ours)
-                    .order_by(InboundEvent.id)
-                    .limit(limit)
-                )
+            return self._candidates(session, limit, now)
+
+    def _candidates(self, session: Session, limit: int, now: datetime) -> list[int]:
+        ours, head = self._ours(), self._head_of_key()
+        found = list(
+            session.scalars(
+                select(InboundEvent.id)
+                .where(self._abandoned(now), ours)
+                .order_by(InboundEvent.id)
+                .limit(limit)
             )
-            # Light load (the usual case): when everything claimable fits in the batch, one
-            # query finds it and fairness holds trivially; only a backlog larger than a batch
-            # pays for the round-robin (a probe and a query per shop).
-            rest = limit - len(found)
-            if rest <= 0:
-                return found
-            everything = list(
-                session.scalars(
-                    select(InboundEvent.id)
-                    .where(self._due(now), ours, head)
-                    .order_by(InboundEvent.id)
-                    .limit(rest + 1)
-                )
+        )
+        # Light load (the usual case): when everything claimable fits in the batch, one
+        # query finds it and fairness holds trivially; only a backlog larger than a batch
+        # pays for the round-robin (a probe and a query per shop).
+        rest = limit - len(found)
+        if rest <= 0:
+            return found
+        everything = list(
+            session.scalars(
+                select(InboundEvent.id)
+                .where(self._due(now), ours, head)
+                .order_by(InboundEvent.id)
+                .limit(rest + 1)
             )
-            if len(everything) <= rest:
-                return found + everything
-            shops = self._shops(session, limit)
-            if shops:
-                quota = max(1, math.ceil((limit - len(found)) / len(shops)))
-                for shop in shops:
-                    if len(found) >= limit:
-                        break
-                    found += session.scalars(
-                        select(InboundEvent.id)
-                        .where(self._due(now), InboundEvent.shop_domain == shop, ours, head)
-                        .order_by(InboundEvent.id)
-                        .limit(min(quota, limit - len(found)))
-                    )
-                    self._cursor = shop
+        )
+        if len(everything) <= rest:
+            return found + everything
+        shops = self._shops(session, limit)
+        if shops:
+            quota = max(1, math.ceil(rest / len(shops)))
+            for shop in shops:
+                if len(found) >= limit:
+                    break
+                found += session.scalars(
+                    select(InboundEvent.id)
+                    .where(self._due(now), InboundEvent.shop_domain == shop, ours, head)
+                    .order_by(InboundEvent.id)
+                    .limit(min(quota, limit - len(found)))
+                )
+                self._cursor = shop
         return found
 
     # The database work runs in a thread: PostgreSQL round trips and SQLite's fsync stay off the
@@ -217,6 +220,8 @@ class EmbeddedConsumer:
 
     def claim_now(self, limit: int) -> list[Delivery]:
         now = self._bus.clock()
+        if self._bus.engine.dialect.name == "sqlite":
+            return self._claim_sqlite(limit, now)
         ids = self.candidates(limit, now)
         if not ids:
             return []
@@ -254,20 +259,33 @@ class EmbeddedConsumer:
             chosen = [i for i, key in rows if key is None or heads.get(key) == i]
             if not chosen:
                 return []
-            claimed = session.scalars(
-                update(InboundEvent)
-                .where(InboundEvent.id.in_(chosen))
-                .values(
-                    status="processing",
-                    locked_until=lease,
-                    lease_owner=self.owner,
-                    lease_token=InboundEvent.lease_token + 1,
-                    attempts=InboundEvent.attempts + 1,
-                )
-                .returning(InboundEvent)
-                .execution_options(synchronize_session=False)
-            ).all()
-            return [delivery_of(row) for row in sorted(claimed, key=lambda r: r.id)]
+            return self._take(session, chosen, lease)
+
+    def _claim_sqlite(self, limit: int, now: datetime) -> list[Delivery]:
+        """SQLite: choose and claim under the write lock, in one transaction. Writers are
+        serialised there anyway, so what the reads find is still true at the update: no second
+        read, no re-check (the candidate queries take a few milliseconds of the lock)."""
+        with locked_transaction(self._bus.sessions) as session:
+            ids = self._candidates(session, limit, now)
+            if not ids:
+                return []
+            return self._take(session, ids, now + timedelta(seconds=self._bus.lease_seconds))
+
+    def _take(self, session: Session, ids: list[int], lease: datetime) -> list[Delivery]:
+        claimed = session.scalars(
+            update(InboundEvent)
+            .where(InboundEvent.id.in_(ids))
+            .values(
+                status="processing",
+                locked_until=lease,
+                lease_owner=self.owner,
+                lease_token=InboundEvent.lease_token + 1,
+                attempts=InboundEvent.attempts + 1,
+            )
+            .returning(InboundEvent)
+            .execution_options(synchronize_session=False)
+        ).all()
+        return [delivery_of(row) for row in sorted(claimed, key=lambda r: r.id)]
 
     # --- settling -------------------------------------------------------------------------------
 
