@@ -45,6 +45,7 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session, aliased
@@ -187,17 +188,23 @@ class EmbeddedConsumer:
             return found + everything
         shops = self._shops(session, limit)
         if shops:
+            # One statement for every shop's share (a UNION ALL of per-shop index walks): on
+            # PostgreSQL each statement is a round trip, and there is one per shop otherwise.
             quota = max(1, math.ceil(rest / len(shops)))
-            for shop in shops:
-                if len(found) >= limit:
-                    break
-                found += session.scalars(
-                    select(InboundEvent.id)
-                    .where(self._due(now), InboundEvent.shop_domain == shop, ours, head)
-                    .order_by(InboundEvent.id)
-                    .limit(min(quota, limit - len(found)))
-                )
-                self._cursor = shop
+            parts = [
+                select(InboundEvent.id, InboundEvent.shop_domain)
+                .where(self._due(now), InboundEvent.shop_domain == shop, ours, head)
+                .order_by(InboundEvent.id)
+                .limit(quota)
+                .subquery()
+                for shop in shops
+            ]
+            union = union_all(*(select(p.c.id, p.c.shop_domain) for p in parts))
+            taken = session.execute(union).all()
+            order = {shop: n for n, shop in enumerate(shops)}
+            for row_id, _ in sorted(taken, key=lambda r: (order[r[1]], r[0]))[:rest]:
+                found.append(row_id)
+            self._cursor = shops[-1]
         return found
 
     # The database work runs in a thread: PostgreSQL round trips and SQLite's fsync stay off the
@@ -480,24 +487,32 @@ def shops_after(session: Session, cursor: str, limit: int, status: str = "pendin
     """Up to ``limit`` shops with events in ``status``, round-robin after ``cursor`` (a loose
     index scan of (status, shop_domain): one probe per shop, not per event). The embedded claim
     and the broker relay both visit shops this way (fairness across shops)."""
-    shops: list[str] = []
-    after, wrapped = cursor, False
-    while len(shops) < limit:
-        shop = session.scalar(
-            select(func.min(InboundEvent.shop_domain)).where(
-                InboundEvent.status == status, InboundEvent.shop_domain > after
-            )
+    shops = _shops_from(session, cursor, limit, status)
+    if len(shops) < limit and cursor:  # wrap around: the shops up to the cursor
+        shops += [s for s in _shops_from(session, "", limit - len(shops), status) if s <= cursor]
+    return list(dict.fromkeys(shops))
+
+
+def _shops_from(session: Session, after: str, limit: int, status: str) -> list[str]:
+    """Up to ``limit`` shops after ``after`` in one statement: a recursive loose index scan
+    (each step the next shop_domain of the (status, shop_domain) index)."""
+    step = aliased(InboundEvent)
+    first = select(func.min(InboundEvent.shop_domain).label("shop")).where(
+        InboundEvent.status == status, InboundEvent.shop_domain > after
+    )
+    walk = first.cte("shops", recursive=True)
+    following = (
+        select(func.min(step.shop_domain))
+        .where(step.status == status, step.shop_domain > walk.c.shop)
+        .scalar_subquery()
+    )
+    walk = walk.union_all(select(following).where(walk.c.shop.is_not(None)))
+    return [
+        shop
+        for shop in session.scalars(
+            select(walk.c.shop).where(walk.c.shop.is_not(None)).limit(limit)
         )
-        if shop is None or (wrapped and shop > cursor):
-            if wrapped or not cursor:
-                break
-            after, wrapped = "", True
-            continue
-        if shop in shops:
-            break
-        shops.append(shop)
-        after = shop
-    return shops
+    ]
 
 
 def _done(now: datetime) -> dict[str, Any]:
