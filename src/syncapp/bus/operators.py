@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.bus.models import InboundEvent
 from syncapp.store.locking import locked_transaction
 
+IN_FLIGHT = ("processing", "relaying", "relayed", "retrying")
+
 
 @dataclass(frozen=True, slots=True)
 class Selection:
@@ -141,7 +143,8 @@ def status(sessions: sessionmaker[Session], *, per_shop: bool = False) -> list[T
         groups.append(InboundEvent.shop_domain)
     counts = [
         func.sum(_when(InboundEvent.status == "pending")),
-        func.sum(_when(InboundEvent.status == "processing")),
+        # In flight: claimed (embedded), or in a broker and not settled yet (RabbitMQ).
+        func.sum(_when(InboundEvent.status.in_(IN_FLIGHT))),
         func.sum(_when(InboundEvent.status == "dead")),
         func.min(
             func.coalesce(
@@ -153,7 +156,7 @@ def status(sessions: sessionmaker[Session], *, per_shop: bool = False) -> list[T
     with sessions() as session:
         rows = session.execute(
             select(*groups, *counts)
-            .where(InboundEvent.status.in_(("pending", "processing", "dead")))
+            .where(InboundEvent.status.in_(("pending", "dead", *IN_FLIGHT)))
             .group_by(*groups)
             .order_by(*groups)
         ).all()

@@ -51,7 +51,7 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from syncapp.bus.embedded import delivery_of, not_earlier, shops_after
 from syncapp.bus.interface import (
@@ -295,6 +295,7 @@ class Relay:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self.published: list[int] = []  # the row ids the last round published (tests, metrics)
+        self._closed_since: float | None = None
 
     async def _open(self) -> AbstractExchange:
         if self._channel is None or self._exchange is None:
@@ -303,8 +304,23 @@ class Relay:
             self._exchange = await self._bus.declare(self._channel)
         elif self._channel.is_closed:
             # The robust connection restores this channel when it reconnects; a new channel
-            # opened meanwhile fails, and left half-open it spoils the restore.
+            # opened meanwhile fails, and left half-open it spoils the restore. If the
+            # connection is back and the channel still is not (its restore failed), the relay
+            # would stop for good: after a grace, open a fresh one.
+            loop = asyncio.get_running_loop()
+            self._closed_since = self._closed_since or loop.time()
+            current = self._bus._connection
+            if (
+                loop.time() - self._closed_since > 10.0
+                and current is not None
+                and not current.is_closed
+            ):
+                log.warning("bus.relay_channel_reopened")
+                self._channel = self._exchange = None
+                self._closed_since = None
+                return await self._open()
             raise BrokerUnavailable("the channel to the broker is closed; reconnecting")
+        self._closed_since = None
         return self._exchange
 
     def _in_flight(self, table: Any, now: datetime) -> ColumnElement[bool]:
@@ -434,11 +450,15 @@ class Relay:
             else:
                 published.append(row.id)
 
-        try:
-            await asyncio.gather(*(send(row) for row in rows))
-        finally:
-            await asyncio.to_thread(self._mark, rows, published, unrouted)
-            RELAYED.inc(len(published))
+        # Every publish finishes (confirmed or failed) before the rows are marked: with a plain
+        # gather the first failure returned at once, the others' rows stayed leased for the
+        # lease's length and, in flight, held their partition's window and their keys.
+        outcomes = await asyncio.gather(*(send(row) for row in rows), return_exceptions=True)
+        await asyncio.to_thread(self._mark, rows, published, unrouted)
+        RELAYED.inc(len(published))
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise failures[0]
         self.published = published
         return len(published)
 
@@ -619,6 +639,9 @@ class RabbitConsumer:
                 self._headers[id(message)] = headers
             deliveries.append(_delivery(message, headers))
         seen = self._receipts([receipt_id(d) for d in deliveries])
+        again = [d.id for d in deliveries if receipt_id(d) in seen]
+        if again:  # a second copy (the relay republished it) must not leave its row in flight
+            await asyncio.to_thread(self._settle_again, again)
         fresh = []
         for delivery in deliveries:
             if receipt_id(delivery) in seen:  # settled before: a redelivery of a done event
@@ -629,6 +652,10 @@ class RabbitConsumer:
                 fresh.append(delivery)
                 self._out.add(delivery.id)
         return fresh
+
+    def _settle_again(self, rows: list[int]) -> None:
+        with locked_transaction(self._bus.sessions) as session:
+            _settle_rows(session, rows)
 
     def _receipts(self, ids: list[str]) -> set[str]:
         if not ids:
@@ -724,20 +751,7 @@ class RabbitConsumer:
                     acks.append(delivery)
             settled = [d.id for d, _ in done if results[id(d)].result == "done"]
             if settled:  # the relay's window and the key's next event follow the rows
-                now = datetime.now(UTC)
-                session.execute(
-                    update(InboundEvent)
-                    .where(InboundEvent.id.in_(settled), InboundEvent.status.in_(IN_BROKER))
-                    .values(
-                        status="done",
-                        processed_at=now,
-                        locked_until=None,
-                        # Settled before the relay marked it relayed (the delivery can beat
-                        # the relay's own bookkeeping): it was relayed all the same.
-                        relayed_at=func.coalesce(InboundEvent.relayed_at, now),
-                    )
-                    .execution_options(synchronize_session=False)
-                )
+                _settle_rows(session, settled)
 
     async def _retry(self, delivery: Delivery, outcome: Retry | DeadLetter) -> Settled:
         """Hold the message until its retry is due (or, past ``hold_seconds`` or ``hold_limit``,
@@ -867,6 +881,28 @@ class RabbitConsumer:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         self._channel = None
+
+
+def _settle_rows(session: Session, rows: Sequence[int]) -> None:
+    """Mark stored events settled (``done``) in ``session``'s transaction: in the broker, or
+    back in the outbox (``pending``: a publish whose confirm was lost with the connection is
+    put back for the relay, yet the broker had it and the consumer settled it; marked done,
+    it is not published a third time)."""
+    now = datetime.now(UTC)
+    session.execute(
+        update(InboundEvent)
+        .where(InboundEvent.id.in_(rows), InboundEvent.status.in_((*IN_BROKER, "pending")))
+        .values(
+            status="done",
+            processed_at=now,
+            locked_until=None,
+            lease_owner=None,
+            # Settled before the relay marked it relayed (the delivery can beat the relay's
+            # own bookkeeping): it was relayed all the same.
+            relayed_at=func.coalesce(InboundEvent.relayed_at, now),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 @dataclass(slots=True)
