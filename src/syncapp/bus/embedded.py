@@ -227,8 +227,6 @@ class EmbeddedConsumer:
 
     def claim_now(self, limit: int) -> list[Delivery]:
         now = self._bus.clock()
-        if self._bus.engine.dialect.name == "sqlite":
-            return self._claim_sqlite(limit, now)
         ids = self.candidates(limit, now)
         if not ids:
             return []
@@ -267,16 +265,6 @@ class EmbeddedConsumer:
             if not chosen:
                 return []
             return self._take(session, chosen, lease)
-
-    def _claim_sqlite(self, limit: int, now: datetime) -> list[Delivery]:
-        """SQLite: choose and claim under the write lock, in one transaction. Writers are
-        serialised there anyway, so what the reads find is still true at the update: no second
-        read, no re-check (the candidate queries take a few milliseconds of the lock)."""
-        with locked_transaction(self._bus.sessions) as session:
-            ids = self._candidates(session, limit, now)
-            if not ids:
-                return []
-            return self._take(session, ids, now + timedelta(seconds=self._bus.lease_seconds))
 
     def _take(self, session: Session, ids: list[int], lease: datetime) -> list[Delivery]:
         claimed = session.scalars(
