@@ -834,31 +834,27 @@ class RabbitConsumer:
         # The key stays blocked until the retry is due and, past that, for the relay's staleness
         # (a retry nobody settles, its queue deleted, must not block its key for good).
         until = datetime.now(UTC) + timedelta(seconds=delay + 600.0)
-        with locked_transaction(self._bus.sessions) as session:
-            session.execute(
-                update(InboundEvent)
-                .where(InboundEvent.id == row, InboundEvent.status.in_(IN_BROKER))
-                .values(
-                    status="retrying",
-                    locked_until=until,
-                    relayed_at=func.coalesce(InboundEvent.relayed_at, datetime.now(UTC)),
-                )
-                .execution_options(synchronize_session=False)
-            )
+        self._mark_row(row, status="retrying", locked_until=until)
 
     def _mark_dead(self, row: int, headers: dict[str, Any]) -> None:
         """The row is a dead letter too (``syncapp bus status``; the key's next event goes)."""
+        self._mark_row(
+            row,
+            status="dead",
+            processed_at=datetime.now(UTC),
+            locked_until=None,
+            last_error=str(headers.get("syncapp-last-error", "")),
+            history=str(headers.get("syncapp-history", "[]")),
+        )
+
+    def _mark_row(self, row: int, **values: Any) -> None:
+        """Record what became of a stored event the broker holds (never of a settled one)."""
         with locked_transaction(self._bus.sessions) as session:
             session.execute(
                 update(InboundEvent)
                 .where(InboundEvent.id == row, InboundEvent.status.in_(IN_BROKER))
                 .values(
-                    status="dead",
-                    processed_at=datetime.now(UTC),
-                    relayed_at=func.coalesce(InboundEvent.relayed_at, datetime.now(UTC)),
-                    locked_until=None,
-                    last_error=str(headers.get("syncapp-last-error", "")),
-                    history=str(headers.get("syncapp-history", "[]")),
+                    relayed_at=func.coalesce(InboundEvent.relayed_at, datetime.now(UTC)), **values
                 )
                 .execution_options(synchronize_session=False)
             )
