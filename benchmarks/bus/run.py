@@ -12,7 +12,12 @@ For each medium — embedded SQLite, embedded PostgreSQL, RabbitMQ — in the sa
     .venv/bin/python benchmarks/bus/run.py [--events 20000] [--media sqlite,postgresql,rabbitmq]
 
 PostgreSQL: the server on 127.0.0.1:5432 (database ``test`` for the admin connection);
-RabbitMQ on 127.0.0.1:5672 (guest/guest). Hand-off latency at a fixed rate is not measured yet.
+RabbitMQ on 127.0.0.1:5672 (guest/guest).
+
+* **hand-off latency** (``--rate 500 --seconds 10``): events stored at a fixed rate (5 every
+  10 ms, each batch its own transaction, ``received_at`` = the commit's time) while the consumer
+  (and with RabbitMQ the relay) runs as the worker runs it, polling every 10 ms when idle;
+  latency = handler start - stored, p50/p99 over the run.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ PG_ADMIN = os.environ.get("SYNCAPP_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5
 
 
 def rows(n: int, start: int) -> list[dict[str, Any]]:
+    """``n`` events of 10 shops, each of a product of its own (distinct partition keys: the
+    benchmark measures the medium, not one key's serialisation)."""
     now = datetime.now(UTC)
     return [
         {
@@ -53,13 +60,13 @@ def rows(n: int, start: int) -> list[dict[str, Any]]:
             "topic": TOPIC[1],
             "shop_domain": f"shop{i % 10}.myshopify.com",
             "partition_key": f"shop{i % 10}.myshopify.com/Product/{i}",
-            "delivery_id": f"bench-{start + i}",
+            "delivery_id": f"bench-{i}",
             "payload": f'{{"id": {i}}}',
             "received_at": now,
             "status": "pending",
             "attempts": 0,
         }
-        for i in range(n)
+        for i in range(start, start + n)
     ]
 
 
@@ -122,10 +129,14 @@ async def bus_rabbitmq(engine: Engine, events: int) -> float:
     relay = rabbit.relay(batch=1000)
     started = time.perf_counter()
     publish(engine, events)
+    # As `syncapp worker` runs them: the relay and the consumer side by side.
+    stop = asyncio.Event()
+    relaying = asyncio.create_task(relay.run(stop, poll_seconds=0.01))
     while handled < events:
-        await relay.run_once()
         await consumer.run_once()
     rate = events / (time.perf_counter() - started)
+    stop.set()
+    await relaying
     await backend.close()
     await rabbit.close()
     return rate
@@ -167,6 +178,68 @@ async def floor_rabbitmq(events: int) -> float:
     return rate
 
 
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def produce_at(engine: Engine, rate: int, seconds: float) -> int:
+    """Store ``rate`` events/s for ``seconds`` (5-event transactions); how many."""
+    per_tick = 5
+    loop = asyncio.get_running_loop()
+    started, sent = loop.time(), 0
+    while loop.time() - started < seconds:
+        batch = rows(per_tick, 10_000_000 + sent)
+        await asyncio.to_thread(_insert, engine, batch)
+        sent += per_tick
+        delay = started + sent / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return sent
+
+
+def _insert(engine: Engine, batch: list[dict[str, Any]]) -> None:
+    now = datetime.now(UTC)
+    for row in batch:
+        row["received_at"] = now
+    with engine.begin() as conn:
+        conn.execute(insert(InboundEvent), batch)
+
+
+async def latency(engine: Engine, medium: str, rate: int, seconds: float) -> tuple[float, float]:
+    """Hand-off p50/p99 in ms at ``rate`` events/s through the bus on ``medium``."""
+    seen: list[float] = []
+
+    async def handler(d: Delivery) -> Outcome:
+        seen.append(time.time() - d.received_at.timestamp())
+        return Ack()
+
+    stop = asyncio.Event()
+    tasks = []
+    rabbit = None
+    if medium == "rabbitmq":
+        rabbit = RabbitBus(
+            AMQP, engine, topology=Topology(namespace=f"lat-{uuid.uuid4().hex[:8]}"), prefetch=512
+        )
+        backend: Any = rabbit.consumer([TOPIC], group="bench", wait_seconds=0.05)
+        await backend.start()
+        tasks.append(asyncio.create_task(rabbit.relay(batch=1000).run(stop, poll_seconds=0.01)))
+    else:
+        backend = EmbeddedBus(engine).consumer([TOPIC])
+    consumer = Consumer(backend, [Subscription(*TOPIC, handler)], batch_size=256, poll_seconds=0.01)
+    tasks.append(asyncio.create_task(consumer.run(stop)))
+    sent = await produce_at(engine, rate, seconds)
+    for _ in range(500):
+        if len(seen) >= sent:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.gather(*tasks)
+    if rabbit is not None:
+        await rabbit.close()
+    return percentile(seen, 0.5) * 1000, percentile(seen, 0.99) * 1000
+
+
 def fresh_engine(medium: str, tmp: Path) -> tuple[Engine, str | None]:
     if medium == "sqlite":
         engine = make_engine(f"sqlite:///{tmp / f'bus-{uuid.uuid4().hex[:6]}.db'}")
@@ -190,6 +263,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--media", default="sqlite,postgresql,rabbitmq")
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     print(f"# bus benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -208,9 +283,14 @@ def main() -> None:
                 floor = floor_database(engine, args.events)
             engine.dispose()
             drop(name)
+            engine, name = fresh_engine(db, tmp)
+            p50, p99 = asyncio.run(latency(engine, medium, args.rate, args.seconds))
+            engine.dispose()
+            drop(name)
             print(
                 f"{medium:11s} bus {bus:8,.0f} events/s   floor {floor:8,.0f} events/s   "
-                f"ratio {bus / floor:.2f}"
+                f"ratio {bus / floor:.2f}   hand-off at {args.rate}/s p50 {p50:.1f} ms "
+                f"p99 {p99:.1f} ms   load {os.getloadavg()[0]:.1f}"
             )
             sys.stdout.flush()
 

@@ -5,6 +5,7 @@ wrk at 32 connections against ``/noop`` and ``/webhooks/shopify`` of the same se
 the other, and reports requests/s, p50/p99 latency and how many rows were durably stored.
 
     .venv/bin/python benchmarks/ingest/run.py [--duration 15] [--connections 32] [--workers 1]
+        [--drain]     # a consumer drains the stored products/update meanwhile (the backlog)
 
 Needs ``wrk`` (Debian package ``wrk``). Loopback only; the run is bounded by --duration.
 """
@@ -20,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import closing
 from datetime import UTC, datetime
@@ -86,6 +88,26 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def sample_backlog(url: str, done: threading.Event, into: list[int]) -> None:
+    """Every second until ``done``: how many products/update events are still pending."""
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        while not done.wait(1.0):
+            with engine.connect() as conn:
+                into.append(
+                    conn.execute(
+                        select(func.count())
+                        .select_from(InboundEvent)
+                        .where(
+                            InboundEvent.topic == "products/update",
+                            InboundEvent.status == "pending",
+                        )
+                    ).scalar_one()
+                )
+    finally:
+        engine.dispose()
+
+
 def run_wrk(url: str, body: bytes, headers: dict[str, str], args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "bench.lua"
@@ -146,6 +168,12 @@ def main() -> None:
         help="also run `syncapp worker` and make every Nth webhook an app/uninstalled for it, so"
         " that another process writes to the database during the run",
     )
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="also run a consumer (benchmarks/ingest/drain.py) that drains products/update from"
+        " the same database during the run; reports how many it settled and the backlog",
+    )
     args = parser.parse_args()
 
     started = datetime.now(UTC)
@@ -194,6 +222,18 @@ def main() -> None:
         if args.with_worker
         else None
     )
+    url = args.database_url or f"sqlite:///{data_dir / 'syncapp.db'}"
+    drainer = (
+        subprocess.Popen(
+            [python, "-m", "benchmarks.ingest.drain", url],
+            env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+        )
+        if args.drain
+        else None
+    )
+    backlog: list[int] = []
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(1800):
@@ -212,17 +252,24 @@ def main() -> None:
             "X-Shopify-Triggered-At": "2026-11-27T09:00:00Z",
         }
         noop = run_wrk(f"{base}/noop", body, headers, args)
-        ingest = run_wrk(f"{base}/webhooks/shopify", body, headers, args)
+        sampling = threading.Event()
+        sampler = threading.Thread(target=sample_backlog, args=(url, sampling, backlog))
+        sampler.start()
+        try:
+            ingest = run_wrk(f"{base}/webhooks/shopify", body, headers, args)
+        finally:
+            sampling.set()
+            sampler.join()
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
     finally:
         server.terminate()
         server.wait(timeout=30)
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
+        for child in (worker, drainer):
+            if child is not None:
+                child.terminate()
+                child.wait(timeout=30)
         server_log.close()
 
-    url = args.database_url or f"sqlite:///{data_dir / 'syncapp.db'}"
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(InboundEvent)).scalar_one()
@@ -230,6 +277,13 @@ def main() -> None:
             conn.execute(
                 select(InboundEvent.status, func.count())
                 .where(InboundEvent.topic == "app/uninstalled")
+                .group_by(InboundEvent.status)
+            ).all()
+        )
+        drained = dict(
+            conn.execute(
+                select(InboundEvent.status, func.count())
+                .where(InboundEvent.topic == "products/update")
                 .group_by(InboundEvent.status)
             ).all()
         )
@@ -250,6 +304,9 @@ def main() -> None:
     print(f"stored rows: {stored} (wrk counted {ingest['requests']} webhook requests)")
     if args.with_worker:
         print(f"app/uninstalled events for the worker, by status: {handled}")
+    if args.drain:
+        print(f"products/update by status after the run: {drained}")
+        print(f"backlog (pending products/update) each second of the ingest run: {backlog}")
     print(f"body: {len(body)} bytes (products/create of the sandbox's demo product 0)")
     print(f"stored webhooks/s: {stored / args.duration:.0f}")
     sums = dict(re.findall(r"^(syncapp_ingest_batch_\w+_(?:sum|count)) ([\d.e+]+)$", metrics, re.M))

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.bus.models import InboundEvent
 from syncapp.store.locking import locked_transaction
 
+IN_FLIGHT = ("processing", "relaying", "relayed", "retrying")
+
 
 @dataclass(frozen=True, slots=True)
 class Selection:
@@ -144,7 +146,8 @@ def status(
         groups.append(InboundEvent.shop_domain)
     counts = [
         func.sum(_when(InboundEvent.status == "pending")),
-        func.sum(_when(InboundEvent.status == "processing")),
+        # In flight: claimed (embedded), or in a broker and not settled yet (RabbitMQ).
+        func.sum(_when(InboundEvent.status.in_(IN_FLIGHT))),
         func.sum(_when(InboundEvent.status == "dead")),
         func.min(
             func.coalesce(
@@ -156,7 +159,7 @@ def status(
     with sessions() as session:
         rows = session.execute(
             select(*groups, *counts)
-            .where(InboundEvent.status.in_(("pending", "processing", "dead")))
+            .where(InboundEvent.status.in_(("pending", "dead", *IN_FLIGHT)))
             .where(InboundEvent.shop_domain == shop if shop is not None else true())
             .group_by(*groups)
             .order_by(*groups)

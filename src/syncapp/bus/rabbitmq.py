@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,9 +47,13 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from sqlalchemy import Engine, and_, or_, select, update
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
+from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
 
+from syncapp.bus.embedded import delivery_of, not_earlier, shops_after
 from syncapp.bus.interface import (
     APP,
     Ack,
@@ -115,8 +120,6 @@ class Topology:
 
 def message_for(row: InboundEvent) -> tuple[bytes, dict[str, Any], str]:
     """The CloudEvent body, headers and message id of a stored event."""
-    from syncapp.bus.embedded import delivery_of
-
     delivery = delivery_of(row)
     envelope = delivery.envelope()
     headers: dict[str, Any] = {
@@ -142,6 +145,7 @@ class RabbitBus:
         topology: Topology | None = None,
         policy: RetryPolicy | None = None,
         prefetch: int = 64,
+        window: int | None = None,
         jitter: Any = None,
         hold_seconds: float = 900.0,
     ) -> None:
@@ -153,6 +157,13 @@ class RabbitBus:
         self.topology = topology or Topology()
         self.policy = policy or RetryPolicy()
         self.prefetch = prefetch
+        # Per partition: the relay keeps at most ``window`` unsettled events in the broker, and
+        # a consumer holds at most ``prefetch - window`` retries; so held retries never fill the
+        # prefetch and every event in the broker reaches the consumer's buffer (fairness).
+        self.window = window if window is not None else max(1, prefetch // 2)
+        if not 0 < self.window <= prefetch:
+            raise ValueError(f"window {self.window} must be within 1..prefetch ({prefetch})")
+        self.hold_limit = prefetch - self.window
         self.jitter = jitter or random.random
         # A retry due within this is held by the consumer, unacknowledged (the key's order
         # kept); below RabbitMQ's consumer_timeout (30 min by default), which would close it.
@@ -228,8 +239,8 @@ class RabbitBus:
             self, topics, group=group, owner=owner or lease_owner(), wait=wait_seconds
         )
 
-    def relay(self, *, batch: int = 500) -> Relay:
-        return Relay(self, batch=batch)
+    def relay(self, *, batch: int = 500, window: int | None = None) -> Relay:
+        return Relay(self, batch=batch, window=window)
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -237,22 +248,54 @@ class RabbitBus:
             self._connection = None
 
 
+IN_BROKER = ("relaying", "relayed", "retrying")
+"""Row states of an event the broker holds (or is being handed): the relay publishes no later
+event of its partition key meanwhile, so per-key order survives retries, delay tiers and
+crashes, and the broker never holds a key's later events behind a held retry."""
+
+RELAY_LOCK = 0x5359_4E43_0001  # pg_advisory_xact_lock key: one relay chooses at a time
+
+
 class Relay:
     """Publishes stored events not relayed yet, with confirms, then marks them ``relayed``.
 
-    Three moves, no lock across the publish: read a batch, publish it (each confirmed), mark
-    the published rows in a short transaction ``WHERE relayed_at IS NULL``. A relay that dies
-    after publishing and before marking publishes those events again; consumers' receipts make
-    that harmless. Events stay in the database while the broker is away.
+    The outbox is the fair scheduler (ADR 0013): each round visits the shops with unrelayed
+    events round-robin (like the embedded claim) and publishes into a partition only while it
+    holds fewer than ``window`` events in flight (relayed, not settled yet; retries held or in
+    a delay tier do not count). With ``window`` no larger than the consumer's prefetch minus
+    its held retries, every event in the broker is in the consumer's buffer, so another shop's
+    new event is published in the next round and taken in the consumer's next batch, however
+    many events a busy shop has waiting. A key's next event is published only once its earlier
+    one is settled (at most one event per key in the broker).
+
+    Three moves, no lock across the publish: choose and lease a batch, publish it (each
+    confirmed), mark the published rows in a short transaction. A relay that dies after
+    publishing and before marking publishes those events again; consumers' receipts make that
+    harmless. Events stay in the database while the broker is away.
     """
 
-    def __init__(self, bus: RabbitBus, *, batch: int, lease_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        bus: RabbitBus,
+        *,
+        batch: int,
+        lease_seconds: float = 60.0,
+        window: int | None = None,
+        stale_seconds: float = 600.0,
+    ) -> None:
         self._bus = bus
         self._batch = batch
         self._lease = lease_seconds
+        self._window = window if window is not None else bus.window
+        # An in-flight event not settled after this no longer holds its partition's window or
+        # its key (a message lost with a deleted queue must not stop the relay for good).
+        self._stale = stale_seconds
         self._owner = lease_owner()
+        self._cursor = ""  # the shop the previous round stopped at (round-robin)
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self.published: list[int] = []  # the row ids the last round published (tests, metrics)
+        self._closed_since: float | None = None
 
     async def _open(self) -> AbstractExchange:
         if self._channel is None or self._exchange is None:
@@ -261,30 +304,106 @@ class Relay:
             self._exchange = await self._bus.declare(self._channel)
         elif self._channel.is_closed:
             # The robust connection restores this channel when it reconnects; a new channel
-            # opened meanwhile fails, and left half-open it spoils the restore.
+            # opened meanwhile fails, and left half-open it spoils the restore. If the
+            # connection is back and the channel still is not (its restore failed), the relay
+            # would stop for good: after a grace, open a fresh one.
+            loop = asyncio.get_running_loop()
+            self._closed_since = self._closed_since or loop.time()
+            current = self._bus._connection
+            if (
+                loop.time() - self._closed_since > 10.0
+                and current is not None
+                and not current.is_closed
+            ):
+                log.warning("bus.relay_channel_reopened")
+                self._channel = self._exchange = None
+                self._closed_since = None
+                return await self._open()
             raise BrokerUnavailable("the channel to the broker is closed; reconnecting")
+        self._closed_since = None
         return self._exchange
 
-    def _claim(self) -> list[InboundEvent]:
-        """Lease a batch of unrelayed events to this relay (status ``relaying``), so two relays
-        never publish one event; a dead relay's lease runs out and the events go again."""
-        now = datetime.now(UTC)
-        due = or_(
-            and_(InboundEvent.status == "pending", InboundEvent.relayed_at.is_(None)),
-            and_(InboundEvent.status == "relaying", InboundEvent.locked_until < now),
+    def _in_flight(self, table: Any, now: datetime) -> ColumnElement[bool]:
+        """``table``'s row is in the broker, unsettled, and not stale."""
+        fresh = now - timedelta(seconds=self._stale)
+        return or_(
+            and_(table.status == "relaying", table.locked_until >= now),
+            and_(table.status == "relayed", table.relayed_at > fresh),
+            and_(table.status == "retrying", table.locked_until > now),
         )
-        with self._bus.sessions() as session:
-            ids = list(
-                session.scalars(
-                    select(InboundEvent.id).where(due).order_by(InboundEvent.id).limit(self._batch)
-                )
-            )
-        if not ids:
-            return []
+
+    def _claim(self) -> list[InboundEvent]:
+        """Choose the round's events and lease them to this relay (status ``relaying``), so two
+        relays never publish one event; a dead relay's lease runs out and the events go again.
+        One short write transaction (serialised across relays) so the window holds."""
+        now = datetime.now(UTC)
+        topology = self._bus.topology
         with locked_transaction(self._bus.sessions) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RELAY_LOCK})
+            flying = session.execute(
+                select(InboundEvent.partition_key, InboundEvent.shop_domain).where(
+                    InboundEvent.status.in_(("relaying", "relayed")),
+                    self._in_flight(InboundEvent, now),
+                )
+            ).all()
+            room = [self._window] * topology.partitions
+            for key, shop in flying:
+                room[topology.partition(key or f"{shop}/shop")] -= 1
+            budget = min(self._batch, sum(max(0, r) for r in room))
+            if budget <= 0:
+                return []
+            chosen: list[int] = []
+
+            def take(candidates: Sequence[Any]) -> None:
+                for row_id, key, shop in candidates:
+                    n = topology.partition(key or f"{shop}/shop")
+                    if room[n] > 0 and len(chosen) < budget:
+                        room[n] -= 1
+                        chosen.append(row_id)
+
+            columns = (InboundEvent.id, InboundEvent.partition_key, InboundEvent.shop_domain)
+            # A dead relay's leases first (their events may be in the broker already).
+            take(
+                session.execute(
+                    select(*columns)
+                    .where(InboundEvent.status == "relaying", InboundEvent.locked_until < now)
+                    .order_by(InboundEvent.id)
+                    .limit(budget)
+                ).all()
+            )
+            earlier = aliased(InboundEvent)
+            head = not_earlier(
+                earlier,
+                earlier.partition_key == InboundEvent.partition_key,
+                earlier.id < InboundEvent.id,
+                or_(earlier.status == "pending", self._in_flight(earlier, now)),
+            )
+            shops = shops_after(session, self._cursor, max(1, budget - len(chosen)))
+            if shops and len(chosen) < budget:
+                quota = max(1, math.ceil((budget - len(chosen)) / len(shops)))
+                for shop in shops:
+                    if len(chosen) >= budget:
+                        break
+                    take(
+                        session.execute(
+                            select(*columns)
+                            .where(
+                                InboundEvent.status == "pending",
+                                InboundEvent.relayed_at.is_(None),
+                                InboundEvent.shop_domain == shop,
+                                head,
+                            )
+                            .order_by(InboundEvent.id)
+                            .limit(quota)
+                        ).all()
+                    )
+                    self._cursor = shop
+            if not chosen:
+                return []
             session.execute(
                 update(InboundEvent)
-                .where(InboundEvent.id.in_(ids), due)
+                .where(InboundEvent.id.in_(chosen))
                 .values(
                     status="relaying",
                     lease_owner=self._owner,
@@ -292,26 +411,29 @@ class Relay:
                 )
                 .execution_options(synchronize_session=False)
             )
-            return list(
+            rows = list(
                 session.scalars(
                     select(InboundEvent)
-                    .where(InboundEvent.id.in_(ids), InboundEvent.lease_owner == self._owner)
+                    .where(InboundEvent.id.in_(chosen))
                     .order_by(InboundEvent.id)
                 )
             )
+            return rows
 
     async def run_once(self) -> int:
-        """Relay one batch; returns how many events the broker confirmed."""
+        """Relay one round; returns how many events the broker confirmed."""
+        self.published = []
         exchange = await self._open()  # first: with the broker away, nothing is leased
-        rows = self._claim()
+        rows = await asyncio.to_thread(self._claim)
         if not rows:
             return 0
         topology = self._bus.topology
         published: list[int] = []
+        unrouted: list[int] = []
 
         async def send(row: InboundEvent) -> None:
             body, headers, message_id = message_for(row)
-            await exchange.publish(
+            confirmed = await exchange.publish(
                 aio_pika.Message(
                     body,
                     headers=headers,
@@ -321,37 +443,62 @@ class Relay:
                 ),
                 routing_key=topology.routing_key(row.source, row.topic, headers[H_KEY]),
             )
-            published.append(row.id)
+            if isinstance(confirmed, DeliveredMessage) and isinstance(
+                confirmed.delivery, Basic.Return
+            ):
+                unrouted.append(row.id)  # no group's queue is bound to its topic
+            else:
+                published.append(row.id)
 
-        try:
-            await asyncio.gather(*(send(row) for row in rows))
-        finally:
-            with locked_transaction(self._bus.sessions) as session:
-                if published:
-                    session.execute(
-                        update(InboundEvent)
-                        .where(
-                            InboundEvent.id.in_(published),
-                            InboundEvent.lease_owner == self._owner,
-                        )
-                        .values(
-                            status="relayed",
-                            relayed_at=datetime.now(UTC),
-                            lease_owner=None,
-                            locked_until=None,
-                        )
-                        .execution_options(synchronize_session=False)
-                    )
-                unsent = [r.id for r in rows if r.id not in set(published)]
-                if unsent:  # the broker refused or went away: back to the outbox at once
-                    session.execute(
-                        update(InboundEvent)
-                        .where(InboundEvent.id.in_(unsent), InboundEvent.lease_owner == self._owner)
-                        .values(status="pending", lease_owner=None, locked_until=None)
-                        .execution_options(synchronize_session=False)
-                    )
-            RELAYED.inc(len(published))
+        # Every publish finishes (confirmed or failed) before the rows are marked: with a plain
+        # gather the first failure returned at once, the others' rows stayed leased for the
+        # lease's length and, in flight, held their partition's window and their keys.
+        outcomes = await asyncio.gather(*(send(row) for row in rows), return_exceptions=True)
+        await asyncio.to_thread(self._mark, rows, published, unrouted)
+        RELAYED.inc(len(published))
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise failures[0]
+        self.published = published
         return len(published)
+
+    def _mark(
+        self, rows: Sequence[InboundEvent], published: list[int], unrouted: list[int]
+    ) -> None:
+        now = datetime.now(UTC)
+        mine = (InboundEvent.lease_owner == self._owner, InboundEvent.status == "relaying")
+        with locked_transaction(self._bus.sessions) as session:
+            if published:  # a consumer may have settled one already: that row stays settled
+                session.execute(
+                    update(InboundEvent)
+                    .where(InboundEvent.id.in_(published), *mine)
+                    .values(status="relayed", relayed_at=now, lease_owner=None, locked_until=None)
+                    .execution_options(synchronize_session=False)
+                )
+            if unrouted:
+                log.info("bus.relay_unrouted", count=len(unrouted))
+                session.execute(
+                    update(InboundEvent)
+                    .where(InboundEvent.id.in_(unrouted), *mine)
+                    .values(
+                        status="done",
+                        relayed_at=now,
+                        processed_at=now,
+                        lease_owner=None,
+                        locked_until=None,
+                        last_error="unroutable: no consumer group's queue is bound to its topic",
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            sent = set(published) | set(unrouted)
+            unsent = [r.id for r in rows if r.id not in sent]
+            if unsent:  # the broker refused or went away: back to the outbox at once
+                session.execute(
+                    update(InboundEvent)
+                    .where(InboundEvent.id.in_(unsent), *mine)
+                    .values(status="pending", lease_owner=None, locked_until=None)
+                    .execution_options(synchronize_session=False)
+                )
 
     async def run(self, stop: asyncio.Event, *, poll_seconds: float = 0.2) -> None:
         while not stop.is_set():
@@ -390,6 +537,7 @@ class RabbitConsumer:
         # behind them, and a consumer that dies hands them back to the broker in order.
         self._held: dict[str, _Held] = {}
         self._headers: dict[int, dict[str, Any]] = {}  # a held message's updated headers
+        self._out: set[int] = set()  # the rows of the deliveries handed out, not settled yet
 
     async def start(self) -> AbstractChannel:
         """Declare the group's queues and start consuming (idempotent)."""
@@ -405,6 +553,13 @@ class RabbitConsumer:
     async def _received(self, message: AbstractIncomingMessage) -> None:
         self._buffer.append(message)
         self._arrived.set()
+
+    def holding(self) -> set[int]:
+        """The stored events whose messages this consumer has received and not settled."""
+        if self._channel is None or self._channel.is_closed:
+            return set()  # the broker has handed all of it to another consumer
+        messages = self._buffer + [h.message for h in self._held.values()]
+        return {int(cast(int, (m.headers or {}).get(H_ROW, 0))) for m in messages} | self._out
 
     async def lose_lease(self) -> None:
         """Close the channel as the broker would for a stalled consumer (tests, shutdown)."""
@@ -446,17 +601,32 @@ class RabbitConsumer:
                 del self._held[key]
                 taken.append((held.message, held.headers))
         blocked = {str((m.headers or {}).get(H_KEY, "")) for m, _ in taken} | set(self._held)
-        rest: list[AbstractIncomingMessage] = []
+        # The head of each key, grouped by shop; the batch is filled round-robin across shops so
+        # another shop's event in the buffer is in this batch (fairness, with the relay's window).
+        by_shop: dict[str, list[AbstractIncomingMessage]] = {}
+        heads: set[int] = set()
+        live: list[AbstractIncomingMessage] = []
         for message in self._buffer:
             if _closed(message):
                 continue  # the broker gives it to another consumer
-            key = str((message.headers or {}).get(H_KEY, ""))
-            if len(taken) < limit and key not in blocked:
-                taken.append((message, None))
-            else:
-                rest.append(message)
+            live.append(message)
+            headers = message.headers or {}
+            key = str(headers.get(H_KEY, ""))
+            if key not in blocked:
+                by_shop.setdefault(str(headers.get(H_SHOP, "")), []).append(message)
+                heads.add(id(message))
             blocked.add(key)  # a later event of a key waits for the earlier one
-        self._buffer = rest
+        chosen: set[int] = set()
+        queues = list(by_shop.values())
+        while len(taken) < limit and queues:
+            for queue in queues:
+                if len(taken) >= limit:
+                    break
+                message = queue.pop(0)
+                taken.append((message, None))
+                chosen.add(id(message))
+            queues = [q for q in queues if q]
+        self._buffer = [m for m in live if id(m) not in chosen]
         return taken
 
     async def _fresh(
@@ -469,6 +639,9 @@ class RabbitConsumer:
                 self._headers[id(message)] = headers
             deliveries.append(_delivery(message, headers))
         seen = self._receipts([receipt_id(d) for d in deliveries])
+        again = [d.id for d in deliveries if receipt_id(d) in seen]
+        if again:  # a second copy (the relay republished it) must not leave its row in flight
+            await asyncio.to_thread(self._settle_again, again)
         fresh = []
         for delivery in deliveries:
             if receipt_id(delivery) in seen:  # settled before: a redelivery of a done event
@@ -477,7 +650,12 @@ class RabbitConsumer:
                     await delivery.handle.ack()
             else:
                 fresh.append(delivery)
+                self._out.add(delivery.id)
         return fresh
+
+    def _settle_again(self, rows: list[int]) -> None:
+        with locked_transaction(self._bus.sessions) as session:
+            _settle_rows(session, rows)
 
     def _receipts(self, ids: list[str]) -> set[str]:
         if not ids:
@@ -492,6 +670,7 @@ class RabbitConsumer:
             )
 
     async def settle(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]:
+        self._out.difference_update(d.id for d, _ in outcomes)
         results: dict[int, Settled] = {}
         acks: list[Delivery] = []
         live = [(d, o) for d, o in outcomes if not _closed(d.handle)]
@@ -530,8 +709,29 @@ class RabbitConsumer:
         """Receipts and the handlers' writes of a batch, in one transaction (each delivery in a
         savepoint: a duplicate or a failing write spoils only itself)."""
         with locked_transaction(self._bus.sessions) as session:
+            plain = [d for d, ack in done if isinstance(ack, Ack) and ack.apply is None]
+            if plain:
+                # Plain acknowledgements: their receipts in one statement (the usual case);
+                # a duplicate among them (another consumer settled one) falls back to one
+                # savepoint each below.
+                try:
+                    with session.begin_nested():
+                        session.execute(
+                            insert(BusReceipt),
+                            [
+                                {"consumer_group": self.group, "event_id": receipt_id(d)}
+                                for d in plain
+                            ],
+                        )
+                except IntegrityError:
+                    plain = []
+                for delivery in plain:
+                    results[id(delivery)] = Settled(delivery, "done")
+                    acks.append(delivery)
             for delivery, ack in done:
                 assert isinstance(ack, Ack)
+                if id(delivery) in results:
+                    continue
                 try:
                     with session.begin_nested():
                         session.add(
@@ -549,10 +749,13 @@ class RabbitConsumer:
                 else:
                     results[id(delivery)] = Settled(delivery, "done")
                     acks.append(delivery)
+            settled = [d.id for d, _ in done if results[id(d)].result == "done"]
+            if settled:  # the relay's window and the key's next event follow the rows
+                _settle_rows(session, settled)
 
     async def _retry(self, delivery: Delivery, outcome: Retry | DeadLetter) -> Settled:
-        """Hold the message until its retry is due (or, past ``hold_seconds``, republish it to a
-        delay tier), or dead-letter it: republished, confirmed, then acked."""
+        """Hold the message until its retry is due (or, past ``hold_seconds`` or ``hold_limit``,
+        republish it to a delay tier), or dead-letter it: republished, confirmed, then acked."""
         t = self._bus.topology
         message = cast(AbstractIncomingMessage, delivery.handle)
         headers = dict(self._headers.pop(id(message), None) or message.headers or {})
@@ -592,16 +795,24 @@ class RabbitConsumer:
                     retry_after=outcome.after,
                 )
             )
-            if delay <= self._bus.hold_seconds:
+            partition = t.partition(delivery.partition_key)
+            held_here = sum(1 for h in self._held.values() if t.partition(h.key) == partition)
+            # Until due, the row is ``retrying``: the relay publishes no later event of its key
+            # (order kept, also through a delay tier and a crash) and the retry is outside the
+            # partition's window. Past ``hold_limit`` held retries in one partition, the next
+            # goes to a delay tier, so held retries never take the prefetch fresh events need.
+            await asyncio.to_thread(self._mark_retrying, delivery.id, delay)
+            if delay <= self._bus.hold_seconds and held_here < self._bus.hold_limit:
                 self._held[delivery.partition_key] = _Held(
-                    message, asyncio.get_running_loop().time() + delay, headers
+                    message,
+                    asyncio.get_running_loop().time() + delay,
+                    headers,
+                    delivery.partition_key,
                 )
                 return Settled(delivery, "retry", delay)
-            # Longer than the broker lets a delivery stay unacknowledged: the tier's queue
-            # dead-letters it back to its partition queue when the TTL is up (and the key's
-            # later events may pass it: ADR 0013).
+            # Longer than the broker lets a delivery stay unacknowledged, or too many held: the
+            # tier's queue dead-letters it back to its partition queue when the TTL is up.
             log.info("bus.retry_not_held", event_id=delivery.delivery_id, delay=delay)
-            partition = t.partition(delivery.partition_key)
             exchange, routing_key = "", t.delay_queue(self.group, partition, t.tier(delay))
         channel = await self.start()
         target = (
@@ -615,12 +826,44 @@ class RabbitConsumer:
             await message.ack()
         except Exception:
             return Settled(delivery, "lost")
+        if dead:
+            await asyncio.to_thread(self._mark_dead, delivery.id, headers)
         return Settled(delivery, "dead" if dead else "retry", delay)
+
+    def _mark_retrying(self, row: int, delay: float) -> None:
+        # The key stays blocked until the retry is due and, past that, for the relay's staleness
+        # (a retry nobody settles, its queue deleted, must not block its key for good).
+        until = datetime.now(UTC) + timedelta(seconds=delay + 600.0)
+        self._mark_row(row, status="retrying", locked_until=until)
+
+    def _mark_dead(self, row: int, headers: dict[str, Any]) -> None:
+        """The row is a dead letter too (``syncapp bus status``; the key's next event goes)."""
+        self._mark_row(
+            row,
+            status="dead",
+            processed_at=datetime.now(UTC),
+            locked_until=None,
+            last_error=str(headers.get("syncapp-last-error", "")),
+            history=str(headers.get("syncapp-history", "[]")),
+        )
+
+    def _mark_row(self, row: int, **values: Any) -> None:
+        """Record what became of a stored event the broker holds (never of a settled one)."""
+        with locked_transaction(self._bus.sessions) as session:
+            session.execute(
+                update(InboundEvent)
+                .where(InboundEvent.id == row, InboundEvent.status.in_(IN_BROKER))
+                .values(
+                    relayed_at=func.coalesce(InboundEvent.relayed_at, datetime.now(UTC)), **values
+                )
+                .execution_options(synchronize_session=False)
+            )
 
     async def renew(self, deliveries: Sequence[Delivery]) -> None:
         return None  # the broker keeps unacknowledged messages for a live channel
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
+        self._out.difference_update(d.id for d in deliveries)
         for delivery in deliveries:
             with contextlib.suppress(Exception):
                 await delivery.handle.nack(requeue=True)
@@ -630,10 +873,32 @@ class RabbitConsumer:
         for message in held + self._buffer:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
-        self._buffer, self._held, self._headers = [], {}, {}
+        self._buffer, self._held, self._headers, self._out = [], {}, {}, set()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         self._channel = None
+
+
+def _settle_rows(session: Session, rows: Sequence[int]) -> None:
+    """Mark stored events settled (``done``) in ``session``'s transaction: in the broker, or
+    back in the outbox (``pending``: a publish whose confirm was lost with the connection is
+    put back for the relay, yet the broker had it and the consumer settled it; marked done,
+    it is not published a third time)."""
+    now = datetime.now(UTC)
+    session.execute(
+        update(InboundEvent)
+        .where(InboundEvent.id.in_(rows), InboundEvent.status.in_((*IN_BROKER, "pending")))
+        .values(
+            status="done",
+            processed_at=now,
+            locked_until=None,
+            lease_owner=None,
+            # Settled before the relay marked it relayed (the delivery can beat the relay's
+            # own bookkeeping): it was relayed all the same.
+            relayed_at=func.coalesce(InboundEvent.relayed_at, now),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 @dataclass(slots=True)
@@ -643,6 +908,7 @@ class _Held:
     message: AbstractIncomingMessage
     due: float
     headers: dict[str, Any]
+    key: str
 
 
 def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
@@ -733,6 +999,19 @@ async def replay_dead(bus: RabbitBus, *, group: str, ids: Sequence[int] | None =
             )
             await message.ack()
             replayed += 1
+            row = int(cast(int, headers.get(H_ROW, 0)))
+            await asyncio.to_thread(_mark_replayed, bus, row)
     finally:
         await channel.close()
     return replayed
+
+
+def _mark_replayed(bus: RabbitBus, row: int) -> None:
+    """A replayed dead letter is in flight again (the relay's window, its key's next event)."""
+    with locked_transaction(bus.sessions) as session:
+        session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id == row, InboundEvent.status == "dead")
+            .values(status="relayed", relayed_at=datetime.now(UTC), processed_at=None)
+            .execution_options(synchronize_session=False)
+        )

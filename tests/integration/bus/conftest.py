@@ -8,6 +8,7 @@ missing broker fails the run).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -22,7 +23,7 @@ from sqlalchemy import Engine, insert, select
 from syncapp.bus.embedded import EmbeddedBus
 from syncapp.bus.interface import ConsumerBackend, Delivery, Outcome, Settled
 from syncapp.bus.models import BusReceipt, InboundEvent
-from syncapp.bus.rabbitmq import RabbitBus, RabbitConsumer, Relay, Topology
+from syncapp.bus.rabbitmq import IN_BROKER, RabbitBus, RabbitConsumer, Relay, Topology
 from syncapp.bus.retry import RetryPolicy
 from syncapp.store.db import make_engine
 from syncapp.store.migrate import upgrade
@@ -136,14 +137,44 @@ class Medium:
 
 
 class RelayingConsumer:
-    """A RabbitMQ consumer that first relays what the test stored (the relay process's job)."""
+    """A RabbitMQ consumer that first relays what the test stored (the relay process's job).
 
-    def __init__(self, relay: Relay, consumer: RabbitConsumer) -> None:
-        self.relay, self.inner = relay, consumer
+    After a relay round it waits (up to 2 s) until the broker has delivered what the round
+    published to one of the medium's consumers: in production the relay runs on its own and the
+    consumer's next claim comes later; here the claim follows the publish at once, and the
+    delivery trails the publisher's confirm by a few milliseconds. A consumer to which nothing
+    can come (everything in the broker is with its peers: single active consumer per
+    partition) returns at once instead of waiting out its claim's timeout.
+    """
+
+    def __init__(
+        self, relay: Relay, consumer: RabbitConsumer, peers: list[RabbitConsumer], engine: Engine
+    ) -> None:
+        self.relay, self.inner, self.peers, self.engine = relay, consumer, peers, engine
+
+    def _with_peers(self) -> set[int]:
+        return set().union(*(p.holding() for p in self.peers if p is not self.inner))
 
     async def claim(self, limit: int) -> list[Delivery]:
         await self.inner.start()  # the group's queues exist before anything is published
         await self.relay.run_once()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        published = set(self.relay.published)
+        while published and loop.time() < deadline:
+            published -= self.inner.holding() | self._with_peers()
+            if published:
+                await asyncio.sleep(0.005)
+        while not self.inner.holding() and loop.time() < deadline:
+            with self.engine.connect() as conn:
+                flying = set(
+                    conn.scalars(select(InboundEvent.id).where(InboundEvent.status.in_(IN_BROKER)))
+                )
+            if not flying:
+                break
+            if flying <= self._with_peers():
+                return []
+            await asyncio.sleep(0.01)
         return await self.inner.claim(limit)
 
     async def settle(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]:
@@ -188,7 +219,7 @@ class RabbitMedium(Medium):
         assert self.rabbit is not None
         inner = self.rabbit.consumer(topics, group="contract", owner=owner, wait_seconds=2.0)
         self.consumers.append(inner)
-        return RelayingConsumer(self.rabbit.relay(), inner)
+        return RelayingConsumer(self.rabbit.relay(), inner, self.consumers, self.engine)
 
     async def advance(self, seconds: float) -> None:
         return None  # the consumer's claim waits for the delayed redelivery
