@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     sandbox: bool = True
     sandbox_shopify_port: int = Field(default=8100, ge=1, le=65535)
     sandbox_seed_products: int = Field(default=50, ge=0)
+    # `syncapp run` opens the app once for the demo shop, as its merchant would in the sandbox
+    # admin (a real token exchange): the sign-up runs and the catalog syncs with no clicking.
+    # Off for the browser tests that install the app themselves.
+    sandbox_demo_install: bool = True
 
     # --- eManageCRM and CTRwow: the automatic sign-up (syncapp.onboarding) ----------------
     # Base URLs default to the local sandboxes when SYNCAPP_SANDBOX is on; the system client

@@ -73,6 +73,26 @@ def admin_graphql_curl(sandbox_url: str, settings: Settings) -> str:
     )
 
 
+def open_demo_app(sandbox_url: str, app_url: str) -> None:
+    """Load the App Home for the demo shop as the sandbox admin's frame does: an ID token the
+    Shopify sandbox signs, then ``GET /`` with it, which installs the shop (token exchange) and
+    queues its sign-up; the sign-up's end starts the catalog's backfill. Idempotent: an
+    installed shop just gets its page."""
+    with httpx.Client(timeout=60) as http:
+        issued = http.post(f"{sandbox_url}/_sandbox/shops/{DEMO_SHOP}/id_token", json={})
+        issued.raise_for_status()
+        page = http.get(
+            f"{app_url}/",
+            params={
+                "embedded": "1",
+                "shop": DEMO_SHOP,
+                "host": "YWRtaW4uc2hvcGlmeS5jb20vc3RvcmUvZGVtbw",
+                "id_token": issued.json()["id_token"],
+            },
+        )
+        page.raise_for_status()
+
+
 def _wait_healthy(children: list[Child], timeout: float, stop: Callable[[], bool]) -> bool:
     deadline = time.monotonic() + timeout
     pending = list(children)
@@ -169,6 +189,12 @@ def run_embedded(settings: Settings) -> int:
                 "stopping[/red]"
             )
             return 1
+        if settings.sandbox and settings.sandbox_demo_install:
+            try:
+                open_demo_app(sandbox_url, settings.public_url)
+            except (httpx.HTTPError, KeyError) as exc:
+                # The system runs anyway: the merchant can still install from the admin.
+                console.print(f"[yellow]could not open the app for {DEMO_SHOP}: {exc}[/yellow]")
         console.print("[bold green]Sync App is running[/bold green] — Ctrl-C stops everything")
         console.print(f"  app                 {settings.public_url}/")
         console.print(f"  app health          {settings.public_url}/healthz")

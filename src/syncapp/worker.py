@@ -237,6 +237,9 @@ def worker_topics(settings: Settings, runtime: ShopsRuntime) -> TopicTable:
     }
 
 
+BACKFILL_POLL_SECONDS = 1.0
+
+
 async def _serve(settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event) -> None:
     async with contextlib.AsyncExitStack() as stack:
         signup: TopicTable = {}
@@ -269,9 +272,11 @@ async def _serve(settings: Settings, runtime: ShopsRuntime, stop: asyncio.Event)
             )
         stack.callback(sync.close)
         # Backfills and reconcile sweeps. The sweeps are published once per interval whatever
-        # the tick; ticking more often only makes a new shop's first backfill start sooner.
+        # the tick; a new shop's first backfill is looked for every second, so its catalog
+        # follows the sign-up at once (a read, unless a shop is due).
         periodic = [
-            (min(30.0, sync_options.reconcile_interval_seconds), lambda: sync_jobs.tick(sync))
+            (min(30.0, sync_options.reconcile_interval_seconds), lambda: sync_jobs.tick(sync)),
+            (BACKFILL_POLL_SECONDS, lambda: sync_jobs.start_backfills(sync)),
         ]
         await _consume(settings, runtime, stop, {**signup, **sync_jobs.topics(sync)}, periodic)
 

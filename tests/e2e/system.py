@@ -34,7 +34,9 @@ class Running:
 
 
 @contextmanager
-def syncapp_run(data_dir: Path, *, healthy_within: float = 120) -> Iterator[Running]:
+def syncapp_run(
+    data_dir: Path, *, healthy_within: float = 120, demo_install: bool = False
+) -> Iterator[Running]:
     """``syncapp run`` until the block ends (then SIGINT, as Ctrl-C); its four base URLs once
     all four answer ``/healthz`` (a loaded machine starts four servers slowly)."""
     ports = {name: free_port() for name in ("app", "shopify", "emanage", "ctrwow")}
@@ -48,6 +50,8 @@ def syncapp_run(data_dir: Path, *, healthy_within: float = 120) -> Iterator[Runn
             "SYNCAPP_SANDBOX_CTRWOW_PORT": str(ports["ctrwow"]),
             "SYNCAPP_WEB_WORKERS": "1",
             "SYNCAPP_LOG_LEVEL": "warning",
+            # The browser tests install the app from the admin themselves.
+            "SYNCAPP_SANDBOX_DEMO_INSTALL": "1" if demo_install else "0",
         }
     )
     urls = Running(

@@ -3,7 +3,8 @@
 Starts the supervisor as a child process on free ports with a temporary data dir, and checks
 what a new user would: both services healthy (within the supervisor's limit), the demo shop
 seeded through the real Admin API, a change in the Shopify sandbox reaching the app as a signed,
-stored webhook, a clean stop on Ctrl-C, and state surviving a restart.
+stored webhook, the demo catalog synchronized to the shop's eManageCRM tenant and an edit on
+either side reaching the other, a clean stop on Ctrl-C, and state surviving a restart.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,6 +42,17 @@ mutation Rename($product: ProductUpdateInput!) {
   productUpdate(product: $product) { product { id title } userErrors { field message } }
 }
 """
+PRICE = """
+mutation Price($productId: ID!, $variants: [ProductVariantsBulkInput!]!) {
+  productVariantsBulkUpdate(productId: $productId, variants: $variants) {
+    productVariants { id price }
+    userErrors { field message }
+  }
+}
+"""
+PRODUCT = """
+query One($id: ID!) { product(id: $id) { id title } }
+"""
 
 
 def free_port() -> int:
@@ -53,6 +67,7 @@ class System:
     env: dict[str, str]
     app_url: str
     sandbox_url: str
+    emanage_url: str
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
@@ -106,6 +121,37 @@ class System:
         assert "errors" not in body, body
         return body
 
+    def emanage(self) -> httpx.Client:
+        """The demo shop's eManageCRM tenant with an account token of its own (the merchant,
+        not the app: its writes carry no origin marker)."""
+        out = subprocess.run(
+            [sys.executable, "-m", "syncapp.cli", "sandbox", "emanage", "token", "demo"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        accounts = httpx.get(f"{self.emanage_url}/_sandbox/accounts", timeout=10).json()
+        (account,) = (
+            a
+            for a in (accounts["accounts"] if isinstance(accounts, dict) else accounts)
+            if a["shopDomain"] == "demo.myshopify.com"
+        )
+        return httpx.Client(
+            base_url=f"{self.emanage_url}/admin/v1/accounts/{account['id']}",
+            headers={"Authorization": f"Bearer {out.stdout.strip()}"},
+            timeout=10,
+        )
+
+    def unsettled_sync_events(self) -> int:
+        with sqlite3.connect(self.data_dir / "syncapp.db") as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM inbound_events WHERE status IN ('pending', 'processing')"
+                " AND (topic LIKE 'product%' OR topic LIKE '%resync_requested%'"
+                " OR topic LIKE '%backfill%')"
+            ).fetchone()
+            return int(count)
+
     def stored_topics(self) -> dict[str, int]:
         with sqlite3.connect(self.data_dir / "syncapp.db") as conn:
             return dict(
@@ -131,6 +177,7 @@ def system(tmp_path: Path) -> Iterator[System]:
         env=env,
         app_url=f"http://127.0.0.1:{app_port}",
         sandbox_url=f"http://127.0.0.1:{sandbox_port}",
+        emanage_url=f"http://127.0.0.1:{emanage_port}",
     )
     yield sys_
     if sys_.process is not None and sys_.process.poll() is None:
@@ -149,13 +196,96 @@ def all_products(system: System, token: str) -> list[dict[str, object]]:
         after = page["pageInfo"]["endCursor"]
 
 
-def wait_for(predicate: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_for(predicate: object, timeout: float = 20, every: float = 0.2) -> float:
+    """Seconds until ``predicate()`` holds."""
+    started = time.monotonic()
+    while time.monotonic() < started + timeout:
         if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
+            return time.monotonic() - started
+        time.sleep(every)
     raise AssertionError("condition not met in time")
+
+
+def emanage_products(crm: httpx.Client) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        page = crm.get("/products", params={"limit": "100", **({"after": after} if after else {})})
+        if page.status_code == 404:  # the tenant's sign-up is still under way
+            return items
+        assert page.status_code == 200, page.text
+        body = page.json()
+        items += body["items"]
+        if not body["next"]:
+            return items
+        after = body["next"]
+
+
+def emanage_product(crm: httpx.Client, gid: str) -> dict[str, Any] | None:
+    page = crm.get("/products", params={"shopifyProductId": gid}).json()["items"]
+    return dict(page[0]) if page else None
+
+
+def the_demo_catalog_syncs_both_ways(system: System, token: str, products: list[Any]) -> None:
+    """The demo shop was installed and signed up by `syncapp run` itself: its catalog reaches
+    eManageCRM, a price edit in Shopify reaches eManageCRM, an edit there reaches Shopify."""
+    wait_for(lambda: any(a["shopDomain"] == "demo.myshopify.com" for a in _accounts(system)), 60)
+    with system.emanage() as crm:
+        gids = {p["id"] for p in products}
+        took = wait_for(
+            lambda: (
+                gids
+                <= {
+                    (p.get("externalRefs") or {}).get("shopifyProductId")
+                    for p in emanage_products(crm)
+                }
+            ),
+            60,
+            every=0.5,
+        )
+        print(f"demo catalog in eManageCRM {took:.1f} s after the sign-up")
+        # The seeding's 100 webhooks, the backfill's resyncs and their echoes are all read back
+        # from Shopify within its rate limit (the sandbox's cost budget): a few seconds more.
+        took = wait_for(lambda: system.unsettled_sync_events() == 0, 90, every=0.5)
+        print(f"catalog's sync events settled {took:.1f} s later")
+
+        priced, edited = products[1], products[2]
+        variant = priced["variants"]["nodes"][0]
+        result = system.graphql(
+            token,
+            PRICE,
+            {"productId": priced["id"], "variants": [{"id": variant["id"], "price": "123.45"}]},
+        )
+        assert result["data"]["productVariantsBulkUpdate"]["userErrors"] == []  # type: ignore[index]
+
+        def price_synced() -> bool:
+            found = emanage_product(crm, str(priced["id"]))
+            return found is not None and any(
+                v["productPrices"]["DiscountedPrice"]["Value"] == 123.45 for v in found["variants"]
+            )
+
+        print(f"Shopify price edit in eManageCRM after {wait_for(price_synced, 5, 0.05):.2f} s")
+
+        current = emanage_product(crm, str(edited["id"]))
+        assert current is not None
+        body = {**current, "name": "Renamed in eManageCRM"}  # the whole product, as read
+        put = crm.put(
+            f"/products/{current['productId']}",
+            json=body,
+            headers={"If-Match": f'"{current["version"]}"', "Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert put.status_code == 200, put.text
+
+        def title_synced() -> bool:
+            found = system.graphql(token, PRODUCT, {"id": edited["id"]})["data"]["product"]  # type: ignore[index]
+            return bool(found["title"] == "Renamed in eManageCRM")
+
+        print(f"eManageCRM edit in Shopify after {wait_for(title_synced, 5, 0.05):.2f} s")
+
+
+def _accounts(system: System) -> list[dict[str, Any]]:
+    body = httpx.get(f"{system.emanage_url}/_sandbox/accounts", timeout=10).json()
+    return list(body["accounts"] if isinstance(body, dict) else body)
 
 
 def test_the_embedded_system_starts_syncs_stops_and_keeps_its_state(system: System) -> None:
@@ -169,6 +299,7 @@ def test_the_embedded_system_starts_syncs_stops_and_keeps_its_state(system: Syst
 
     # The seeding fired products/create; the app verified and stored each one.
     wait_for(lambda: system.stored_topics().get("products/create", 0) >= 50)
+    the_demo_catalog_syncs_both_ways(system, token, products)
 
     target = products[0]
     result = system.graphql(

@@ -176,20 +176,26 @@ def request_due_backfills(sessions: sessionmaker[Session]) -> int:
     from syncapp.onboarding.models import OnboardingJob
     from syncapp.sync.models import SyncSettings
 
+    has_cursor = select(SyncCursor.shop_id).where(SyncCursor.name == CURSOR)
+    off = select(SyncSettings.shop_id).where(SyncSettings.keep_products_synchronized.is_(False))
+    due = (
+        select(Shop.id, Shop.domain)
+        .join(OnboardingJob, OnboardingJob.shop_id == Shop.id)
+        .where(
+            OnboardingJob.kind == "signup",
+            OnboardingJob.status == "done",
+            Shop.uninstalled_at.is_(None),
+            Shop.id.not_in(has_cursor),
+            Shop.id.not_in(off),
+        )
+    )
+    # The worker asks every second (a new shop's catalog follows its sign-up at once): a plain
+    # read first, so the write lock is only taken when there is a shop to start.
+    with sessions() as session:
+        if session.execute(due.limit(1)).first() is None:
+            return 0
     with locked_transaction(sessions) as session:
-        has_cursor = select(SyncCursor.shop_id).where(SyncCursor.name == CURSOR)
-        off = select(SyncSettings.shop_id).where(SyncSettings.keep_products_synchronized.is_(False))
-        rows = session.execute(
-            select(Shop.id, Shop.domain)
-            .join(OnboardingJob, OnboardingJob.shop_id == Shop.id)
-            .where(
-                OnboardingJob.kind == "signup",
-                OnboardingJob.status == "done",
-                Shop.uninstalled_at.is_(None),
-                Shop.id.not_in(has_cursor),
-                Shop.id.not_in(off),
-            )
-        ).all()
+        rows = session.execute(due).all()
         for shop_id, domain in rows:
             request_backfill(session, shop_id=shop_id, shop=domain, reason="new shop")
     return len(rows)

@@ -72,3 +72,10 @@ def tick(rt: SyncRuntime) -> None:
     )
     if started or swept:
         log.info("sync.tick", backfills=started, sweeps=swept)
+
+
+def start_backfills(rt: SyncRuntime) -> None:
+    """Publish the first backfill of each shop whose sign-up just finished (cheap when none)."""
+    started = request_due_backfills(rt.shops.sessions)
+    if started:
+        log.info("sync.tick", backfills=started, sweeps=0)

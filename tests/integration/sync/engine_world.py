@@ -36,6 +36,7 @@ from syncapp.connectors.emanage import EmanageClient, EmanageProduct
 from syncapp.connectors.shopify.products import ProductsClient
 from syncapp.connectors.shopify.transport import ShopifyRedirectTransport
 from syncapp.onboarding.models import EmanageAccount
+from syncapp.onboarding.notifications import subscribe_to_notifications
 from syncapp.sandbox.emanage import EmanageSandboxConfig, SystemClient
 from syncapp.sandbox.emanage import create_app as create_emanage
 from syncapp.sandbox.shopify.app import create_app as create_sandbox
@@ -58,6 +59,13 @@ EMANAGE_ID = "syncapp-emanage-test"
 EMANAGE_SECRET = "emanage-system-secret-0123456789abcdef"
 API_VERSION = "2026-10"
 FAST = RetryPolicy(max_attempts=4, base_seconds=0.05, cap_seconds=0.2)
+WEBHOOK_SECRET = "whsec_sync_world_0123456789abcdef0123456789ab"
+# The sandbox's deliverer looks for work often and retries soon (the app is up throughout).
+DELIVERY: dict[str, Any] = {
+    "notification_poll_seconds": 0.01,
+    "notification_retry_base_seconds": 0.05,
+    "notification_retry_cap_seconds": 0.2,
+}
 
 
 @dataclass
@@ -228,8 +236,15 @@ def _emanage_write(scope: Scope, body: bytes) -> bool:
 
 
 @asynccontextmanager
-async def sync_world(tmp_path: Path, handle_seed: str) -> AsyncIterator[SyncWorld]:
-    """The served world with one installed, signed-up shop; consumers are the test's."""
+async def sync_world(
+    tmp_path: Path, handle_seed: str, *, deliver: bool = False
+) -> AsyncIterator[SyncWorld]:
+    """The served world with one installed, signed-up shop; consumers are the test's.
+
+    ``deliver``: the app subscribes to eManageCRM's notifications as the worker does
+    (:func:`subscribe_to_notifications`) and the sandbox delivers them, signed, to the app's
+    ``/webhooks/emanage``; without it a test stores the ones it wants with :func:`notify`
+    (duplicates, reorderings and replays exactly when the test says)."""
     with ExitStack() as stack:
         counters: dict[str, WriteCounter] = {}
 
@@ -239,6 +254,7 @@ async def sync_world(tmp_path: Path, handle_seed: str) -> AsyncIterator[SyncWorl
                     database_path=tmp_path / "emanage.db",
                     public_url=base_url,
                     clients=(SystemClient(EMANAGE_ID, EMANAGE_SECRET),),
+                    **(DELIVERY if deliver else {}),
                 )
             )
             counters["emanage"] = WriteCounter(app, _emanage_write)
@@ -258,6 +274,7 @@ async def sync_world(tmp_path: Path, handle_seed: str) -> AsyncIterator[SyncWorl
             emanage_base_url=emanage_url,
             emanage_client_id=EMANAGE_ID,
             emanage_client_secret=EMANAGE_SECRET,
+            emanage_webhook_secret=WEBHOOK_SECRET if deliver else None,
         )
         engine = make_engine(settings.database_url)
         stack.callback(engine.dispose)
@@ -309,6 +326,11 @@ async def sync_world(tmp_path: Path, handle_seed: str) -> AsyncIterator[SyncWorl
                         websales_api_url=account.websales_api_url,
                     )
                 )
+            if deliver:
+                subscribed = await subscribe_to_notifications(
+                    context.emanage, settings, asyncio.Event(), policy=FAST
+                )
+                assert subscribed is not None
             world = SyncWorld(
                 system=system,
                 emanage_url=emanage_url,

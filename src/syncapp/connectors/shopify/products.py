@@ -62,9 +62,14 @@ log = structlog.get_logger(__name__)
 VARIANT_PAGE = 190
 """Variants a page: 5 points each by Shopify's documented pricing, so a page stays under the
 1,000-point single-query limit (production charges less; the sandbox charges as documented)."""
+FIRST_VARIANT_PAGE = 25
+"""Variants in the first read of a product: most products have fewer, and the bucket must hold
+a call's whole requested cost before it is sent (5 points a variant requested): 137 points
+instead of 962 lets some 14 reads run at once in a 2,000-point bucket instead of 2. A bigger
+product pays one more call per VARIANT_PAGE variants."""
 PRODUCTS_PAGE = 250
 # Requested costs of the documents by the documented rule (2 + first x item cost + objects).
-_READ_COST = 2 + VARIANT_PAGE * 5 + 10
+_READ_COST = 2 + FIRST_VARIANT_PAGE * 5 + 10
 _PAGE_COST = 2 + VARIANT_PAGE * 5 + 1
 _CHANGED_COST = 2 + PRODUCTS_PAGE
 _PRODUCT_SET_COST = 110  # the payload reads up to 100 variant ids
@@ -182,7 +187,7 @@ class ProductsClient:
     def read_product(self, gid: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The product node and all its variants (paged, up to 2,048), or None if deleted."""
         data = self.call(
-            "sync_product", {"id": gid, "variantsFirst": VARIANT_PAGE}, estimate=_READ_COST
+            "sync_product", {"id": gid, "variantsFirst": FIRST_VARIANT_PAGE}, estimate=_READ_COST
         )
         product = data.get("product")
         if product is None:
