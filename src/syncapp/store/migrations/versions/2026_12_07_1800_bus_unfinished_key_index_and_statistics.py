@@ -12,7 +12,7 @@ never been analysed. Per-table thresholds make autoanalyze and autovacuum follow
 ANALYZE now gives an upgraded database statistics at once. Nothing of this applies to SQLite.
 
 Revision ID: 1800
-Revises: 1500
+Revises: 1600
 Create Date: 2026-12-07 16:00:00
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "1800"
-down_revision = "1500"
+down_revision = "1600"
 branch_labels = None
 depends_on = None
 
