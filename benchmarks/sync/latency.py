@@ -323,7 +323,8 @@ async def main() -> None:
             variants = []
             for gid in gids:
                 state = await asyncio.to_thread(shopify_state, world, gid)
-                assert state is not None and state.variants[0].shopify_id
+                assert state is not None
+                assert state.variants[0].shopify_id
                 variants.append(str(state.variants[0].shopify_id))
             deadline = time.monotonic() + 90
             emanage_ids: list[str] = []
@@ -357,7 +358,6 @@ async def main() -> None:
                 len(world.events(status="dead")),
                 "load average after",
                 os.getloadavg(),
-                flush=True,
             )
             stop.set()
             await consumer
