@@ -15,7 +15,8 @@ TEMPLATES = ROOT / "src" / "syncapp" / "web" / "templates"
 # and price sync shipped with issue 10, so "keeps products and prices synchronized" is allowed;
 # a sentence that puts orders or campaigns in sync, or the funnel builder in the app, is not.
 UNSHIPPED = re.compile(
-    r"(?:orders|campaigns)(?:(?!\bnot\b)[^.]){0,60}(?:stay in sync|in sync both ways|synchroni[sz]ed)|"
+    r"(?:orders|campaigns)(?:(?!\bnot\b)[^.]){0,60}"
+    r"(?:stay in sync|in sync both ways|synchroni[sz]ed)|"
     r"keeps products,[^.]{0,30}orders|orders in sync|"
     r"walks the merchant through a first funnel|Unlimited funnels and orders",
     re.IGNORECASE,
