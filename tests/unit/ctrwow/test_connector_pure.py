@@ -21,7 +21,6 @@ from syncapp.connectors.ctrwow.errors import (
     CtrwowRateLimited,
     CtrwowTransientError,
     error_from_response,
-    parse_retry_after,
 )
 from syncapp.sandbox.ctrwow.tokens import pkce_matches
 
@@ -146,17 +145,9 @@ def test_rate_limit_without_retry_after_still_has_one() -> None:
     assert error.retry_after == 1.0
 
 
-@given(st.integers(min_value=0, max_value=10**6))
-def test_retry_after_seconds_parse_exactly(seconds: int) -> None:
-    """Delta-seconds are read as they are."""
-    assert parse_retry_after(str(seconds)) == float(seconds)
-
-
-def test_retry_after_http_date_counts_from_now() -> None:
-    """An HTTP date is turned into seconds from now."""
-    assert parse_retry_after("Sun, 01 Nov 2026 12:00:30 GMT", now=NOW.timestamp()) == 30.0
-
-
-def test_unreadable_retry_after_is_none() -> None:
-    """Garbage in Retry-After is ignored rather than raised."""
-    assert parse_retry_after("soon") is None
+def test_retry_after_http_date_counts_from_the_given_now() -> None:
+    """A 503's HTTP-date Retry-After is seconds from the ``now`` CTRwow's mapping is given."""
+    headers = {"retry-after": "Sun, 01 Nov 2026 12:00:30 GMT"}
+    error = error_from_response(503, headers, None, now=NOW.timestamp())
+    assert isinstance(error, CtrwowTransientError)
+    assert error.retry_after == 30.0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 
 import pytest
 from hypothesis import given
@@ -25,7 +23,6 @@ from syncapp.connectors.emanage.errors import (
     error_from_response,
     is_transient,
     merchant_message,
-    parse_retry_after,
 )
 
 
@@ -106,27 +103,6 @@ def test_a_body_that_is_not_json_still_gives_a_readable_message() -> None:
     """An HTML error page from a proxy shows up in the message instead of crashing."""
     error = error_from_response(502, {}, b"<html>Bad Gateway</html>")
     assert "Bad Gateway" in str(error)
-
-
-@given(st.integers(min_value=0, max_value=10**6))
-def test_retry_after_in_seconds_is_read_as_seconds(seconds: int) -> None:
-    """delay-seconds parse to the same number."""
-    assert parse_retry_after(str(seconds)) == float(seconds)
-
-
-@given(st.integers(min_value=0, max_value=86_400))
-def test_retry_after_as_an_http_date_is_seconds_from_now(seconds: int) -> None:
-    """An HTTP date becomes the seconds until then."""
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    value = format_datetime(now + timedelta(seconds=seconds), usegmt=True)
-    assert parse_retry_after(value, now=now) == float(seconds)
-
-
-@given(st.text())
-def test_retry_after_never_raises(value: str) -> None:
-    """Any header value yields a non-negative number or None."""
-    result = parse_retry_after(value)
-    assert result is None or result >= 0
 
 
 @pytest.mark.parametrize(

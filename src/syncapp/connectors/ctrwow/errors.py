@@ -10,40 +10,45 @@
     │   ├── CtrwowInvalidGrant     400 invalid_grant: code/refresh token dead → connect again
     │   ├── CtrwowInvalidClient    401 invalid_client: our client id/secret wrong → settings
     │   └── CtrwowInsufficientScope  403: the grant lacks a scope → connect again with it
-    ├── CtrwowConflict             409: it exists already (``existing_id`` when CTRwow says)
+    ├── CtrwowConflict             409: it exists already (``existing_id`` when CTRwow says);
+    │                              like CtrwowPermanentError, a PermanentConnectorError
     └── CtrwowPermanentError       any other refusal (400, 404, 422 …) or an off-contract answer
 
-Only :class:`CtrwowTransientError` (and subclasses) is retryable; a retry wrapper should honour
+The tree hangs under ``connectors.errors.ConnectorError``. Only :class:`CtrwowTransientError`
+(and subclasses) is retryable; a retry wrapper should honour
 ``retry_after``. Every error carries the HTTP ``status`` (0 when no answer came), CTRwow's
 machine ``code`` and a ``detail`` fit for a log or a merchant-facing message.
 """
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from syncapp.connectors.errors import (
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
+    parse_retry_after,
+)
 
-class CtrwowError(Exception):
+
+class CtrwowError(ConnectorError):
     """A CTRwow call failed."""
 
-    def __init__(self, detail: str, *, status: int = 0, code: str = "") -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status = status
-        self.code = code
-
-
-class CtrwowTransientError(CtrwowError):
-    """CTRwow could not answer now (5xx, timeout, network); the same call may succeed later."""
+    status: int
+    code: str
 
     def __init__(
         self, detail: str, *, status: int = 0, code: str = "", retry_after: float | None = None
     ) -> None:
-        super().__init__(detail, status=status, code=code)
-        self.retry_after = retry_after
+        super().__init__(detail, status=status, code=code, retry_after=retry_after)
+        self.detail = detail
+
+
+class CtrwowTransientError(CtrwowError, TransientConnectorError):
+    """CTRwow could not answer now (5xx, timeout, network); the same call may succeed later."""
 
 
 class CtrwowRateLimited(CtrwowTransientError):
@@ -72,7 +77,7 @@ class CtrwowInsufficientScope(CtrwowAuthError):
     """The grant lacks a scope this call needs."""
 
 
-class CtrwowConflict(CtrwowError):
+class CtrwowConflict(CtrwowError, PermanentConnectorError):
     """The resource already exists; ``existing_id`` names it when CTRwow said which."""
 
     def __init__(
@@ -82,23 +87,8 @@ class CtrwowConflict(CtrwowError):
         self.existing_id = existing_id
 
 
-class CtrwowPermanentError(CtrwowError):
+class CtrwowPermanentError(CtrwowError, PermanentConnectorError):
     """A refusal that retrying will not change (bad request, not found, key reuse, off-contract)."""
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now (delta-seconds or an HTTP date), None if absent/bad."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def error_from_response(
@@ -114,7 +104,8 @@ def error_from_response(
         str(data.get("error_description") or data.get("detail") or data.get("title") or "")
         or f"CTRwow answered HTTP {status}"
     )
-    retry_after = parse_retry_after(headers.get("retry-after"), now=now)
+    moment = None if now is None else datetime.fromtimestamp(now, UTC)
+    retry_after = parse_retry_after(headers.get("retry-after"), now=moment)
     if status == 429:
         return CtrwowRateLimited(
             detail, status=status, code=code or "rate_limited", retry_after=retry_after or 1.0

@@ -1,6 +1,6 @@
 """What can go wrong talking to eManageCRM, and whether retrying helps.
 
-    EmanageError                      anything this connector raises (a SyncAppError)
+    EmanageError                      anything this connector raises (a ConnectorError)
     ├── EmanageTransientError         retry later (``retry_after`` seconds when the server said):
     │   │                             5xx, 408, timeouts, connection failures
     │   └── EmanageRateLimited        429; ``retry_after`` from ``Retry-After``
@@ -29,27 +29,19 @@ means to a merchant.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-from syncapp.errors import SyncAppError
+from syncapp.connectors.errors import (
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
+    parse_retry_after,
+)
 
 
-class EmanageError(SyncAppError):
+class EmanageError(ConnectorError):
     """Base class; ``status`` and ``code`` are the server's when it answered."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-
-
-class EmanageTransientError(EmanageError):
-    """Retry later; ``retry_after`` is the server's hint in seconds, if any."""
 
     def __init__(
         self,
@@ -59,8 +51,12 @@ class EmanageTransientError(EmanageError):
         code: str | None = None,
         retry_after: float | None = None,
     ):
-        super().__init__(message, status=status, code=code)
-        self.retry_after = retry_after
+        super().__init__(message, status=status, code=code, retry_after=retry_after)
+        self.message = message
+
+
+class EmanageTransientError(EmanageError, TransientConnectorError):
+    """Retry later; ``retry_after`` is the server's hint in seconds, if any."""
 
 
 class EmanageRateLimited(EmanageTransientError):
@@ -76,7 +72,7 @@ class EmanageTokenRejected(EmanageAuthError):
     the cache is cleared, so a later retry may succeed."""
 
 
-class EmanagePermanentError(EmanageError):
+class EmanagePermanentError(EmanageError, PermanentConnectorError):
     """The request will fail again as it is."""
 
 
@@ -144,31 +140,6 @@ class EmanageProtocolError(EmanagePermanentError):
 def is_transient(exc: BaseException) -> bool:
     """True for errors a retry policy should retry (transient ones and a rejected token)."""
     return isinstance(exc, EmanageTransientError | EmanageTokenRejected)
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds from now (delay-seconds or an HTTP date), or None.
-
-    Negative or unparseable values give None rather than an exception: the hint is optional
-    and a bad one must not turn a transient error into a crash.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-        return max(0.0, seconds)
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return seconds
 
 
 def _body(raw: bytes) -> dict[str, Any]:

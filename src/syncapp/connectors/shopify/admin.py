@@ -4,11 +4,13 @@ Every call takes the shop's access token and an injected ``httpx.Client`` (from
 :func:`~syncapp.connectors.shopify.transport.shopify_client`); this module never stores
 anything. Failures raise one of:
 
-    SyncAppError
+    ConnectorError (connectors.errors)
     └── ShopifyAdminError           the request did not produce data; ``code`` is shopifyapp's
         ├── ShopifyUnauthorized     401: the token is revoked or invalid (e.g. app uninstalled)
         ├── ShopifyTransientError   429 after retries, 5xx, network errors, THROTTLED: retry later
+        │                           (also a TransientConnectorError)
         └── ShopifyQueryError       GraphQL errors, 400 or 403: retrying the same call will not help
+                                    (also a PermanentConnectorError)
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ import httpx
 import orjson
 from shopify_app.graphql.admin_graphql import admin_graphql_request
 
+from syncapp.connectors.errors import (
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
+)
 from syncapp.connectors.shopify.documents import load_document
-from syncapp.errors import SyncAppError
 
 __all__ = [
     "ShopInfo",
@@ -36,24 +42,25 @@ __all__ = [
 _TRANSIENT_CODES = frozenset({"network_error", "rate_limit_exceeded", "server_error"})
 
 
-class ShopifyAdminError(SyncAppError):
+class ShopifyAdminError(ConnectorError):
     """An Admin GraphQL request failed; ``code`` is shopifyapp's log code, ``status`` HTTP's."""
 
+    code: str
+    status: int
+
     def __init__(self, message: str, *, code: str, status: int) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
+        super().__init__(message, status=status, code=code)
 
 
 class ShopifyUnauthorized(ShopifyAdminError):
     """Shopify answered 401: the access token is revoked, expired or not for this shop."""
 
 
-class ShopifyTransientError(ShopifyAdminError):
+class ShopifyTransientError(ShopifyAdminError, TransientConnectorError):
     """Rate limited, throttled, a 5xx or a network failure: the same call may work later."""
 
 
-class ShopifyQueryError(ShopifyAdminError):
+class ShopifyQueryError(ShopifyAdminError, PermanentConnectorError):
     """The query itself was refused (GraphQL errors, 400, 403)."""
 
 

@@ -35,7 +35,7 @@ import structlog
 from shopify_app.graphql.admin_graphql import admin_graphql_request
 
 from syncapp.bus.retry import RetryPolicy, backoff_delay
-from syncapp.connectors.emanage.errors import parse_retry_after
+from syncapp.connectors.errors import parse_retry_after
 from syncapp.connectors.shopify.admin import (
     ShopifyQueryError,
     ShopifyTransientError,
@@ -81,7 +81,7 @@ class ShopifyThrottled(ShopifyTransientError):
 
     def __init__(self, message: str, *, status: int, retry_after: float) -> None:
         super().__init__(message, code="throttled", status=status)
-        self.retry_after = retry_after
+        self.retry_after: float = retry_after
 
 
 class ShopifyUserErrors(ShopifyQueryError):
