@@ -20,12 +20,15 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import ClassVar
 
 from syncapp.errors import SyncAppError
 
 
 class ConnectorError(SyncAppError):
-    """A call to an external system failed."""
+    """A call to an external system failed; ``system`` names it for messages and logs."""
+
+    system: ClassVar[str] = "an external system"
 
     def __init__(
         self,

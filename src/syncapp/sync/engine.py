@@ -20,7 +20,8 @@ Failures map onto the bus's one retry policy: Shopify throttling (already waited
 client) and transient errors of either side are ``Retry`` (with the server's Retry-After);
 eManageCRM's 412 (the version moved under us) refetches and plans again; refusals that would
 fail again unchanged (4xx, userErrors, unmappable products) are ``DeadLetter`` with the reason,
-replayable with ``syncapp dlq replay`` once fixed.
+replayable with ``syncapp dlq replay`` once fixed. The split is read off the connectors' shared
+base (``connectors.errors``), so a new connector's errors need no new case here.
 """
 
 from __future__ import annotations
@@ -38,20 +39,12 @@ from sqlalchemy.orm import Session
 
 from syncapp.bus.interface import Ack, DeadLetter, Outcome, Retry
 from syncapp.connectors.emanage import EmanageProduct
-from syncapp.connectors.emanage.errors import (
-    EmanageAuthError,
-    EmanageError,
-    EmanageNotFound,
-    EmanagePermanentError,
-    EmanageTransientError,
-    EmanageVersionConflict,
+from syncapp.connectors.emanage.errors import EmanageVersionConflict
+from syncapp.connectors.errors import (
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
 )
-from syncapp.connectors.shopify.admin import (
-    ShopifyAdminError,
-    ShopifyQueryError,
-    ShopifyTransientError,
-)
-from syncapp.connectors.shopify.products import ShopifyThrottled
 from syncapp.onboarding.models import EmanageAccount
 from syncapp.shops.errors import ShopNotInstalled
 from syncapp.store.models import Shop
@@ -850,24 +843,15 @@ async def reconcile(context: SyncContext, request: Request) -> Outcome:
             last = exc
         except ShopNotInstalled:
             return Ack(note="shop not installed")
-        except ShopifyThrottled as exc:
-            return Retry(f"Shopify throttled: {exc}", after=exc.retry_after)
-        except ShopifyTransientError as exc:
-            return Retry(f"Shopify: {exc}")
-        except ShopifyQueryError as exc:
-            return DeadLetter(f"Shopify refused: {exc}")
-        except ShopifyAdminError as exc:
-            return Retry(f"Shopify: {exc}")
-        except EmanageTransientError as exc:
-            return Retry(f"eManageCRM: {exc}", after=exc.retry_after)
-        except EmanageAuthError as exc:
-            return Retry(f"eManageCRM sign-in: {exc}")
-        except EmanageNotFound as exc:
-            return DeadLetter(f"eManageCRM: {exc}")
-        except EmanagePermanentError as exc:
-            return DeadLetter(f"eManageCRM refused: {exc}")
-        except EmanageError as exc:
-            return Retry(f"eManageCRM: {exc}")
         except UnmappableProduct as exc:
             return DeadLetter(f"unmappable product: {exc}")
+        except TransientConnectorError as exc:
+            return Retry(f"{exc.system}: {exc}", after=exc.retry_after)
+        except PermanentConnectorError as exc:
+            return DeadLetter(f"{exc.system} refused: {exc}")
+        except ConnectorError as exc:
+            # Neither transient nor permanent: refused credentials (a revoked Shopify token, an
+            # eManageCRM client whose secret changed). Fixing them is configuration, after
+            # which the same event succeeds, so it waits in retries rather than dead letters.
+            return Retry(f"{exc.system} sign-in: {exc}")
     return Retry(f"eManageCRM product kept changing under the write: {last}")

@@ -37,6 +37,8 @@ from syncapp.connectors.errors import (
 class CtrwowError(ConnectorError):
     """A CTRwow call failed."""
 
+    system = "CTRwow"
+
     status: int
     code: str
 

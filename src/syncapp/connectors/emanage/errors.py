@@ -43,6 +43,8 @@ from syncapp.connectors.errors import (
 class EmanageError(ConnectorError):
     """Base class; ``status`` and ``code`` are the server's when it answered."""
 
+    system = "eManageCRM"
+
     def __init__(
         self,
         message: str,

@@ -45,6 +45,8 @@ _TRANSIENT_CODES = frozenset({"network_error", "rate_limit_exceeded", "server_er
 class ShopifyAdminError(ConnectorError):
     """An Admin GraphQL request failed; ``code`` is shopifyapp's log code, ``status`` HTTP's."""
 
+    system = "Shopify"
+
     code: str
     status: int
 
