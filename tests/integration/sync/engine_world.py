@@ -177,10 +177,12 @@ class SyncWorld:
                 or 0
             )
 
-    async def settle(self, *, quiet: float = 0.6, within: float = 20.0) -> None:
+    async def settle(
+        self, *, quiet: float = 0.6, within: float = 20.0, policy: RetryPolicy = FAST
+    ) -> None:
         """Consume until nothing is left and no new event arrived for ``quiet`` seconds (the
         sandboxes deliver asynchronously, and every write the engine makes comes back)."""
-        consumer = self.consumer()
+        consumer = self.consumer(policy)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         idle_since: float | None = None

@@ -6,6 +6,7 @@ and that its own writes' echoes (webhooks and notifications) wrote nothing."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from syncapp.bus.retry import RetryPolicy
 from syncapp.connectors.emanage import EmanageProduct
 from syncapp.sync.catalog import Option, Product, ProductStatus, Variant, money_text
 from syncapp.sync.mapping import (
@@ -348,6 +350,36 @@ async def test_emanage_unavailable_for_a_while_is_retried_and_applied(world: Syn
     assert created.body["name"] == "Patient Tee"
     assert world.emanage_writes.count == 1
     assert world.events(status="dead") == []
+    assert max(e.attempts for e in world.events(source="shopify")) >= 2
+
+
+async def test_emanage_down_for_a_minute_loses_nothing_and_dead_letters_nothing(
+    world: SyncWorld,
+) -> None:
+    """eManageCRM answers 503 to everything (its token endpoint too) for 60 s (5 s outside
+    CI) while the merchant creates products and edits a synced one in Shopify. Under the
+    worker's own retry policy (8 attempts, backoff from 2 s, the server's Retry-After as a
+    floor) every change is applied once the outage ends: one eManageCRM product per Shopify
+    product, the edit written once, and nothing in dead letters."""
+    down = 60 if os.environ.get("CI") == "true" else 5
+    gid, eid = await linked_tee(world)
+    before = await emanage_state(world, eid)
+    assert before is not None
+    response = world.system.control.post(
+        f"{world.emanage_url}/_sandbox/faults", json={"downForSeconds": down}
+    )
+    assert response.status_code == 200, response.text
+    created = [shopify_create(world, tee(f"Outage Tee {n}")) for n in range(5)]
+    world.merchant().set_product({"title": "Edited During Outage"}, identifier={"id": gid})
+    await world.settle(within=down + 60, quiet=1.0, policy=RetryPolicy())
+    for n, created_gid in enumerate(created):
+        assert (await the_emanage_product(world, created_gid)).body["name"] == f"Outage Tee {n}"
+    after = await emanage_state(world, eid)
+    assert after is not None
+    assert after.body["name"] == "Edited During Outage"
+    assert after.version == before.version + 1  # written once, not once per attempt
+    assert world.events(status="dead") == []
+    # The outage was real: events were refused and retried, not handled before it began.
     assert max(e.attempts for e in world.events(source="shopify")) >= 2
 
 
