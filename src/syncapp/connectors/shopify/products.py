@@ -55,6 +55,7 @@ __all__ = [
     "ProductsClient",
     "ShopifyThrottled",
     "ShopifyUserErrors",
+    "sku_search",
 ]
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,10 @@ _PAGE_COST = 2 + VARIANT_PAGE * 5 + 1
 _CHANGED_COST = 2 + PRODUCTS_PAGE
 _PRODUCT_SET_COST = 110  # the payload reads up to 100 variant ids
 _ARCHIVE_COST = 10
+SKU_MATCHES = 10
+"""Variants a SKU lookup asks for: one is a match, two are a shared-SKU conflict; more only
+say how widely it is shared."""
+_SKU_COST = 2 + SKU_MATCHES * 3
 
 
 class ShopifyThrottled(ShopifyTransientError):
@@ -241,6 +246,17 @@ class ProductsClient:
         _raise_user_errors("productUpdate", payload)
         return dict(payload["product"])
 
+    def variants_by_sku(self, sku: str) -> list[dict[str, Any]]:
+        """Up to :data:`SKU_MATCHES` variants whose SKU is exactly ``sku``, each
+        ``{id, sku, product: {id, emanageId}}`` (sync_variants_by_sku.graphql)."""
+        data = self.call(
+            "sync_variants_by_sku",
+            {"query": sku_search(sku), "first": SKU_MATCHES},
+            estimate=_SKU_COST,
+        )
+        nodes = (data.get("productVariants") or {}).get("nodes") or []
+        return [dict(n) for n in nodes if n.get("sku") == sku]
+
     def changed_since(self, watermark: str) -> Iterator[dict[str, Any]]:
         """``{id, updatedAt}`` of each product updated at or after ``watermark`` (ISO-8601),
         oldest first, page by page (inclusive: the caller dedupes by fingerprint)."""
@@ -263,6 +279,13 @@ class ProductsClient:
         )["bulkOperationRunQuery"]
         _raise_user_errors("bulkOperationRunQuery", payload)
         return dict(payload["bulkOperation"])
+
+
+def sku_search(sku: str) -> str:
+    """Shopify's search query for the variants with SKU ``sku``: quoted, so that spaces, colons
+    and quotes in a SKU do not change the query."""
+    escaped = sku.replace("\\", "\\\\").replace('"', '\\"')
+    return f'sku:"{escaped}"'
 
 
 def _json(text: str) -> dict[str, Any]:
