@@ -15,14 +15,20 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from syncapp.connectors.emanage import EmanageProduct
 from syncapp.sync.catalog import Product, Variant
-from syncapp.sync.mapping import product_from_emanage
-from syncapp.sync.models import VARIANT, SyncLink
+from syncapp.sync.mapping import emanage_product, product_from_emanage
+from syncapp.sync.models import PRODUCT, VARIANT, SyncLink
+from syncapp.sync.state import set_keep_products_synchronized, sync_status
+from syncapp.web.sync_api.keys import create_key
 from tests.integration.sync.engine_world import SyncWorld, shopify_graphql, sync_world
 from tests.integration.sync.test_engine import (
     emanage_state,
     linked_tee,
+    names,
+    shopify_create,
     shopify_state,
+    tee,
 )
 
 pytestmark = pytest.mark.anyio
@@ -125,3 +131,219 @@ async def test_adding_the_first_option_in_shopify_relinks_the_replaced_variant(
     assert product_from_emanage(final.body).variants[0].price == Decimal("11.25")
     assert world.emanage_writes.count == 0
     assert world.events(status="dead") == []
+
+
+# ---- creates are idempotent: matched by external reference, then by SKU
+
+
+VARIANTS_BY_SKU = """
+query($q: String!) { productVariants(first: 10, query: $q) { nodes { id product { id } } } }
+"""
+
+
+def shopify_products_with(world: SyncWorld, sku: str) -> set[str]:
+    """The Shopify products that have a variant with ``sku``."""
+    found = shopify_graphql(world, VARIANTS_BY_SKU, {"q": f'sku:"{sku}"'})
+    return {n["product"]["id"] for n in found["productVariants"]["nodes"]}
+
+
+async def emanage_products_with(world: SyncWorld, sku: str) -> set[str]:
+    page = await world.merchant_emanage.list_products(account_id=world.account_id, sku=sku)
+    return {p.product_id for p in page.items}
+
+
+async def emanage_create(world: SyncWorld, product: Product) -> EmanageProduct:
+    """The merchant creates a product in eManageCRM (no origin marker: not the app)."""
+    return await world.merchant_emanage.create_product(
+        account_id=world.account_id,
+        body=emanage_product(product, currency="USD"),
+        idempotency_key=str(uuid.uuid4()),
+        origin=None,
+    )
+
+
+async def made_while_off(world: SyncWorld, make: Any) -> Any:
+    """``make()`` with Keep Products Synchronized OFF: the webhooks and notifications it fires
+    are acknowledged without effect, so its products exist unlinked (as a catalog does before
+    the app); ON again afterwards."""
+    set_keep_products_synchronized(world.runtime.sessions, world.shop, False)
+    made = await make()
+    await world.settle()
+    set_keep_products_synchronized(world.runtime.sessions, world.shop, True)
+    assert world.shopify_writes.count == world.emanage_writes.count == 0
+    return made
+
+
+def api_conflicts(world: SyncWorld) -> list[dict[str, Any]]:
+    """The shop's open conflicts as the Sync API shows them (over HTTP, with an operator key)."""
+    key = create_key(world.runtime.sessions, name="test", scopes=["sync:read"], shop=world.shop)
+    response = world.system.app.get(
+        f"/api/v1/shops/{world.shop}/conflicts", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()
+    return found
+
+
+def product_links(world: SyncWorld) -> int:
+    with world.runtime.sessions() as session:
+        return len(list(session.scalars(select(SyncLink.id).where(SyncLink.kind == PRODUCT))))
+
+
+async def test_an_emanage_product_created_while_the_shopify_one_exists_is_linked_to_it(
+    world: SyncWorld,
+) -> None:
+    """The tee exists in Shopify (unlinked); the merchant creates it in eManageCRM too, without
+    a reference: its notification finds the Shopify product by SKU and links the pair. No
+    second Shopify product; eManageCRM gets the Shopify GIDs as its external references (one
+    write), and that write's own notification writes nothing."""
+
+    async def make() -> str:
+        return shopify_create(world, tee())
+
+    gid = await made_while_off(world, make)
+    created = await emanage_create(world, tee())
+    await world.settle()
+    link = world.link(emanage_id=created.product_id)
+    assert link is not None
+    assert link.shopify_gid == gid
+    assert shopify_products_with(world, "TEE-S") == {gid}
+    assert world.shopify_writes.count == 0
+    assert world.emanage_writes.count == 1  # the external references
+    linked = await emanage_state(world, created.product_id)
+    assert linked is not None
+    state = shopify_state(world, gid)
+    assert state is not None
+    assert linked.body["externalRefs"] == {"shopifyProductId": gid}
+    assert {v["sku"]: v["externalRefs"]["shopifyVariantId"] for v in linked.body["variants"]} == {
+        v.sku: v.shopify_id for v in state.variants
+    }
+    # The references' notification arrived and was a no-op: a later edit writes once.
+    echoes = [
+        e for e in world.events(source="emanage") if f'"version":{linked.version}' in e.payload
+    ]
+    assert echoes, "the notification of the references write never arrived"
+    world.merchant().set_product({"title": "Linked Tee"}, identifier={"id": gid})
+    await world.settle()
+    after = await emanage_state(world, created.product_id)
+    assert after is not None
+    assert (after.body["name"], after.version) == ("Linked Tee", linked.version + 1)
+    assert after.body["externalRefs"] == linked.body["externalRefs"]
+    assert world.emanage_writes.count == 2
+    assert world.shopify_writes.count == 0
+    assert world.events(status="dead") == []
+
+
+async def test_a_shopify_product_created_while_the_emanage_one_exists_is_linked_to_it(
+    world: SyncWorld,
+) -> None:
+    """The reverse: the tee exists in eManageCRM (unlinked); created in Shopify, it is matched
+    by SKU: no eManageCRM create, one write of the external references, nothing back."""
+
+    async def make() -> EmanageProduct:
+        return await emanage_create(world, tee())
+
+    existing = await made_while_off(world, make)
+    gid = shopify_create(world, tee())
+    await world.settle()
+    link = world.link(gid=gid)
+    assert link is not None
+    assert link.emanage_id == existing.product_id
+    assert await emanage_products_with(world, "TEE-S") == {existing.product_id}
+    assert world.emanage_writes.count == 1
+    assert world.shopify_writes.count == 0
+    linked = await emanage_state(world, existing.product_id)
+    assert linked is not None
+    assert linked.body["externalRefs"] == {"shopifyProductId": gid}
+    assert all(v["externalRefs"]["shopifyVariantId"] for v in linked.body["variants"])
+    assert names(product_from_emanage(linked.body)) == names(tee())
+    assert world.events(status="dead") == []
+
+
+def solo(sku: str, title: str) -> Product:
+    return Product(title=title, variants=(Variant(sku=sku, options=(), price=Decimal("5")),))
+
+
+async def test_a_sku_two_emanage_products_share_is_a_conflict_not_a_merge(
+    world: SyncWorld,
+) -> None:
+    """Two unlinked eManageCRM products have TEE-S; a Shopify product with TEE-S (and TEE-M,
+    which only one of them has) is created: recorded as a shared-SKU conflict, shown by the
+    sync status and the Sync API; nothing is linked, merged or created."""
+
+    async def make() -> tuple[EmanageProduct, EmanageProduct]:
+        return await emanage_create(world, tee("CRM Tee")), await emanage_create(
+            world, solo("TEE-S", "Other CRM Tee")
+        )
+
+    first, second = await made_while_off(world, make)
+    gid = shopify_create(world, tee())
+    await world.settle()
+    assert world.link(gid=gid) is None
+    assert product_links(world) == 0
+    assert world.emanage_writes.count == 0
+    assert await emanage_products_with(world, "TEE-S") == {first.product_id, second.product_id}
+    assert sync_status(world.runtime.sessions, world.shop).open_conflicts == 1
+    [conflict] = api_conflicts(world)
+    assert (conflict["kind"], conflict["field"]) == ("shared_sku", "TEE-S")
+    assert sorted(conflict["emanage_value"]) == sorted(
+        str(v["variantId"])
+        for p in (first, second)
+        for v in p.body["variants"]
+        if v["sku"] == "TEE-S"
+    )
+    assert gid in conflict["reason"]
+    for unchanged in (first, second):
+        now = await emanage_state(world, unchanged.product_id)
+        assert now is not None
+        assert now.version == unchanged.version
+
+
+async def test_a_sku_two_shopify_products_share_is_a_conflict_not_a_merge(
+    world: SyncWorld,
+) -> None:
+    """The reverse: two unlinked Shopify products have MUG-X; an eManageCRM product with
+    MUG-X is created: a shared-SKU conflict with both Shopify variants, no Shopify write."""
+
+    async def make() -> tuple[str, str]:
+        return shopify_create(world, solo("MUG-X", "Mug A")), shopify_create(
+            world, solo("MUG-X", "Mug B")
+        )
+
+    first, second = await made_while_off(world, make)
+    created = await emanage_create(world, solo("MUG-X", "CRM Mug"))
+    await world.settle()
+    assert world.link(emanage_id=created.product_id) is None
+    assert world.shopify_writes.count == 0
+    assert world.emanage_writes.count == 0
+    assert shopify_products_with(world, "MUG-X") == {first, second}
+    [conflict] = api_conflicts(world)
+    assert (conflict["kind"], conflict["field"]) == ("shared_sku", "MUG-X")
+    variants = {
+        v.shopify_id
+        for gid in (first, second)
+        for v in (shopify_state(world, gid) or tee()).variants
+    }
+    assert set(conflict["shopify_value"]) == variants
+    assert created.product_id in conflict["reason"]
+
+
+async def test_skus_matching_two_different_products_are_a_conflict_not_a_merge(
+    world: SyncWorld,
+) -> None:
+    """Two unlinked Shopify products, one with TEE-S and one with TEE-M; the eManageCRM tee
+    has both SKUs: either link could be wrong, so it is recorded and nothing is written."""
+
+    async def make() -> tuple[str, str]:
+        return shopify_create(world, solo("TEE-S", "Small")), shopify_create(
+            world, solo("TEE-M", "Medium")
+        )
+
+    small, medium = await made_while_off(world, make)
+    created = await emanage_create(world, tee("CRM Tee"))
+    await world.settle()
+    assert world.link(emanage_id=created.product_id) is None
+    assert world.shopify_writes.count == world.emanage_writes.count == 0
+    [conflict] = api_conflicts(world)
+    assert conflict["kind"] == "ambiguous_match"
+    assert sorted(conflict["shopify_value"]) == sorted([small, medium])
