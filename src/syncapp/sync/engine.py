@@ -45,7 +45,6 @@ from syncapp.connectors.errors import (
     PermanentConnectorError,
     TransientConnectorError,
 )
-from syncapp.connectors.shopify.products import SKU_MATCHES
 from syncapp.onboarding.models import EmanageAccount
 from syncapp.shops.errors import ShopNotInstalled
 from syncapp.store.models import Shop
@@ -316,9 +315,9 @@ async def _match_emanage(
     found: dict[str, Fetched] = {}
     candidates: list[Candidate] = []
     for sku in skus:
-        page = await context.emanage.list_products(
-            account_id=account_id, sku=sku, limit=SKU_MATCHES
-        )
+        # Two are enough to tell a match (one free product) from a shared SKU; more are read
+        # only because some may be other pairs' products.
+        page = await context.emanage.list_products(account_id=account_id, sku=sku, limit=10)
         for item in page.items:
             candidate = found.get(item.product_id)
             if candidate is None:
@@ -353,16 +352,14 @@ async def _match_shopify(
         return None, None, Match()
     client = await asyncio.to_thread(context.products, request.shop)
     candidates: list[Candidate] = []
-    for sku in skus:
-        nodes = await asyncio.to_thread(client.variants_by_sku, sku)
-        for node in nodes:
-            owner = node.get("product") or {}
-            gid = str(owner.get("id"))
-            made_for = _metafield(owner, "emanageId")
-            taken = bool(made_for and made_for != emanage_id) or await asyncio.to_thread(
-                _linked_elsewhere, context, shop_id, shopify_gid=gid
-            )
-            candidates.append(Candidate(sku, gid, node.get("id"), taken))
+    for node in await asyncio.to_thread(client.variants_by_skus, skus):
+        owner = node.get("product") or {}
+        gid = str(owner.get("id"))
+        made_for = _metafield(owner, "emanageId")
+        taken = bool(made_for and made_for != emanage_id) or await asyncio.to_thread(
+            _linked_elsewhere, context, shop_id, shopify_gid=gid
+        )
+        candidates.append(Candidate(str(node["sku"]), gid, node.get("id"), taken))
     match = match_by_sku(skus, candidates, side=Side.SHOPIFY)
     if match.product_id is None:
         return None, None, match

@@ -71,14 +71,45 @@ def emanage_price(variant: dict[str, Any], price: str) -> dict[str, Any]:
     return {**variant, "productPrices": prices}
 
 
-@pytest.mark.parametrize("sku", ["MUG-1", None], ids=["with-sku", "without-sku"])
+def add_first_option(world: SyncWorld, gid: str, how: str, sku: str | None) -> None:
+    """The merchant adds option Color = Red to a product that has only its standalone variant:
+    with productOptionsCreate, or with a productSet of the options and the variant without its
+    id (ProductVariantSetInput.id: "create a new variant if absent")."""
+    if how == "productOptionsCreate":
+        added = shopify_graphql(
+            world,
+            OPTIONS_CREATE,
+            {"p": gid, "o": [{"name": "Color", "values": [{"name": "Red"}]}]},
+        )
+        assert added["productOptionsCreate"]["userErrors"] == []
+        return
+    world.merchant().set_product(
+        {
+            "productOptions": [{"name": "Color", "values": [{"name": "Red"}]}],
+            "variants": [
+                {
+                    "optionValues": [{"optionName": "Color", "name": "Red"}],
+                    "price": "9.50",
+                    "inventoryItem": {"sku": sku or ""},
+                }
+            ],
+        },
+        identifier={"id": gid},
+    )
+
+
+@pytest.mark.parametrize(
+    ("how", "sku"),
+    [("productOptionsCreate", "MUG-1"), ("productOptionsCreate", None), ("productSet", "MUG-1")],
+    ids=["options-create-with-sku", "options-create-without-sku", "product-set-with-sku"],
+)
 async def test_adding_the_first_option_in_shopify_relinks_the_replaced_variant(
-    world: SyncWorld, sku: str | None
+    world: SyncWorld, sku: str | None, how: str
 ) -> None:
-    """A product with only its standalone variant gets its first option (productOptionsCreate):
-    Shopify replaces the variant by one with a new id. The eManageCRM variant stays the same
-    one, takes the option value and the new id as its external reference, and the price link
-    follows the new variant both ways."""
+    """A product with only its standalone variant gets its first option: Shopify replaces the
+    variant by one with a new id. The eManageCRM variant stays the same one, takes the option
+    value and the new id as its external reference, and the price link follows the new
+    variant both ways."""
     mug = Product(
         title="Sync Mug",
         variants=(Variant(sku=sku, options=(), price=Decimal("9.50")),),
@@ -90,10 +121,7 @@ async def test_adding_the_first_option_in_shopify_relinks_the_replaced_variant(
     old_gid = old["externalRefs"]["shopifyVariantId"]
     assert old_gid is not None
 
-    added = shopify_graphql(
-        world, OPTIONS_CREATE, {"p": gid, "o": [{"name": "Color", "values": [{"name": "Red"}]}]}
-    )
-    assert added["productOptionsCreate"]["userErrors"] == []
+    add_first_option(world, gid, how, sku)
     await world.settle()
     state = shopify_state(world, gid)
     assert state is not None
@@ -131,6 +159,50 @@ async def test_adding_the_first_option_in_shopify_relinks_the_replaced_variant(
     assert product_from_emanage(final.body).variants[0].price == Decimal("11.25")
     assert world.emanage_writes.count == 0
     assert world.events(status="dead") == []
+
+
+async def test_variants_shopify_replaced_without_a_change_are_relinked_not_echoed(
+    world: SyncWorld,
+) -> None:
+    """A productSet that lists the variants without their ids replaces them by equal ones
+    with new ids: no field changed (the fingerprint is the agreed one), yet the links and
+    eManageCRM's external references follow the new ids (one write), and nothing is created
+    or removed on either side."""
+    gid, eid = await linked_tee(world)
+    before = await emanage_state(world, eid)
+    assert before is not None
+    old_ids = {v["variantId"] for v in before.body["variants"]}
+    state = shopify_state(world, gid)
+    assert state is not None
+    again = {
+        "productOptions": [{"name": "Size", "values": [{"name": "S"}, {"name": "M"}]}],
+        "variants": [
+            {
+                "optionValues": [{"optionName": "Size", "name": v.options[0]}],
+                "price": str(v.price),
+                "compareAtPrice": None if v.compare_at_price is None else str(v.compare_at_price),
+                "inventoryItem": {"sku": v.sku},
+            }
+            for v in state.variants
+        ],
+    }
+    world.merchant().set_product(again, identifier={"id": gid})
+    await world.settle()
+    replaced = shopify_state(world, gid)
+    assert replaced is not None
+    new_ids = {v.sku: v.shopify_id for v in replaced.variants}
+    assert not set(new_ids.values()) & {v.shopify_id for v in state.variants}
+    after = await emanage_state(world, eid)
+    assert after is not None
+    assert {v["variantId"] for v in after.body["variants"]} == old_ids
+    assert {v["sku"]: v["externalRefs"]["shopifyVariantId"] for v in after.body["variants"]} == (
+        new_ids
+    )
+    assert sorted(str(v.shopify_gid) for v in variant_links(world, gid)) == sorted(
+        str(i) for i in new_ids.values()
+    )
+    assert world.emanage_writes.count == 1
+    assert world.shopify_writes.count == 0
 
 
 # ---- creates are idempotent: matched by external reference, then by SKU
