@@ -9,6 +9,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -181,6 +182,27 @@ def test_a_burst_of_writes_under_the_standard_plan_is_never_throttled(
     assert client.throttled == 0
     assert client.budget.maximum == 2000
     assert client.budget.restore_rate == 100
+
+
+def test_concurrent_writers_of_one_shop_share_the_budget_and_are_never_throttled(
+    sandbox: RunningSandbox,
+) -> None:
+    """Sixteen threads (the worker's concurrent handlers of one shop) writing 30 products through
+    one client, past the 2,000-point bucket: the check and the reservation are one step, so
+    writers that waited side by side do not all spend the same refilled points."""
+    client = client_for(sandbox, "concurrent-burst")
+    titles = [f"Concurrent {i}" for i in range(30)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        ids = set(
+            pool.map(
+                lambda t: client.set_product(product_set_input(catalog_product(2, 1, title=t)))[
+                    "id"
+                ],
+                titles,
+            )
+        )
+    assert len(ids) == 30
+    assert client.throttled == 0
 
 
 def test_archive_sets_only_the_status(sandbox: RunningSandbox) -> None:

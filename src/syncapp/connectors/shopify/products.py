@@ -160,12 +160,16 @@ class ProductsClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait_for(self, estimate: float) -> None:
-        with self._lock:
-            wait = self.budget.wait_for(estimate, self.clock())
-        if wait > 0:
+        # Check and reserve in one step: callers that waited side by side must not all find
+        # the same refilled points after their sleep and overdraw the bucket together.
+        while True:
+            with self._lock:
+                now = self.clock()
+                wait = self.budget.wait_for(estimate, now)
+                if wait <= 0:
+                    self.budget = self.budget.reserve(estimate, now)
+                    return
             self.sleep(wait)
-        with self._lock:
-            self.budget = self.budget.reserve(estimate, self.clock())
 
     def _observe(self, body: Mapping[str, Any], estimate: float) -> None:
         cost = parse_cost(body)
