@@ -375,47 +375,40 @@ async def test_a_sku_two_shopify_products_share_is_a_conflict_not_a_merge(
     world: SyncWorld,
 ) -> None:
     """The reverse: two unlinked Shopify products have MUG-X; an eManageCRM product with
-    MUG-X is created: a shared-SKU conflict with both Shopify variants, no Shopify write."""
+    MUG-X is created: a shared-SKU conflict with both Shopify variants, no Shopify write. And
+    SKUs spread over two products (TEE-S in one, TEE-M in another) for the eManageCRM tee with
+    both: either link could be wrong, so that is recorded and nothing is written either."""
 
-    async def make() -> tuple[str, str]:
-        return shopify_create(world, solo("MUG-X", "Mug A")), shopify_create(
-            world, solo("MUG-X", "Mug B")
+    async def make() -> tuple[str, ...]:
+        return tuple(
+            shopify_create(world, solo(sku, title))
+            for sku, title in (
+                ("MUG-X", "Mug A"),
+                ("MUG-X", "Mug B"),
+                ("TEE-S", "Small"),
+                ("TEE-M", "Medium"),
+            )
         )
 
-    first, second = await made_while_off(world, make)
+    first, second, small, medium = await made_while_off(world, make)
     created = await emanage_create(world, solo("MUG-X", "CRM Mug"))
+    tee_made = await emanage_create(world, tee("CRM Tee"))
     await world.settle()
     assert world.link(emanage_id=created.product_id) is None
+    assert world.link(emanage_id=tee_made.product_id) is None
     assert world.shopify_writes.count == 0
     assert world.emanage_writes.count == 0
     assert shopify_products_with(world, "MUG-X") == {first, second}
-    [conflict] = api_conflicts(world)
-    assert (conflict["kind"], conflict["field"]) == ("shared_sku", "MUG-X")
+    assert sync_status(world.runtime.sessions, world.shop).open_conflicts == 2
+    by_kind = {c["kind"]: c for c in api_conflicts(world)}
+    shared, ambiguous = by_kind["shared_sku"], by_kind["ambiguous_match"]
+    assert shared["field"] == "MUG-X"
     variants = {
         v.shopify_id
         for gid in (first, second)
         for v in (shopify_state(world, gid) or tee()).variants
     }
-    assert set(conflict["shopify_value"]) == variants
-    assert created.product_id in conflict["reason"]
-
-
-async def test_skus_matching_two_different_products_are_a_conflict_not_a_merge(
-    world: SyncWorld,
-) -> None:
-    """Two unlinked Shopify products, one with TEE-S and one with TEE-M; the eManageCRM tee
-    has both SKUs: either link could be wrong, so it is recorded and nothing is written."""
-
-    async def make() -> tuple[str, str]:
-        return shopify_create(world, solo("TEE-S", "Small")), shopify_create(
-            world, solo("TEE-M", "Medium")
-        )
-
-    small, medium = await made_while_off(world, make)
-    created = await emanage_create(world, tee("CRM Tee"))
-    await world.settle()
-    assert world.link(emanage_id=created.product_id) is None
-    assert world.shopify_writes.count == world.emanage_writes.count == 0
-    [conflict] = api_conflicts(world)
-    assert conflict["kind"] == "ambiguous_match"
-    assert sorted(conflict["shopify_value"]) == sorted([small, medium])
+    assert set(shared["shopify_value"]) == variants
+    assert created.product_id in shared["reason"]
+    assert sorted(ambiguous["shopify_value"]) == sorted([small, medium])
+    assert tee_made.product_id in ambiguous["reason"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncapp.connectors.shopify.products import sku_search
@@ -96,6 +96,7 @@ def _renumbered(product: Product, prefix: str) -> Product:
     )
 
 
+@settings(max_examples=40)
 @given(products(), st.booleans())
 def test_external_references_are_written_once_and_change_nothing_else(
     product: Product, stale: bool
@@ -113,6 +114,7 @@ def test_external_references_are_written_once_and_change_nothing_else(
     assert [v.emanage_id for v in referenced.variants] == [v.emanage_id for v in held.variants]
 
 
+@settings(max_examples=40)
 @given(products())
 def test_a_variant_the_link_does_not_know_keeps_its_reference(product: Product) -> None:
     """An eManageCRM variant without a counterpart in the agreed state is left as it is."""
@@ -121,6 +123,7 @@ def test_a_variant_the_link_does_not_know_keeps_its_reference(product: Product) 
     assert referenced.variants[0] == product.variants[0]
 
 
+@settings(max_examples=40)
 @given(products())
 def test_equal_fields_on_new_variant_ids_are_not_an_echo(product: Product) -> None:
     """The same product with its Shopify variants renumbered: same fingerprint, other ids."""
