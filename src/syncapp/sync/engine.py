@@ -774,6 +774,16 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         return Ack(note="absent on both sides")
 
     merged = plan.agreed
+    for relink in plan.relinks:
+        # Shopify replaced a linked variant (the first option added): the link follows it.
+        log.info(
+            "sync.variant_relinked",
+            shop=request.shop,
+            old_variant=relink.old_shopify_id,
+            new_variant=relink.new_shopify_id,
+            emanage_variant=relink.emanage_id,
+            correlation_id=request.correlation_id,
+        )
     s_gid, s_updated, reread = await _write_shopify(context, request, state, plan, merged, gid, eid)
     # A product created in Shopify gets its eManageCRM counterpart's id through the link.
     e_id, e_version, e_updated, e_after = await _write_emanage(

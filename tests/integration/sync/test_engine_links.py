@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import select
 
 from syncapp.connectors.emanage import EmanageProduct
 from syncapp.sync.catalog import Product, Variant
-from syncapp.sync.mapping import emanage_product, product_from_emanage
+from syncapp.sync.mapping import emanage_product, product_from_emanage, variant_bulk_input
 from syncapp.sync.models import PRODUCT, VARIANT, SyncLink
 from syncapp.sync.state import set_keep_products_synchronized, sync_status
 from syncapp.web.sync_api.keys import create_key
@@ -158,6 +159,19 @@ async def test_adding_the_first_option_in_shopify_relinks_the_replaced_variant(
     assert [v["variantId"] for v in final.body["variants"]] == [old["variantId"]]
     assert product_from_emanage(final.body).variants[0].price == Decimal("11.25")
     assert world.emanage_writes.count == 0
+    # And the other way: a Shopify price edit of the new variant reaches the same eManageCRM one.
+    world.merchant().update_variants(
+        gid,
+        [variant_bulk_input(replace(priced, price=Decimal("12.75")), frozenset({"price"}))],
+    )
+    await world.settle()
+    last = await emanage_state(world, eid)
+    assert last is not None
+    [same] = last.body["variants"]
+    assert same["variantId"] == old["variantId"]
+    assert product_from_emanage(last.body).variants[0].price == Decimal("12.75")
+    assert world.emanage_writes.count == 1
+    assert world.shopify_writes.count == 1  # the eManageCRM price edit's, only
     assert world.events(status="dead") == []
 
 
