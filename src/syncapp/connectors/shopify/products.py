@@ -55,6 +55,7 @@ __all__ = [
     "ProductsClient",
     "ShopifyThrottled",
     "ShopifyUserErrors",
+    "sku_search",
 ]
 
 log = structlog.get_logger(__name__)
@@ -74,6 +75,8 @@ _PAGE_COST = 2 + VARIANT_PAGE * 5 + 1
 _CHANGED_COST = 2 + PRODUCTS_PAGE
 _PRODUCT_SET_COST = 110  # the payload reads up to 100 variant ids
 _ARCHIVE_COST = 10
+SKUS_PER_QUERY = 25
+"""SKUs one lookup asks for (``sku:"A" OR sku:"B" ...``): one query for most products."""
 
 
 class ShopifyThrottled(ShopifyTransientError):
@@ -245,6 +248,33 @@ class ProductsClient:
         _raise_user_errors("productUpdate", payload)
         return dict(payload["product"])
 
+    def variants_by_skus(self, skus: Sequence[str]) -> list[dict[str, Any]]:
+        """The variants whose SKU is exactly one of ``skus``, each ``{id, sku, product: {id,
+        emanageId}}`` (sync_variants_by_sku.graphql): one query per :data:`SKUS_PER_QUERY`
+        SKUs, asking for two variants a SKU (one is a match, two a shared SKU), paged on when
+        a SKU is shared more widely."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(skus), SKUS_PER_QUERY):
+            chunk = list(skus[start : start + SKUS_PER_QUERY])
+            wanted = set(chunk)
+            first = min(PRODUCTS_PAGE, 2 * len(chunk))
+            after: str | None = None
+            while True:
+                page = self.call(
+                    "sync_variants_by_sku",
+                    {
+                        "query": " OR ".join(sku_search(sku) for sku in chunk),
+                        "first": first,
+                        "after": after,
+                    },
+                    estimate=2 + first * 3,
+                )["productVariants"]
+                found += [dict(n) for n in page["nodes"] if n.get("sku") in wanted]
+                if not page["pageInfo"]["hasNextPage"]:
+                    break
+                after = page["pageInfo"]["endCursor"]
+        return found
+
     def changed_since(self, watermark: str) -> Iterator[dict[str, Any]]:
         """``{id, updatedAt}`` of each product updated at or after ``watermark`` (ISO-8601),
         oldest first, page by page (inclusive: the caller dedupes by fingerprint)."""
@@ -267,6 +297,13 @@ class ProductsClient:
         )["bulkOperationRunQuery"]
         _raise_user_errors("bulkOperationRunQuery", payload)
         return dict(payload["bulkOperation"])
+
+
+def sku_search(sku: str) -> str:
+    """Shopify's search query for the variants with SKU ``sku``: quoted, so that spaces, colons
+    and quotes in a SKU do not change the query."""
+    escaped = sku.replace("\\", "\\\\").replace('"', '\\"')
+    return f'sku:"{escaped}"'
 
 
 def _json(text: str) -> dict[str, Any]:
