@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import statistics
@@ -59,15 +60,21 @@ from typing import Any
 
 import httpx
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from syncapp.bus.models import InboundEvent
+from syncapp.connectors.emanage import EmanageClient
 from syncapp.sync import topics
 from syncapp.sync.catalog import Option, Product, Variant
 from syncapp.worker import Worker, WorkerOptions
-from tests.integration.sync.engine_world import SyncWorld, admin_set_prices, sync_world
+from tests.integration.sync.engine_world import (
+    EMANAGE_ID,
+    EMANAGE_SECRET,
+    SyncWorld,
+    admin_set_prices,
+    sync_world,
+)
 from tests.integration.sync.test_engine import (
-    emanage_state,
     shopify_create,
     shopify_state,
     the_emanage_product,
@@ -112,10 +119,18 @@ class Recorder:
 
 @dataclass
 class BenchShop:
+    """One shop's products, and its merchant's own HTTP clients (a browser on the Shopify
+    admin, an eManageCRM API client): one pool shared by all shops' edits would queue hundreds
+    of requests whose connection bookkeeping (httpcore's pool scans every queued request on
+    every change) took half of this process's CPU at 100 edits/s, starving the system under
+    test."""
+
     world: SyncWorld
     gids: list[str]
     variants: list[str]
     emanage_ids: list[str]
+    admin: httpx.AsyncClient
+    emanage: EmanageClient
 
 
 def out(*parts: Any) -> None:
@@ -228,6 +243,8 @@ def report(
     arrived = [c for c in ok if c.arrived is not None]
     latency = sorted((c.arrived - c.acked) * 1000 for c in arrived if c.arrived is not None)
     staged = [c for c in arrived if c.stored is not None]
+    first = min((c.sent for c in changes), default=0.0)
+    during = [t for t, _ in inbox if first <= t <= first + elapsed]
     line = {
         "direction": name,
         "changes": len(changes),
@@ -245,6 +262,9 @@ def report(
         "ack_to_inbox_ms": quantiles(
             sorted((c.stored - c.acked) * 1000 for c in staged if c.stored is not None)
         ),
+        # How fast the source's notifications reached the inbox while the edits were offered
+        # (every edit is one notification; the engine's echoes add more).
+        "inbox_stored_per_s_during": round(len(during) / elapsed, 1) if elapsed else None,
         "inbox_to_write_ms": quantiles(
             sorted(
                 (c.arrived - c.stored) * 1000
@@ -300,23 +320,21 @@ async def run_shopify_to_emanage(
 ) -> dict[str, Any]:
     per_shop = len(shops[0].gids)
 
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=200)) as admin:
+    async def edit(change: Change) -> None:
+        shop = shops[change.shop]
+        p = change.product - change.shop * per_shop
+        try:
+            await admin_set_prices(
+                shop.world, shop.admin, shop.gids[p], {shop.variants[p]: change.price}
+            )
+        except AssertionError as exc:  # the admin's form refused the save
+            change.refused = True
+            out("admin save refused:", str(exc)[:200])
 
-        async def edit(change: Change) -> None:
-            shop = shops[change.shop]
-            p = change.product - change.shop * per_shop
-            try:
-                await admin_set_prices(
-                    shop.world, admin, shop.gids[p], {shop.variants[p]: change.price}
-                )
-            except AssertionError as exc:  # the admin's form refused the save
-                change.refused = True
-                out("admin save refused:", str(exc)[:200])
-
-        before = handler_seconds(topic_names)
-        writes_before = len(rec.writes)
-        changes, elapsed = await offer(args.rate, args.seconds, shops, 2, edit)
-        await asyncio.sleep(args.tail)  # let the tail arrive
+    before = handler_seconds(topic_names)
+    writes_before = len(rec.writes)
+    changes, elapsed = await offer(args.rate, args.seconds, shops, 2, edit)
+    await asyncio.sleep(args.tail)  # let the tail arrive
     return report(
         "shopify->emanage",
         changes,
@@ -336,13 +354,14 @@ async def run_emanage_to_shopify(
     current = []
     for shop in shops:
         for pid in shop.emanage_ids:
-            state = await emanage_state(shop.world, pid)
+            state = await shop.emanage.get_product(account_id=shop.world.account_id, product_id=pid)
             assert state is not None
             current.append(state)
     failures: dict[str, int] = {}
 
     async def edit(change: Change) -> None:
         world = shops[change.shop].world
+        client = shops[change.shop].emanage
         state = current[change.product]
         body = dict(state.body)
         variant = dict(body["variants"][0])
@@ -354,7 +373,7 @@ async def run_emanage_to_shopify(
         variant["productPrices"] = prices
         body["variants"] = [variant]
         try:
-            saved = await world.merchant_emanage.update_product(
+            saved = await client.update_product(
                 account_id=world.account_id,
                 product_id=state.product_id,
                 body=body,
@@ -366,7 +385,9 @@ async def run_emanage_to_shopify(
             change.version = saved.version
         except Exception as exc:  # a version conflict with a write of the engine, say
             failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
-            fresh = await emanage_state(world, state.product_id)
+            fresh = await client.get_product(
+                account_id=world.account_id, product_id=state.product_id
+            )
             if fresh is not None:
                 current[change.product] = fresh
             change.refused = True
@@ -404,7 +425,9 @@ def _handler_means(
     return means
 
 
-async def setup_shop(world: SyncWorld, index: int, products: int) -> BenchShop:
+async def setup_shop(
+    world: SyncWorld, index: int, products: int, stack: contextlib.AsyncExitStack
+) -> BenchShop:
     gids = []
     for i in range(products):
         gids.append(await asyncio.to_thread(shopify_create, world, one_variant(index, i)))
@@ -414,7 +437,15 @@ async def setup_shop(world: SyncWorld, index: int, products: int) -> BenchShop:
         assert state is not None
         assert state.variants[0].shopify_id
         variants.append(str(state.variants[0].shopify_id))
-    return BenchShop(world=world, gids=gids, variants=variants, emanage_ids=[])
+    http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+    return BenchShop(
+        world=world,
+        gids=gids,
+        variants=variants,
+        emanage_ids=[],
+        admin=await stack.enter_async_context(httpx.AsyncClient(timeout=30)),
+        emanage=EmanageClient(http, world.emanage_url, EMANAGE_ID, EMANAGE_SECRET),
+    )
 
 
 async def await_emanage(shops: list[BenchShop], within: float) -> None:
@@ -430,6 +461,20 @@ async def await_emanage(shops: list[BenchShop], within: float) -> None:
             except AssertionError:
                 assert time.monotonic() < deadline, "the products did not reach eManageCRM"
                 await asyncio.sleep(0.5)
+
+
+async def drain(world: SyncWorld, within: float) -> float:
+    """Wait until no sync event of any shop is pending or in flight; the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        with world.runtime.sessions() as session:
+            left = session.scalar(
+                select(func.count()).where(InboundEvent.status.in_(("pending", "processing")))
+            )
+        if not left:
+            break
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
 
 
 def app_throttled(world: SyncWorld) -> int:
@@ -455,7 +500,10 @@ async def main() -> None:
         f"{args.seconds} s per direction",
     )
     with tempfile.TemporaryDirectory() as tmp:
-        async with sync_world(Path(tmp), f"latency-{uuid.uuid4()}", deliver=True) as first:
+        async with (
+            contextlib.AsyncExitStack() as stack,
+            sync_world(Path(tmp), f"latency-{uuid.uuid4()}", deliver=True) as first,
+        ):
             settings = first.system.settings
             options = WorkerOptions.from_settings(settings)
             table = topics.topics(first.context)
@@ -472,9 +520,10 @@ async def main() -> None:
             while len(worlds) < args.shops:
                 worlds.append(await first.add_shop(f"{uuid.uuid4()}", plan_name=args.plan))
             out(f"{len(worlds)} shops signed up in {time.monotonic() - started:.0f} s")
-            shops = [await setup_shop(w, i, args.products) for i, w in enumerate(worlds)]
+            clients = await stack.enter_async_context(contextlib.AsyncExitStack())
+            shops = [await setup_shop(w, i, args.products, clients) for i, w in enumerate(worlds)]
             await await_emanage(shops, within=120 + 2 * args.shops * args.products)
-            await asyncio.sleep(3)  # the creates' echoes
+            await drain(first, 120)  # the creates and their echoes
             out(
                 f"setup done in {time.monotonic() - started:.0f} s, load average",
                 os.getloadavg(),
@@ -492,6 +541,7 @@ async def main() -> None:
                 results.append(line)
                 out("s2e: app THROTTLED", app_throttled(first) - throttled)
                 out("s2e: load average after", os.getloadavg())
+                out(f"s2e: backlog drained {await drain(first, 180):.0f} s after the tail")
             if args.direction in ("both", "e2s"):
                 throttled = app_throttled(first)
                 out("e2s: load average before", os.getloadavg())
@@ -499,6 +549,7 @@ async def main() -> None:
                 results.append(line)
                 out("e2s: app THROTTLED", app_throttled(first) - throttled)
                 out("e2s: load average after", os.getloadavg())
+                out(f"e2s: backlog drained {await drain(first, 180):.0f} s after the tail")
             dead = sum(len(w.events(status="dead")) for w in worlds)
             out("dead letters:", dead, "app THROTTLED in all:", app_throttled(first))
             stop.set()
