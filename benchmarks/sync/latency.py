@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import statistics
@@ -506,6 +507,12 @@ async def main() -> None:
     parser.add_argument("--plan", default="Standard", help="the shops' Shopify plan")
     parser.add_argument("--tail", type=float, default=10.0, help="seconds to wait for arrivals")
     parser.add_argument("--direction", choices=("both", "s2e", "e2s"), default="both")
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=None,
+        help="the worker's idle poll (default: the settings', SYNCAPP_WORKER_POLL_SECONDS)",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     out(
@@ -520,6 +527,8 @@ async def main() -> None:
         ):
             settings = first.system.settings
             options = WorkerOptions.from_settings(settings)
+            if args.poll_seconds is not None:
+                options = dataclasses.replace(options, poll_seconds=args.poll_seconds)
             table = topics.topics(first.context)
             topic_names = sorted({topic for _, topic in table})
             # The consumer as `syncapp worker` runs it: Worker.serve → Consumer.run(stop).
