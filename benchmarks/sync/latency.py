@@ -34,6 +34,7 @@ delivery and the ingest) → the write (waiting for the consumer, the handler's 
 
     .venv/bin/python -m benchmarks.sync.latency --direction e2s --rate 100 --shops 50
     .venv/bin/python -m benchmarks.sync.latency --direction e2s --rate 3 --shops 1
+    .venv/bin/python -m benchmarks.sync.latency ... --consumer run_once   # batch after batch
 
 Run from the repository root (it imports the harness from ``tests``).
 """
@@ -473,6 +474,13 @@ async def await_emanage(shops: list[BenchShop], within: float) -> None:
                 await asyncio.sleep(0.5)
 
 
+async def batches(worker: Worker, stop: asyncio.Event) -> None:
+    """The consumer driven batch after batch, looking again every 10 ms when idle."""
+    while not stop.is_set():
+        if not await worker.consumer.run_once(stop):
+            await asyncio.sleep(0.01)
+
+
 async def drain(world: SyncWorld, within: float) -> float:
     """Wait until no sync event of any shop is pending or in flight; the seconds it took
     (events of topics nobody consumes here, ``shop/update`` say, stay pending: not counted)."""
@@ -508,6 +516,13 @@ async def main() -> None:
     parser.add_argument("--tail", type=float, default=10.0, help="seconds to wait for arrivals")
     parser.add_argument("--direction", choices=("both", "s2e", "e2s"), default="both")
     parser.add_argument(
+        "--consumer",
+        choices=("run", "run_once"),
+        default="run",
+        help="run: as syncapp worker consumes (Worker.serve → Consumer.run); run_once: batch "
+        "after batch, looking again every 10 ms when idle (the runs before 2026-12-08)",
+    )
+    parser.add_argument(
         "--poll-seconds",
         type=float,
         default=None,
@@ -533,9 +548,11 @@ async def main() -> None:
             topic_names = sorted({topic for _, topic in table})
             # The consumer as `syncapp worker` runs it: Worker.serve → Consumer.run(stop).
             worker = Worker(first.runtime, options=options, handlers={}, extra=table)
-            out("worker options", options)
+            out("worker options", options, "consumer", args.consumer)
             stop = asyncio.Event()
-            consuming = asyncio.create_task(worker.serve(stop))
+            consuming = asyncio.create_task(
+                worker.serve(stop) if args.consumer == "run" else batches(worker, stop)
+            )
             worlds = [first]
             if args.plan != "Standard":
                 # The first shop was created on the Standard plan; use only shops of the plan.
