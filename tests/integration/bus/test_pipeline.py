@@ -92,6 +92,7 @@ from syncapp.bus.inbox import Inbox, InboxEvent
 from syncapp.store.db import make_engine
 
 async def main(url: str, delivery_id: str) -> None:
+    sys.stdin.readline()  # imported and ready: publish when told
     engine = make_engine(url)
     inbox = Inbox(engine)
     await inbox.start()
@@ -129,19 +130,32 @@ async def test_an_idle_consumer_is_woken_by_another_processs_commit(medium: Medi
         backend = medium.bus.consumer([TOPIC])
     tasks.append(asyncio.create_task(pipeline(backend, handler, poll=30.0).run(stop)))
     url = medium.engine.url.render_as_string(hide_password=False)
+    # Started first: its imports overlap the consumer's start.
+    publisher = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        PUBLISHER,
+        url,
+        "from-another-process",
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+    )
+    assert publisher.stdin is not None
     try:
-        # Idle: its first claims are done (the publisher's start-up takes seconds besides).
+        # Idle: its first claims are done.
         [first] = medium.add(SHOP, ["first"])
         await until(
             lambda: _done(medium, first), within=15, what="the first event, claimed at start"
         )
-        publisher = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", PUBLISHER, url, "from-another-process", cwd=ROOT
-        )
+        publisher.stdin.write(b"go\n")
+        await publisher.stdin.drain()
         assert await publisher.wait() == 0
         # The poll would come after 30 s; 15 s leave room for a loaded machine.
         await asyncio.wait_for(handled["from-another-process"].wait(), timeout=15.0)
     finally:
+        if publisher.returncode is None:
+            publisher.kill()
+            await publisher.wait()
         stop.set()
         await asyncio.gather(*tasks)
 
