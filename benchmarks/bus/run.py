@@ -26,7 +26,8 @@ RabbitMQ on 127.0.0.1:5672 (guest/guest).
     .venv/bin/python benchmarks/bus/run.py --latency-only --rate 100 --poll 0.5 \\
         --slow-every 50 --slow-seconds 3
 
-(``--latency-only``: skip the throughput and floor runs.)
+(``--latency-only``: skip the throughput and floor runs; ``--pipeline``: the throughput run
+drains with ``Consumer.run``, the pipeline ``syncapp worker`` runs, instead of ``run_once``.)
 """
 
 from __future__ import annotations
@@ -85,12 +86,15 @@ def publish(engine: Engine, events: int) -> None:
             conn.execute(insert(InboundEvent), rows(min(500, events - start), start))
 
 
-async def bus_embedded(engine: Engine, events: int) -> float:
+async def bus_embedded(engine: Engine, events: int, pipeline: bool = False) -> float:
     handled = 0
+    finished = asyncio.Event()
 
     async def ack(d: Delivery) -> Outcome:
         nonlocal handled
         handled += 1
+        if handled >= events:
+            finished.set()
         return Ack()
 
     consumer = Consumer(
@@ -98,9 +102,22 @@ async def bus_embedded(engine: Engine, events: int) -> float:
     )
     started = time.perf_counter()
     publish(engine, events)
-    while handled < events:
-        await consumer.run_once()
+    await drain(consumer, finished, pipeline)
     return events / (time.perf_counter() - started)
+
+
+async def drain(consumer: Consumer, finished: asyncio.Event, pipeline: bool) -> None:
+    """Until ``finished`` is set: batch by batch (``run_once``) or as ``syncapp worker``
+    consumes (``run``, the pipeline)."""
+    if not pipeline:
+        while not finished.is_set():
+            await consumer.run_once()
+        return
+    stop = asyncio.Event()
+    running = asyncio.create_task(consumer.run(stop))
+    await finished.wait()
+    stop.set()
+    await running
 
 
 CLAIM = (
@@ -122,14 +139,17 @@ def floor_database(engine: Engine, events: int) -> float:
     return events / (time.perf_counter() - started)
 
 
-async def bus_rabbitmq(engine: Engine, events: int) -> float:
+async def bus_rabbitmq(engine: Engine, events: int, pipeline: bool = False) -> float:
     ns = f"bench-{uuid.uuid4().hex[:8]}"
     rabbit = RabbitBus(AMQP, engine, topology=Topology(namespace=ns), prefetch=512)
     handled = 0
+    finished = asyncio.Event()
 
     async def ack(d: Delivery) -> Outcome:
         nonlocal handled
         handled += 1
+        if handled >= events:
+            finished.set()
         return Ack()
 
     backend = rabbit.consumer([TOPIC], group="bench", wait_seconds=0.05)
@@ -141,8 +161,7 @@ async def bus_rabbitmq(engine: Engine, events: int) -> float:
     # As `syncapp worker` runs them: the relay and the consumer side by side.
     stop = asyncio.Event()
     relaying = asyncio.create_task(relay.run(stop, poll_seconds=0.01))
-    while handled < events:
-        await consumer.run_once()
+    await drain(consumer, finished, pipeline)
     rate = events / (time.perf_counter() - started)
     stop.set()
     await relaying
@@ -307,6 +326,7 @@ def main() -> None:
     parser.add_argument("--slow-every", type=int, default=0)
     parser.add_argument("--slow-seconds", type=float, default=3.0)
     parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--pipeline", action="store_true")
     args = parser.parse_args()
     print(f"# bus benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()}")
     print(f"# {' '.join(sys.argv[1:])}")
@@ -318,10 +338,10 @@ def main() -> None:
             if args.latency_only:
                 bus = floor = float("nan")
             elif medium == "rabbitmq":
-                bus = asyncio.run(bus_rabbitmq(engine, args.events))
+                bus = asyncio.run(bus_rabbitmq(engine, args.events, args.pipeline))
                 floor = asyncio.run(floor_rabbitmq(args.events))
             else:
-                bus = asyncio.run(bus_embedded(engine, args.events))
+                bus = asyncio.run(bus_embedded(engine, args.events, args.pipeline))
                 engine.dispose()
                 drop(name)
                 engine, name = fresh_engine(db, tmp)

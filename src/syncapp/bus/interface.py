@@ -1,8 +1,9 @@
 """The small interface every back-end implements, and what handlers see.
 
-A consumer claims a batch of :class:`Delivery` values from its back-end (only events of its
-subscriptions, at most one per partition key, fairly across shops), runs each subscription's
-:data:`Handler`, and settles the batch with one :class:`Outcome` per delivery:
+A consumer claims :class:`Delivery` values from its back-end (only events of its
+subscriptions, at most one per partition key in flight, fairly across shops), runs each
+subscription's :data:`Handler`, and settles each delivery with one :class:`Outcome` as soon as
+its handler finishes (:mod:`syncapp.bus.consumer`):
 
 * :class:`Ack` — done; its ``apply`` (the handler's fenced write) commits together with the
   completion, so an effect is recorded exactly once even when the event is delivered twice;

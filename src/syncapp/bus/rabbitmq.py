@@ -535,7 +535,8 @@ async def _until_rung(stop: asyncio.Event, listener: Listener, seconds: float) -
 
 
 class RabbitConsumer:
-    """Consumes a group's partition queues; a batch holds at most one event per key."""
+    """Consumes a group's partition queues (``basic.consume``: the broker pushes, nothing
+    polls); a claim hands out at most one event per key, none of a key in flight."""
 
     def __init__(
         self,
