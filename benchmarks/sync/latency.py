@@ -16,7 +16,8 @@ products at 100 changes/s each product changes every ~0.5 s, so the engine may c
 changes into one write (it fetches the current state): a change counts as arrived with the first
 write for its product that carries its price or a later change's price ("superseded").
 
-    .venv/bin/python -m benchmarks.sync.latency [--rate 100] [--seconds 20] [--products 50]
+    .venv/bin/python -m benchmarks.sync.latency [--rate 100] [--seconds 20] [--products 50] \\
+        [--consumer run|run_once]
 
 Run from the repository root (it imports the harness from ``tests``).
 """
@@ -97,8 +98,13 @@ def one_variant(n: int) -> Product:
     )
 
 
-async def consume(world: SyncWorld, stop: asyncio.Event) -> None:
+async def consume(world: SyncWorld, stop: asyncio.Event, how: str = "run") -> None:
+    """``run``: as ``syncapp worker`` consumes (``Consumer.run``, its 0.5 s poll); ``run_once``:
+    batch after batch, looking again every 10 ms when idle (the runs before 2026-12-08)."""
     consumer = world.consumer()
+    if how == "run":
+        await consumer.run(stop)
+        return
     while not stop.is_set():
         if not await consumer.run_once():
             await asyncio.sleep(0.01)
@@ -309,15 +315,17 @@ async def main() -> None:
     )
     parser.add_argument("--products", type=int, default=50)
     parser.add_argument("--direction", choices=("both", "s2e", "e2s"), default="both")
+    parser.add_argument("--consumer", choices=("run", "run_once"), default="run")
     args = parser.parse_args()
     out(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()}, "
-        f"rate {args.rate}/s, {args.seconds} s per direction, {args.products} products",
+        f"rate {args.rate}/s, {args.seconds} s per direction, {args.products} products, "
+        f"consumer {args.consumer}",
     )
     with tempfile.TemporaryDirectory() as tmp:
         async with sync_world(Path(tmp), f"latency-{uuid.uuid4()}", deliver=True) as world:
             stop = asyncio.Event()
-            consumer = asyncio.create_task(consume(world, stop))
+            consumer = asyncio.create_task(consume(world, stop, args.consumer))
             for i in range(args.products):
                 gids.append(await asyncio.to_thread(shopify_create, world, one_variant(i)))
             variants = []
