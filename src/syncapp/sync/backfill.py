@@ -31,6 +31,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.bus.interface import APP
 from syncapp.bus.models import InboundEvent
 from syncapp.bus.outbox import new_event, publish
+from syncapp.connectors.emanage import BatchResult
 from syncapp.connectors.shopify.products import ShopifyUserErrors
 from syncapp.onboarding.models import EmanageAccount
 from syncapp.store.locking import locked_transaction
@@ -401,7 +403,8 @@ def _skip(chunks: Iterable[bytes], count: int) -> Iterator[bytes]:
 
 class _Sink:
     """Where a slice of assembled products goes, with the cursor: ``__call__`` returns how
-    many were handled, None when the run was superseded."""
+    many were handled, None when the run was superseded; :meth:`flush` settles what is still
+    in flight before the step ends."""
 
     def __init__(self, rt: SyncRuntime, shop: str, shop_id: int, run: str) -> None:
         self.rt, self.shop, self.shop_id, self.run = rt, shop, shop_id, run
@@ -411,9 +414,26 @@ class _Sink:
     ) -> int | None:
         return _commit(self.rt, self.shop, self.shop_id, self.run, ready, resume, finished=finished)
 
+    def flush(self) -> None:
+        """Nothing is ever in flight here."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A slice routed and sent, waiting for its results to be recorded with ``resume``."""
+
+    count: int
+    routed: list[apply.Routed]
+    writes: list[apply.Routed]
+    resume: Position
+    results: Future[list[BatchResult]] | None
+
 
 class _Writer(_Sink):
-    """Writes the unlinked products into eManageCRM (:mod:`.backfill_apply`)."""
+    """Writes the unlinked products into eManageCRM (:mod:`.backfill_apply`). One batch is in
+    flight while the next slice is read and routed: slice k is sent, then slice k-1's results
+    are recorded with the cursor at k-1's resume position (every line of slice k is at or after
+    it, so a crash re-reads k and replays its items by their keys)."""
 
     def __init__(
         self,
@@ -428,10 +448,27 @@ class _Writer(_Sink):
     ) -> None:
         super().__init__(rt, shop, shop_id, run)
         self.loop, self.account_id, self.currency = loop, account_id, currency
+        self.pending: _Batch | None = None
 
     def __call__(
         self, ready: list[Assembled], resume: Position, *, finished: bool = False
     ) -> int | None:
+        batch = self._send(ready, resume)
+        previous, self.pending = self.pending, batch
+        if previous is not None and self._record(previous, finished=False) is None:
+            self.pending = None  # superseded: what is in flight replays under a new run
+            return None
+        if finished:
+            self.pending = None
+            return self._record(batch, finished=True)
+        return len(ready)
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self._record(pending, finished=False)
+
+    def _send(self, ready: list[Assembled], resume: Position) -> _Batch:
         rt, shop, shop_id, run = self.rt, self.shop, self.shop_id, self.run
         gids = [a.gid for a in ready]
         with rt.shops.sessions() as session:
@@ -449,9 +486,9 @@ class _Writer(_Sink):
         routed = apply.route(ready, linked, run)
         writes = [r for r in routed if r.target is apply.Target.WRITE]
         items = apply.batch_writes(shop, self.currency, writes)
-        # Network I/O with no transaction held.
+        # Network I/O with no transaction held (on the client's loop, not waited for here).
         results = (
-            apply.send_batch(
+            apply.submit_batch(
                 self.loop,
                 rt.emanage,
                 account_id=self.account_id,
@@ -460,8 +497,14 @@ class _Writer(_Sink):
                 items=items,
             )
             if items
-            else []
+            else None
         )
+        return _Batch(len(ready), routed, writes, resume, results)
+
+    def _record(self, batch: _Batch, *, finished: bool) -> int | None:
+        rt, shop, shop_id, run = self.rt, self.shop, self.shop_id, self.run
+        results = batch.results.result() if batch.results is not None else []
+        writes = batch.writes
         settled = [
             apply.settle(r.product, r.assembled.gid, result)
             for r, result in zip(writes, results, strict=True)
@@ -473,24 +516,25 @@ class _Writer(_Sink):
                 return None
             moved = apply.record_links(session, shop_id, settled, run)
             to_engine = {s.gid for s in settled if s.outcome is None} | {m.gid for m in moved}
-            handed = [r.assembled for r in routed if r.target is apply.Target.ENGINE]
+            handed = [r.assembled for r in batch.routed if r.target is apply.Target.ENGINE]
             handed += [r.assembled for r in writes if r.assembled.gid in to_engine]
             added = _publish(session, shop, run, handed)
             linked_now = len(settled) - len(to_engine & {s.gid for s in settled})
-            _advance(cursor, resume, finished, published=added, linked=linked_now)
-        log.info(
-            "sync.backfill_batch",
-            shop=shop,
-            run=run,
-            products=len(ready),
-            linked=linked_now,
-            to_engine=len(handed),
-            why=sorted(
-                {r.reason for r in routed if r.target is apply.Target.ENGINE}
-                | {s.reason for s in settled if s.gid in to_engine}
-            ),
-        )
-        return len(ready)
+            _advance(cursor, batch.resume, finished, published=added, linked=linked_now)
+        if batch.count:
+            log.info(
+                "sync.backfill_batch",
+                shop=shop,
+                run=run,
+                products=batch.count,
+                linked=linked_now,
+                to_engine=len(handed),
+                why=sorted(
+                    {r.reason for r in batch.routed if r.target is apply.Target.ENGINE}
+                    | {s.reason for s in settled if s.gid in to_engine}
+                ),
+            )
+        return batch.count
 
 
 def _sink(
@@ -543,20 +587,24 @@ def _stream(
                     ready = []
                     if time.monotonic() > deadline:
                         # Yield the worker to other shops; the next step resumes here.
+                        sink.flush()
                         return 0.0
             ready += assembler.finish()
     except ResultUnavailable as exc:
         if ready:
             sink(ready, assembler.resume)
+        sink.flush()
         return _restart(rt, shop, shop_id, run, pos, str(exc))
     except httpx.HTTPError:
         if ready and sink(ready, assembler.resume) is None:
             return None
+        sink.flush()
         raise
     partial = bool(pos.get("partial"))
     added = sink(ready, assembler.resume, finished=not partial)
     if added is None:
         return None
+    sink.flush()
     published += added
     if partial:
         return _restart(rt, shop, shop_id, run, pos, str(pos.get("error") or "partial data"))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -64,8 +65,8 @@ __all__ = [
     "record_links",
     "route",
     "run_marker",
-    "send_batch",
     "settle",
+    "submit_batch",
 ]
 
 log = structlog.get_logger(__name__)
@@ -232,20 +233,42 @@ def record_links(
     return moved
 
 
+def _not_on(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if running is loop:
+        raise RuntimeError("the backfill's step runs in a thread, never on the client's loop")
+
+
 def emanage_call(loop: asyncio.AbstractEventLoop, call: Coroutine[Any, Any, T]) -> T:
     """Run an eManageCRM client coroutine on ``loop`` (the worker's, where the client lives)
     from the backfill's thread, and wait for it."""
     try:
-        running = asyncio.get_running_loop()
+        _not_on(loop)
     except RuntimeError:
-        running = None
-    if running is loop:
         call.close()
-        raise RuntimeError("the backfill's step runs in a thread, never on the client's loop")
+        raise
     return asyncio.run_coroutine_threadsafe(call, loop).result()
 
 
-def send_batch(
+async def _send_all(
+    client: EmanageClient, *, account_id: str, shop: str, run: str, items: Sequence[BatchWrite]
+) -> list[BatchResult]:
+    results: list[BatchResult] = []
+    for start in range(0, len(items), MAX_BATCH):
+        chunk = items[start : start + MAX_BATCH]
+        results += await client.batch_products(
+            account_id=account_id,
+            items=chunk,
+            idempotency_key=batch_idempotency_key(shop, run, chunk),
+            origin=ORIGIN,
+        )
+    return results
+
+
+def submit_batch(
     loop: asyncio.AbstractEventLoop,
     client: EmanageClient,
     *,
@@ -253,18 +276,10 @@ def send_batch(
     shop: str,
     run: str,
     items: Sequence[BatchWrite],
-) -> list[BatchResult]:
-    """The items in requests of at most :data:`MAX_BATCH`, results in the items' order."""
-    results: list[BatchResult] = []
-    for start in range(0, len(items), MAX_BATCH):
-        chunk = items[start : start + MAX_BATCH]
-        results += emanage_call(
-            loop,
-            client.batch_products(
-                account_id=account_id,
-                items=chunk,
-                idempotency_key=batch_idempotency_key(shop, run, chunk),
-                origin=ORIGIN,
-            ),
-        )
-    return results
+) -> Future[list[BatchResult]]:
+    """Send the items (in requests of at most :data:`MAX_BATCH`) on ``loop`` without waiting;
+    the future's result is one result per item, in order."""
+    _not_on(loop)
+    return asyncio.run_coroutine_threadsafe(
+        _send_all(client, account_id=account_id, shop=shop, run=run, items=items), loop
+    )
