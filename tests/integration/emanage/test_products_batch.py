@@ -103,11 +103,12 @@ async def test_items_succeed_or_fail_one_by_one_and_a_replay_changes_nothing(
     assert [r["type"] for r in outbox(app)[events_before:]] == ["product.created"]
 
 
-async def test_a_product_is_matched_once_per_batch_and_shared_skus_match_nothing(
+async def test_a_product_is_matched_once_per_batch_and_an_ambiguous_sku_is_never_guessed(
     http: httpx.AsyncClient, app: Starlette
 ) -> None:
     """Two items naming one existing product by SKU: the first takes it, the second is
-    created; a SKU two products have matches neither; a reference taken twice conflicts."""
+    created; a SKU two products have matches neither (a conflict, nothing written); a
+    reference taken twice conflicts."""
     who = await onboard(http)
     existing = await create(http, who, body("Existing", sku="ONE", externalRefs={}))
     await create(http, who, body("Twin A", sku="TWIN", externalRefs={}))
@@ -126,12 +127,14 @@ async def test_a_product_is_matched_once_per_batch_and_shared_skus_match_nothing
     assert [r["status"] for r in results] == [
         "matched",
         "created",
-        "created",
+        "conflict",
         "created",
         "conflict",
     ]
     assert results[0]["product"]["productId"] == existing["productId"]
+    assert results[2]["error"]["code"] == "ambiguous_match"
     assert results[4]["error"]["code"] == "already_matched"
+    assert count_products(app) == 3 + 2
 
 
 async def test_replacements_are_guarded_by_their_version_item_by_item(

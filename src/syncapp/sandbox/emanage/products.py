@@ -706,11 +706,13 @@ def check_batch(body: dict[str, Any], plain: Any) -> list[BatchItem] | dict[str,
 
 def match_existing(
     conn: sqlite3.Connection, account_id: str, data: ProductData, claimed: set[int]
-) -> tuple[sqlite3.Row, str] | str | None:
+) -> tuple[sqlite3.Row, str] | tuple[str, str] | None:
     """The existing product a create stands for, and how it was found: the one whose external
-    reference is the item's, else the one product that has one of its SKUs (in variant order)
-    and no other Shopify reference. A product an earlier item of the batch took is not taken
-    again: by reference that is a conflict (its message returned), by SKU it is skipped."""
+    reference is the item's; else, by SKU, the one product that has any of the item's SKUs and
+    no other Shopify reference. Never a guess: SKUs found in several such products are a
+    conflict (``ambiguous_match``), as is a reference an earlier item of the batch took
+    (``already_matched``); a product an earlier item created or matched is no SKU candidate.
+    Returns ``(row, "externalRef" | "sku")``, ``(code, message)`` for a conflict, or None."""
     if data.shopify_product_id is not None:
         # The planner prefers the (account, updatedAt) index for the ORDER BY and then scans
         # the account: name the index that finds the few rows.
@@ -721,26 +723,34 @@ def match_existing(
         ).fetchone()
         if row is not None:
             if row["id"] in claimed:
-                return f"Product {row['id']} is already an earlier item's of this batch."
+                return (
+                    "already_matched",
+                    f"Product {row['id']} is already an earlier item's of this batch.",
+                )
             return row, "externalRef"
-    seen: set[str] = set()
-    for v in data.variants:
-        if v.sku is None or v.sku in seen:
-            continue
-        seen.add(v.sku)
-        rows = conn.execute(
-            "SELECT * FROM products WHERE +account_id = ? AND id IN (SELECT product_id FROM"
-            " product_variants WHERE sku = ?) ORDER BY updated_at, id LIMIT 2",
-            (account_id, v.sku),
-        ).fetchall()
-        if len(rows) != 1:
-            continue  # none, or a SKU several products have: never an automatic match
-        found = rows[0]
-        ref = found["shopify_product_id"]
-        if (ref and ref != data.shopify_product_id) or found["id"] in claimed:
-            continue
-        return found, "sku"
-    return None
+    skus = sorted({v.sku for v in data.variants if v.sku is not None})
+    if not skus:
+        return None
+    marks = ",".join("?" * len(skus))
+    candidates = [
+        r
+        for r in conn.execute(
+            f"SELECT * FROM products WHERE +account_id = ? AND id IN (SELECT product_id FROM"  # noqa: S608 - placeholders only
+            f" product_variants WHERE sku IN ({marks})) ORDER BY updated_at, id",
+            (account_id, *skus),
+        )
+        if not (r["shopify_product_id"] and r["shopify_product_id"] != data.shopify_product_id)
+        and r["id"] not in claimed
+    ]
+    if not candidates:
+        return None
+    if len(candidates) > 1:
+        ids = ", ".join(str(r["id"]) for r in candidates[:10])
+        return (
+            "ambiguous_match",
+            f"The product's SKUs are in several products ({ids}): none is matched.",
+        )
+    return candidates[0], "sku"
 
 
 def _item_error(key: str, status: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -858,10 +868,10 @@ def _batch_create(
         )
     if item.match:
         found = match_existing(conn, account_id, data, claimed)
-        if isinstance(found, str):
-            return _item_error(item.key, "conflict", "already_matched", found)
         if found is not None:
             row, how = found
+            if isinstance(row, str):
+                return _item_error(item.key, "conflict", row, how)
             claimed.add(row["id"])
             return _item_answer(item.key, "matched", product_json(conn, row), matched_by=how)
     row = create_product(conn, account_id=account_id, data=data, origin=origin, now=now)
