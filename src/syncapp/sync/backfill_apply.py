@@ -219,8 +219,11 @@ def record_links(
             for s in fresh
             if s.outcome is not None
         ]
-        ids = session.execute(
-            insert(SyncLink).returning(SyncLink.id, sort_by_parameter_order=True), rows
+        # Core inserts (the ORM's bulk path costs more than the rest of a product's record).
+        table = SyncLink.metadata.tables[SyncLink.__tablename__]
+        connection = session.connection()
+        ids = connection.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
         ).scalars()
         variants = []
         for link_id, s in zip(ids, fresh, strict=True):
@@ -229,7 +232,7 @@ def record_links(
             for columns in variant_link_columns(s.outcome.agreed):
                 variants.append({"shop_id": shop_id, "parent_id": link_id, **columns})
         if variants:
-            session.execute(insert(SyncLink), variants)
+            connection.execute(insert(table), variants)
     return moved
 
 

@@ -488,6 +488,7 @@ def _write_variants(conn: sqlite3.Connection, product_id: int, data: ProductData
         f"DELETE FROM product_variants WHERE product_id = ? AND id NOT IN ({placeholders})",  # noqa: S608 - placeholders only
         (product_id, *kept),
     )
+    new_rows = []
     for position, v in enumerate(data.variants):
         values = (
             position,
@@ -500,12 +501,7 @@ def _write_variants(conn: sqlite3.Connection, product_id: int, data: ProductData
             v.shopify_variant_id,
         )
         if v.variant_id is None:
-            conn.execute(
-                "INSERT INTO product_variants (position, sku, options, weight_value, weight_unit,"
-                " price, full_retail_price, shopify_variant_id, product_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, product_id),
-            )
+            new_rows.append((*values, product_id))
         else:
             conn.execute(
                 "UPDATE product_variants SET position = ?, sku = ?, options = ?, weight_value = ?,"
@@ -513,6 +509,13 @@ def _write_variants(conn: sqlite3.Connection, product_id: int, data: ProductData
                 " WHERE id = ? AND product_id = ?",
                 (*values, int(v.variant_id), product_id),
             )
+    # New variants in one statement, in position order (their ids follow it).
+    conn.executemany(
+        "INSERT INTO product_variants (position, sku, options, weight_value, weight_unit,"
+        " price, full_retail_price, shopify_variant_id, product_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        new_rows,
+    )
 
 
 def _product_columns(data: ProductData) -> tuple[Any, ...]:
