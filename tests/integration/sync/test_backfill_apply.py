@@ -25,6 +25,7 @@ from syncapp.store.models import Shop
 from syncapp.sync import jobs, state, topics
 from syncapp.sync.backfill import CURSOR, advance_backfill
 from syncapp.sync.catalog import Option, Product, Variant
+from syncapp.sync.events import RESYNC_REQUESTED
 from syncapp.sync.fingerprint import fingerprint
 from syncapp.sync.mapping import (
     emanage_product,
@@ -281,3 +282,39 @@ async def test_a_batch_whose_answer_was_lost_is_resent_after_a_restart_without_d
             select(func.count()).select_from(SyncLink).where(SyncLink.kind != PRODUCT)
         )
     assert variants == 8 * 3
+
+
+async def test_a_product_emanage_refuses_fails_alone_and_reaches_the_dead_letters(
+    world: SyncWorld,
+) -> None:
+    """One of three products has a description longer than eManageCRM takes: its batch item
+    is refused on its own (the other two are created and linked in the same request), it goes
+    to the engine, and the engine's create dead-letters it with eManageCRM's reason."""
+    long = product_set_input(tee(1))
+    long["descriptionHtml"] = "<p>" + "x" * 70_000 + "</p>"
+    gids = [
+        str(world.merchant().set_product(body)["id"])
+        for body in (product_set_input(tee(0)), long, product_set_input(tee(2)))
+    ]
+    await world.settle()
+    rt = runtime(world)
+    table = {**topics.topics(world.context), **jobs.topics(rt)}
+    bus = EmbeddedBus(world.runtime.engine, policy=FAST, lease_seconds=30)
+    consumer = Consumer(bus.consumer(sorted(table)), subscriptions(table), batch_size=16)
+    try:
+        sync_on(world)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not cursor(world)["done"] or world.unsettled():
+            assert loop.time() < deadline, cursor(world)
+            if not await consumer.run_once():
+                await asyncio.sleep(0.03)
+    finally:
+        rt.close()
+    position = cursor(world)
+    assert (position["linked"], position["published"]) == (2, 1)
+    assert {link.shopify_gid for link in product_links(world)} == {gids[0], gids[2]}
+    assert len(await emanage_products(world)) == 2
+    (dead,) = world.events(status="dead")
+    assert dead.topic == RESYNC_REQUESTED.name
+    assert "description" in (dead.last_error or "")

@@ -19,7 +19,7 @@ from syncapp.sync.links import create_key
 from syncapp.sync.mapping import emanage_product, shopify_node
 from tests.unit.sync.strategies import products
 
-FEW = settings(max_examples=30, deadline=None)
+FEW = settings(max_examples=20, deadline=None)
 GID = "gid://shopify/Product/7"
 WHEN = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
