@@ -31,7 +31,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -455,7 +455,16 @@ class _Writer(_Sink):
     ) -> int | None:
         batch = self._send(ready, resume)
         previous, self.pending = self.pending, batch
-        if previous is not None and self._record(previous, finished=False) is None:
+        try:
+            recorded = previous is None or self._record(previous, finished=False) is not None
+        except BaseException:
+            # The step fails: let the request in flight end first (it is not recorded; its
+            # items replay by their keys), so nothing of this step runs on behind it.
+            self.pending = None
+            if batch.results is not None:
+                wait([batch.results])
+            raise
+        if not recorded:
             self.pending = None  # superseded: what is in flight replays under a new run
             return None
         if finished:

@@ -15,11 +15,13 @@ Shopify read. Each batch of assembled products is **routed** (:func:`route`, pur
   whose SKUs repeat (the engine records why).
 
 The results are **settled** (:func:`settle`, pure): a created product, or a matched one whose
-synced fields already equal Shopify's, gets its link with the agreed state's fingerprint,
+synced fields already equal Shopify's and whose external references already name the Shopify
+ids, gets its link with the agreed state's fingerprint,
 version and both clocks (:func:`syncapp.sync.engine.link_columns`, what the engine records),
 so the ``product.created`` notification and any later webhook of the same state find nothing
-new: no echo write. A matched product that differs, a conflict or a refused item goes to the
-engine (the merge, the dead letter with its reason are the engine's).
+new: no echo write. A matched product that differs or lacks its references, a conflict or a
+refused item goes to the engine (the merge, the references, the dead letter with its reason
+are the engine's).
 
 Crash safety: every item's key is the engine's own create key (``create_key`` of the Shopify
 product), so a batch re-sent after a crash — whole (the batch key) or cut differently — replays
@@ -45,7 +47,7 @@ from syncapp.sync.bulk_jsonl import Assembled
 from syncapp.sync.catalog import Product, ProductStatus
 from syncapp.sync.engine import ORIGIN, Outcomes, link_columns, variant_link_columns
 from syncapp.sync.fingerprint import fingerprint
-from syncapp.sync.links import batch_key, create_key, fill_ids
+from syncapp.sync.links import batch_key, create_key, fill_ids, with_shopify_refs
 from syncapp.sync.mapping import (
     UnmappableProduct,
     emanage_product,
@@ -162,6 +164,10 @@ def settle(product: Product, gid: str, result: BatchResult) -> Settled:
     if result.status == "matched" and fingerprint(there) != fingerprint(product):
         return Settled(gid, None, False, f"matched by {result.matched_by}: sides differ")
     agreed = fill_ids(product, shopify=product, emanage=there)
+    if result.status == "matched" and with_shopify_refs(there, agreed) != there:
+        # Its external references are missing or stale: the engine writes them, once
+        # (ADR 0024), and records the link with the version of that write.
+        return Settled(gid, None, False, f"matched by {result.matched_by}: references to write")
     outcome = Outcomes(
         shopify_gid=gid,
         emanage_id=found.product_id,

@@ -29,10 +29,13 @@ def exported(product: Product) -> Assembled:
     return Assembled(gid=GID, snapshot=node, first=Position(0, 0))
 
 
-def answered(product: Product, status: str, *, emanage_id: str = "3100001") -> BatchResult:
+def answered(
+    product: Product, status: str, *, emanage_id: str = "3100001", ref: str | None = GID
+) -> BatchResult:
     body: dict[str, Any] = emanage_product(
         replace(
             product,
+            shopify_id=ref,
             emanage_id=emanage_id,
             variants=tuple(replace(v, emanage_id=f"52{i}") for i, v in enumerate(product.variants)),
         ),
@@ -123,6 +126,9 @@ def test_a_match_is_linked_only_when_the_sides_agree(mine: Product, theirs: Prod
     assert not same.archived
     other = settle(routed.product, GID, answered(theirs, "matched"))
     assert (other.outcome is None) is (fingerprint(theirs) != fingerprint(mine))
+    # Matched by SKU without its reference: the engine writes the references (ADR 0024).
+    unreferenced = settle(routed.product, GID, answered(mine, "matched", ref=None))
+    assert unreferenced.outcome is None
 
 
 @FEW
