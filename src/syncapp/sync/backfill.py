@@ -18,7 +18,7 @@ event id makes a second publish of a product within a run impossible, across res
 of the bulk operation (a partial file, then a rerun) and concurrent workers alike (ADR 0023).
 
 With an eManageCRM client and the loop it lives on (the worker's), and the shop's eManageCRM
-account known, the products are **written** instead (:mod:`.backfill_apply`, ADR 0025): the
+account known, the products are **written** instead (:mod:`.backfill_apply`, ADR 0026): the
 unlinked ones go to eManageCRM in batches that match existing products (external reference,
 then SKU) or create them, and their links are recorded in the cursor's transaction; only what
 needs the engine (linked products, incomplete ones, refusals, matches that differ) becomes a

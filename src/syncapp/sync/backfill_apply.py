@@ -1,6 +1,6 @@
 """The backfill's write path: products of the bulk export written into eManageCRM in batches
 (``POST …/products:batch``), their links recorded in the transaction that moves the cursor
-(ADR 0025).
+(ADR 0026).
 
 The export is Shopify's state at export time, so its snapshots stand in for the per-product
 Shopify read. Each batch of assembled products is **routed** (:func:`route`, pure):
