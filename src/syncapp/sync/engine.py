@@ -319,6 +319,17 @@ async def _match_emanage(
     return None, None
 
 
+async def _created_for(context: SyncContext, shop: str, emanage_id: str) -> str | None:
+    """The Shopify product the engine created for ``emanage_id`` (its customId), or None."""
+
+    def find() -> str | None:
+        return context.products(shop).find_by_custom_id(
+            METAFIELD_NAMESPACE, EMANAGE_ID_KEY, emanage_id
+        )
+
+    return await asyncio.to_thread(find)
+
+
 def _linked_elsewhere(context: SyncContext, shop_id: int, emanage_id: str) -> bool:
     """Whether another pair's link already holds this eManageCRM product (a short read)."""
     with context.shops.sessions() as session:
@@ -407,7 +418,18 @@ async def _write_shopify(
             product_input["variants"] = [
                 {k: v for k, v in entry.items() if k != "id"} for entry in product_input["variants"]
             ]
-            product_input["metafields"] = [origin]
+            # The customId's metafield listed too: productSet deletes the metafields its
+            # input does not list, so a retried create (an upsert of the product the first
+            # attempt made) would otherwise strip it and the next retry create a second one.
+            product_input["metafields"] = [
+                origin,
+                {
+                    "namespace": METAFIELD_NAMESPACE,
+                    "key": EMANAGE_ID_KEY,
+                    "type": "single_line_text_field",
+                    "value": emanage_id,
+                },
+            ]
             identifier = {
                 "customId": {
                     "namespace": METAFIELD_NAMESPACE,
@@ -435,8 +457,9 @@ async def _write_shopify(
     if structural:
         # productSet replaces lists wholesale: the merged product carries every variant (with
         # its id where it has one), so nothing of it is lost (pitfalls 10, 11).
+        # No ``metafields``: productSet deletes every metafield a listed ``metafields`` leaves
+        # out (the merchant's, other apps', the eManageCRM id); without it none is touched.
         product_input = product_set_input(merged)
-        product_input["metafields"] = [origin]
         result = await asyncio.to_thread(client.set_product, product_input, identifier={"id": gid})
         _log_change(request, target=Side.SHOPIFY, obj=gid, fields=fields, action="replace")
         return gid, _parse_time(result.get("updatedAt")), True
@@ -450,9 +473,8 @@ async def _write_shopify(
             if "image" in w.fields and merged.image:
                 product_input["files"] = [{"originalSource": merged.image, "contentType": "IMAGE"}]
             if product_input:
-                # No variants and no productOptions: a product-level change leaves both lists
-                # as they are (pitfall 11).
-                product_input["metafields"] = [origin]
+                # No variants, no productOptions and no metafields: a product-level change
+                # leaves those lists as they are (pitfall 11).
                 result = await asyncio.to_thread(
                     client.set_product, product_input, identifier={"id": gid}
                 )
@@ -575,6 +597,66 @@ async def _write_emanage(
     )
 
 
+def _refs_missing(held: Product, agreed: Product, gid: str) -> bool:
+    """Whether eManageCRM's product lacks the Shopify product's or a variant's id."""
+    if held.shopify_id != gid:
+        return True
+    by_key = {v.key: v.shopify_id for v in held.variants}
+    return any(v.shopify_id and by_key.get(v.key) != v.shopify_id for v in agreed.variants)
+
+
+async def _write_refs(
+    context: SyncContext,
+    request: Request,
+    state: ShopState,
+    agreed: Product,
+    emanage_id: str,
+    held: Any,
+) -> tuple[int, datetime | None] | None:
+    """Write the Shopify ids into eManageCRM's product (its external references) and nothing
+    else: the product as eManageCRM holds it now (read again after a 412), so a merchant's
+    edit made meanwhile is kept. Returns the new version and clock when the product's synced
+    fields are the agreed ones (then that version is agreed too), else None: the newer edit
+    is still to sync, by its notification."""
+    assert state.account_id is not None
+    current: EmanageProduct | None = held if isinstance(held, EmanageProduct) else None
+    for _ in range(MAX_VERSION_RETRIES):
+        if current is None:
+            current = await context.emanage.get_product(
+                account_id=state.account_id, product_id=emanage_id
+            )
+            if current is None:
+                return None
+        now = product_from_emanage(current.body)
+        target = replace(fill_ids(now, shopify=agreed, emanage=None), emanage_id=emanage_id)
+        try:
+            updated = await _version_guarded(
+                context.emanage.update_product(
+                    account_id=state.account_id,
+                    product_id=emanage_id,
+                    body=emanage_product(target, currency=state.currency),
+                    version=current.version,
+                    idempotency_key=write_key(
+                        shop=request.shop,
+                        target="emanage",
+                        object_id=emanage_id,
+                        action="link",
+                        version=current.version,
+                        fingerprint=f"{fingerprint(target)}:{agreed.shopify_id}",
+                    ),
+                    origin=ORIGIN,
+                )
+            )
+        except VersionMoved:
+            current = None
+            continue
+        _log_change(request, target=Side.EMANAGE, obj=emanage_id, fields=["refs"], action="link")
+        if fingerprint(now) != fingerprint(agreed):
+            return None
+        return updated.version, _aware(updated.updated_at)
+    return None
+
+
 async def _version_guarded(call: Awaitable[EmanageProduct]) -> EmanageProduct:
     try:
         return await call
@@ -632,6 +714,10 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
     if shopify is None:
         if not gid and emanage is not None and emanage.product is not None:
             gid = emanage.product.shopify_id
+        if not gid and eid and link is None and emanage is not None and emanage.product:
+            # An eManageCRM product not linked yet: the product an earlier attempt created
+            # (a kill before its record, a retry) is found by the id it was created with.
+            gid = await _created_for(context, request.shop, eid)
         shopify = await _read_shopify(context, request.shop, gid) if gid else Fetched(None)
     if emanage is None:
         if eid:
@@ -643,7 +729,7 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         gid = emanage.product.shopify_id
 
     plan = plan_product(
-        agreed=link.agreed if link else None,
+        agreed=link.agreed if link else _made_by_us(shopify, emanage),
         variant_links=link.variant_links if link else (),
         shopify=shopify.product,
         emanage=emanage.product,
@@ -673,6 +759,22 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         shopify=shopify_after,
         emanage=e_after or emanage.product,
     )
+    held = e_after or emanage.product
+    if e_id and s_gid and held is not None and _refs_missing(held, agreed, s_gid):
+        # The eManageCRM product does not name its Shopify counterpart yet (created or
+        # matched from eManageCRM's side): write the references, so its notifications carry
+        # the Shopify product's partition key from now on and are never processed at once
+        # with that product's webhooks (two keys for one pair race each other).
+        linked = await _write_refs(
+            context,
+            request,
+            state,
+            replace(agreed, shopify_id=s_gid),
+            e_id,
+            None if e_after is not None else emanage.raw,
+        )
+        if linked is not None:
+            e_version, e_updated = linked
     archived = agreed.status is ProductStatus.ARCHIVED and (
         shopify.product is None
         or emanage.product is None
@@ -691,6 +793,26 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         apply=_record(state, link, result, plan.conflicts, archived, request.correlation_id),
         note=note,
     )
+
+
+def _made_by_us(shopify: Fetched, emanage: Fetched) -> Product | None:
+    """For a pair with no link: the side the engine itself wrote last, as the base of the
+    merge. Its state is what the engine wrote (the create or write whose record a killed or
+    retried handler never made), so a change made since on the other side is a change, not a
+    conflict with an empty base (which the tie rule could settle for the stale side).
+
+    A Shopify product is the engine's when it carries the eManageCRM id it was created with
+    (the productSet customId); an eManageCRM product when its last write has our origin."""
+    if shopify.product is not None and _metafield(shopify.raw or {}, "emanageId"):
+        return shopify.product
+    raw = emanage.raw
+    if (
+        emanage.product is not None
+        and isinstance(raw, EmanageProduct)
+        and raw.last_write_origin == ORIGIN
+    ):
+        return emanage.product
+    return None
 
 
 def _snapshot_is_current(snapshot: Mapping[str, Any], link: LinkState | None) -> bool:

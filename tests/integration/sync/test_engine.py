@@ -218,7 +218,13 @@ async def test_an_emanage_product_appears_once_in_shopify(world: SyncWorld) -> N
     assert state is not None
     assert names(state) == names(tee("CRM Tee"))
     assert world.shopify_writes.count == 1
-    assert world.emanage_writes.count == 0
+    # One eManageCRM write: the Shopify ids into the product's external references (so its
+    # notifications share the Shopify product's partition key); its synced fields unchanged.
+    assert world.emanage_writes.count == 1
+    linked = await emanage_state(world, created.product_id)
+    assert linked is not None
+    assert linked.body["externalRefs"]["shopifyProductId"] == link.shopify_gid
+    assert names(product_from_emanage(linked.body)) == names(tee("CRM Tee"))
     assert len(world.events(source="shopify", topic="products/create")) == 1
 
 
