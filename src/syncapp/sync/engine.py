@@ -628,6 +628,8 @@ async def _write_refs(
             if current is None:
                 return None
         now = product_from_emanage(current.body)
+        if agreed.shopify_id and not _refs_missing(now, agreed, agreed.shopify_id):
+            return None  # another handler of the pair wrote them meanwhile
         target = replace(fill_ids(now, shopify=agreed, emanage=None), emanage_id=emanage_id)
         try:
             updated = await _version_guarded(

@@ -239,14 +239,15 @@ def _emanage_write(scope: Scope, body: bytes) -> bool:
 
 @asynccontextmanager
 async def sync_world(
-    tmp_path: Path, handle_seed: str, *, deliver: bool = False
+    tmp_path: Path, handle_seed: str, *, deliver: bool = False, plan_name: str = "Standard"
 ) -> AsyncIterator[SyncWorld]:
     """The served world with one installed, signed-up shop; consumers are the test's.
 
     ``deliver``: the app subscribes to eManageCRM's notifications as the worker does
     (:func:`subscribe_to_notifications`) and the sandbox delivers them, signed, to the app's
     ``/webhooks/emanage``; without it a test stores the ones it wants with :func:`notify`
-    (duplicates, reorderings and replays exactly when the test says)."""
+    (duplicates, reorderings and replays exactly when the test says). ``plan_name``: the
+    shop's Shopify plan, which sets its API cost bucket (``Plus``: 20,000 points, 1,000/s)."""
     with ExitStack() as stack:
         counters: dict[str, WriteCounter] = {}
 
@@ -300,7 +301,7 @@ async def sync_world(
             runtime=ShopsRuntime.from_settings(settings, engine),
         )
         handle = "e" + hashlib.sha1(handle_seed.encode()).hexdigest()[:12]  # noqa: S324
-        shop = system.create_shop(handle, currency_code="USD")
+        shop = system.create_shop(handle, currency_code="USD", plan_name=plan_name)
         system.install(shop)
         app_token.append(get_admin_token(system.runtime, shop=shop))
         token = control.post(f"/_sandbox/shops/{shop}/custom_token", json={})
