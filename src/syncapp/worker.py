@@ -327,7 +327,9 @@ async def _consume(
         extra=signup,
         periodic=periodic,
     )
-    relay = asyncio.create_task(rabbit.relay().run(stop))
+    relay = asyncio.create_task(
+        rabbit.relay(lease_seconds=settings.bus_relay_lease_seconds).run(stop)
+    )
     try:
         await worker.serve(stop)
     finally:

@@ -50,6 +50,7 @@ from syncapp.shops.errors import ShopNotInstalled
 from syncapp.store.models import Shop
 from syncapp.sync.catalog import Product, ProductStatus
 from syncapp.sync.context import SyncContext
+from syncapp.sync.events import request_resync
 from syncapp.sync.fingerprint import fingerprint
 from syncapp.sync.links import (
     agreed_from_json,
@@ -127,6 +128,9 @@ class Request:
     emanage_version: int | None = None
     deleted: bool = False
     snapshot: Mapping[str, Any] | None = None
+    unlinked_key: bool = False
+    """An eManageCRM notification stored under ``EmanageProduct/<id>`` (it named no Shopify
+    product): once the pair has a Shopify product, its events run under ``Product/<gid>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -695,6 +699,15 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         # replayed or echoed notification.
         return Ack(note="stale eManageCRM notification")
 
+    if request.unlinked_key and eid:
+        # The pair's Shopify webhooks run under Product/<gid>, this event under another key,
+        # so the two could run at once (duplicate writes). Once the pair has a Shopify
+        # product (linked, or created by an attempt whose record a kill prevented), hand the
+        # work to a resync under the Shopify key, which runs in turn with the webhooks.
+        known = gid or await _created_for(context, request.shop, eid)
+        if known:
+            return Ack(apply=_hand_over(request, known, eid), note="handed to Product key")
+
     shopify: Fetched | None = None
     emanage: Fetched | None = None
     if request.trigger is Trigger.SHOPIFY or (request.trigger is Trigger.RESYNC and gid):
@@ -795,6 +808,19 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         apply=_record(state, link, result, plan.conflicts, archived, request.correlation_id),
         note=note,
     )
+
+
+def _hand_over(request: Request, gid: str, eid: str) -> Any:
+    def apply(session: Session) -> None:
+        request_resync(
+            session,
+            shop_domain=request.shop,
+            reason=f"eManageCRM notification {request.correlation_id[:64]} of a linked pair",
+            shopify_gid=gid,
+            emanage_id=eid,
+        )
+
+    return apply
 
 
 def _made_by_us(shopify: Fetched, emanage: Fetched) -> Product | None:

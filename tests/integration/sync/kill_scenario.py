@@ -190,7 +190,10 @@ class Tracked:
     price: Decimal = Decimal("5.00")
     compare_at_price: Decimal | None = None
     changes: int = 0  # real changes made (the create included)
-    arrived: int = 0  # effective engine writes on the other side
+    arrived: int = 0  # engine writes on the other side that brought a change there
+    redundant: int = 0  # engine writes on the other side that brought none
+    # Per field, the latest change whose value an engine write carried to the other side.
+    reached: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FIELDS, -1))
     echoes: int = 0  # engine writes back to the home side
     replays: int = 0  # Idempotency-Key replays (a write sent again)
     lost: list[int] = field(default_factory=list)
@@ -263,7 +266,16 @@ class Effects:
             elif tracked.home == self.side:
                 tracked.echoes += 1
             else:
-                tracked.arrived += 1
+                # A change arrives with the first write carrying its value or a later one
+                # of the field (one write may carry several: the engine fetches the current
+                # state); a write carrying nothing newer is redundant.
+                carried = _carried(self.side, request)
+                new = {f: n for f, n in carried.items() if n > tracked.reached[f]}
+                tracked.reached.update(new)
+                if new:
+                    tracked.arrived += 1
+                else:
+                    tracked.redundant += 1
 
     def _attribute(
         self, path: str, body: bytes, request: Any, answer: bytes, response: Any
@@ -293,6 +305,44 @@ class Effects:
                 if self.side == SHOPIFY and tracked.gid is None and i.startswith("gid:"):
                     tracked.gid = i
         return tracked
+
+
+_EDIT = re.compile(r" edit (\d+)$")
+
+
+def _change_of(name: str, value: Any) -> int | None:
+    """The change whose value ``value`` of field ``name`` is (0: the create's), else None."""
+    if value is None:
+        return None
+    if name == "title":
+        found = _EDIT.search(str(value))
+        return int(found.group(1)) if found else (0 if str(value).endswith(" created") else None)
+    amount = Decimal(str(value))
+    if name == "price":
+        return 0 if amount == Decimal("5.00") else int(amount - Decimal("10.25"))
+    return int(amount - Decimal("1000.75"))
+
+
+def _carried(side: str, request: Any) -> dict[str, int]:
+    """The changes (per field) an engine write's request body carries."""
+    values: dict[str, Any] = {}
+    if not isinstance(request, dict):
+        return {}
+    if side == EMANAGE:
+        values["title"] = request.get("name")
+        variants = request.get("variants") or [{}]
+        prices = variants[0].get("productPrices") or {}
+        values["price"] = (prices.get("DiscountedPrice") or {}).get("Value")
+        values["compare_at_price"] = (prices.get("FullRetailPrice") or {}).get("Value")
+    else:
+        variables = request.get("variables") or {}
+        product = variables.get("input") or {}
+        values["title"] = product.get("title")
+        variants = product.get("variants") or variables.get("variants") or [{}]
+        values["price"] = variants[0].get("price")
+        values["compare_at_price"] = variants[0].get("compareAtPrice")
+    found = {name: _change_of(name, value) for name, value in values.items()}
+    return {name: n for name, n in found.items() if n is not None}
 
 
 def _json(raw: bytes) -> Any:
@@ -494,6 +544,8 @@ class Report:
     unsettled: int = 0
     kills: int = 0
     kills_at: list[int] = field(default_factory=list)
+    # Sync events claimed (embedded) or in the broker unsettled (RabbitMQ) as each kill came.
+    in_flight_at_kills: list[int] = field(default_factory=list)
     redelivered: int = 0
     unattributed: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -504,7 +556,8 @@ class Report:
         return (
             f"bus={self.bus} seed={self.scenario.seed} changes={self.changes} "
             f"products={self.scenario.products} kills={self.kills} (at applied changes "
-            f"{self.kills_at}) lost={self.lost} duplicated={self.duplicated} "
+            f"{self.kills_at}, events in flight {self.in_flight_at_kills}) "
+            f"lost={self.lost} duplicated={self.duplicated} "
             f"(echo writes {self.echoes}, replays {self.replays}) dead={self.dead} "
             f"unsettled={self.unsettled} redelivered_events={self.redelivered} "
             f"seconds={self.seconds:.1f} (settling {self.settle_seconds:.1f})"
@@ -572,6 +625,7 @@ async def run_scenario(
         SYNCAPP_BUS_URL=bus_url,
         SYNCAPP_WORKER_POLL_SECONDS="0.05",
         SYNCAPP_WORKER_LEASE_SECONDS="3",
+        SYNCAPP_BUS_RELAY_LEASE_SECONDS="3",
         SYNCAPP_WORKER_BACKOFF_BASE_SECONDS="0.1",
         SYNCAPP_WORKER_BACKOFF_CAP_SECONDS="2",
         SYNCAPP_LOG_LEVEL=os.environ.get("KILL_WORKER_LOG_LEVEL", "warning"),
@@ -594,7 +648,7 @@ async def run_scenario(
     jitters = [rng.uniform(0.0, scenario.jitter_seconds) for _ in points]
 
     def applied() -> int:
-        return sum(min(t.arrived, t.changes) for t in products)
+        return sum(max(t.reached.values()) + 1 for t in products)
 
     async def chain(tracked: Tracked) -> None:
         for n in range(scenario.per_product):
@@ -602,8 +656,9 @@ async def run_scenario(
                 await merchant.create(tracked)
             else:
                 await merchant.edit(tracked)
+            name = FIELDS[(n - 1) % len(FIELDS)] if n else "title"
             deadline = time.monotonic() + scenario.change_timeout
-            while tracked.arrived < tracked.changes:
+            while tracked.reached[name] < n:
                 if time.monotonic() > deadline:
                     tracked.lost.append(n)
                     break
@@ -615,9 +670,13 @@ async def run_scenario(
                 worker.check()
                 await asyncio.sleep(0.01)
             await asyncio.sleep(jitter)
+            flying = await asyncio.to_thread(
+                _sync_events, world, "processing", "relaying", "relayed"
+            )
             worker.kill()
             report.kills += 1
             report.kills_at.append(applied())
+            report.in_flight_at_kills.append(flying)
             worker.start()
 
     start = time.monotonic()
@@ -674,20 +733,26 @@ async def _verify(world: SyncWorld, products: list[Tracked], report: Report) -> 
     merchant = world.merchant()
     for t in products:
         report.changes += t.changes
-        report.applied += min(t.arrived, t.changes)
-        report.echoes += abs(t.echoes - _LINK_WRITES[t.home])
+        # Change n reached the other side when a write carried its value or a later one.
+        reached = sum(
+            1
+            for n in range(t.changes)
+            if t.reached[FIELDS[(n - 1) % len(FIELDS)] if n else "title"] >= n
+        )
+        report.applied += reached
         report.replays += t.replays
-        extra = max(0, t.arrived - t.changes)
         # A product made in eManageCRM gets one engine write there: the Shopify ids into its
-        # external references. Any other write back to the home side is an echo.
+        # external references. Any other write back to the home side is an echo. A replay
+        # (the same Idempotency-Key again) is answered from the stored result: sent twice,
+        # applied once; counted, not a duplicated effect.
         echoes = abs(t.echoes - _LINK_WRITES[t.home])
-        # A replay (the same Idempotency-Key again) is answered from the stored result: a
-        # write sent twice, applied once. Counted, not a duplicated effect.
-        report.duplicated += extra + echoes
-        if extra or echoes:
+        report.echoes += echoes
+        report.duplicated += t.redundant + echoes
+        if t.redundant or echoes:
             report.duplicates.append(
-                f"{t.key}: {t.changes} changes, {t.arrived} writes on the other side,"
-                f" {t.echoes} on its own, {t.replays} replays"
+                f"{t.key}: {t.changes} changes, {t.arrived} writes that brought one,"
+                f" {t.redundant} that brought none, {t.echoes} on its own side,"
+                f" {t.replays} replays"
             )
         if t.lost:
             report.late.append(f"{t.key}: changes {t.lost} not arrived in time")
@@ -706,18 +771,18 @@ async def _verify(world: SyncWorld, products: list[Tracked], report: Report) -> 
             EMANAGE: None if in_emanage is None else product_from_emanage(in_emanage.body),
         }
         wrong = [
-            f"{side}: {_fields(state)}"
+            f"{side}: {None if state is None else _fields(state)}"
             for side, state in states.items()
             if state is None or _fields(state) != _fields(wanted)
         ]
         if wrong:
             report.mismatched.append(f"{t.key} wanted {_fields(wanted)}; " + "; ".join(wrong))
-        # Missing arrivals are the lost changes (a change later overwritten still counts: its
-        # write never came); a wrong final state is at least one more.
-        report.lost += max(0, t.changes - t.arrived) or (1 if wrong else 0)
+        # Changes no write carried are lost; a wrong final state is at least one more.
+        report.lost += max(0, t.changes - reached) or (1 if wrong else 0)
         if in_emanage is not None:
             # Only writes that change something move the version: the merchant's (for
-            # products edited there) or the engine's (for the others), one per change.
+            # products edited there) or the engine's that brought a change (for the others;
+            # a redundant write that changed something, a regression, shows here too).
             writes = t.changes if t.home == EMANAGE else t.arrived
             if in_emanage.version != writes + (t.echoes if t.home == EMANAGE else 0):
                 report.version_mismatches.append(

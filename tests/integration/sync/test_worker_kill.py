@@ -70,8 +70,8 @@ async def test_a_worker_killed_at_random_points_loses_and_duplicates_no_change(
         ][:20]
     )
     assert report.kills == KILLS, detail
-    # The kills interrupted work in progress: some events were handed out again.
-    assert report.redelivered > 0, detail
+    # The kills interrupted work in progress: events were claimed or in the broker unsettled.
+    assert sum(report.in_flight_at_kills) > 0, detail
     assert report.changes == CHANGES, detail
     assert report.lost == 0, detail
     assert report.mismatched == [], detail
