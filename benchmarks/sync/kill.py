@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -113,4 +114,6 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM as Ctrl-C: the worker process is stopped and the virtual host deleted.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(asyncio.run(main()))

@@ -291,6 +291,33 @@ def test_the_subscription_is_idempotent_retried_while_down_and_rotated(
             assert replay.json()["sent"][0]["statusCode"] == 401
 
 
+def test_a_changed_public_url_moves_the_subscription_instead_of_adding_one(
+    tmp_path: Path, port: Port
+) -> None:
+    """The app moved (``SYNCAPP_PUBLIC_URL`` changed): the next worker start subscribes the new
+    address and deletes the old one's subscription, so eManageCRM neither keeps retrying an
+    address nobody serves nor delivers each event twice."""
+    moved_to = Port()
+    try:
+        with world(tmp_path, port) as (em, account, settings, engine):
+            old = subscribe(settings, em.url)
+            moved = settings_for(tmp_path, moved_to)
+            new = subscribe(moved, em.url)
+            assert new.id != old.id
+            listed = em.http.get(
+                "/admin/v1/webhook-subscriptions",
+                headers={"Authorization": f"Bearer {em.system_token()}"},
+            ).json()["items"]
+            assert [item["url"] for item in listed] == [moved.emanage_webhook_url]
+            assert subscribe(moved, em.url).id == new.id  # the next start changes nothing
+            with app(moved, moved_to):
+                event = em.record(account, {"id": 4})
+                wait_until(lambda: len(inbox(engine)) == 1, what="the delivery to the new URL")
+                assert inbox(engine)[0].delivery_id == event
+    finally:
+        moved_to.close()
+
+
 def test_products_written_through_the_api_notify_the_app(tmp_path: Path, port: Port) -> None:
     """The products API's own notifications (h-emprod): linked → the Shopify product's key."""
     with world(tmp_path, port) as (em, account, settings, engine):

@@ -57,6 +57,7 @@ REQUIRED_APP_DOCUMENTS = {
     "sync_products_changed",
     "product_archive",
     "bulk_catalog_inner",
+    "sync_variants_by_sku",
 }
 # Deprecated fields an app document may still use, each with the reason it has to.
 ALLOWED_DEPRECATIONS = {

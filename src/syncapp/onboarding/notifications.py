@@ -3,7 +3,8 @@
 One partner-wide subscription (docs/adr/0019) covers every account the app's system client
 created or linked, so nothing is subscribed per shop: each worker start makes sure it exists
 for ``<SYNCAPP_PUBLIC_URL>/webhooks/emanage``, with every notification type and the signing
-secret of ``SYNCAPP_EMANAGE_WEBHOOK_SECRET`` (a changed secret is a rotation, applied here).
+secret of ``SYNCAPP_EMANAGE_WEBHOOK_SECRET`` (a changed secret is a rotation, applied here;
+a changed public URL moves the subscription: the old address's is deleted).
 The calls are idempotent (:meth:`EmanageClient.ensure_webhook_subscription`), so any number of
 workers may do it at once.
 """

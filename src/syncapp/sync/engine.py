@@ -57,8 +57,10 @@ from syncapp.sync.links import (
     agreed_to_json,
     create_key,
     fill_ids,
+    same_variant_ids,
     unique_skus,
     variant_links_of,
+    with_shopify_refs,
     write_key,
 )
 from syncapp.sync.mapping import (
@@ -69,6 +71,7 @@ from syncapp.sync.mapping import (
     product_set_input,
     variant_bulk_input,
 )
+from syncapp.sync.matching import Candidate, Match, match_by_sku
 from syncapp.sync.merge import Conflict, Side
 from syncapp.sync.models import PRODUCT, VARIANT, SyncConflict, SyncLink
 from syncapp.sync.plan import (
@@ -290,37 +293,81 @@ async def _read_emanage(context: SyncContext, account_id: str, product_id: str) 
 
 async def _match_emanage(
     context: SyncContext, shop_id: int, account_id: str, shopify: Fetched
-) -> tuple[str | None, Fetched | None]:
+) -> tuple[str | None, Fetched | None, Match]:
     """The eManageCRM product of an unlinked Shopify product: the id the engine stored in the
     product's metafield, else the one whose external reference names the product, else the one
-    product that has one of its SKUs."""
+    product that has its SKUs (:func:`syncapp.sync.matching.match_by_sku`: a SKU two free
+    variants share, or SKUs spread over several products, is a refusal to record)."""
     product = shopify.product
     assert product is not None
     marked = _metafield(shopify.raw or {}, "emanageId")
     if marked:
         fetched = await _read_emanage(context, account_id, marked)
         if fetched.product is not None:
-            return marked, fetched
+            return marked, fetched, Match(product_id=marked)
     page = await context.emanage.list_products(
         account_id=account_id, shopify_product_id=product.shopify_id, limit=2
     )
     if page.items:
         item = page.items[0]
-        return item.product_id, Fetched(
-            product_from_emanage(item.body), version=item.version, raw=item
+        return (
+            item.product_id,
+            Fetched(product_from_emanage(item.body), version=item.version, raw=item),
+            Match(product_id=item.product_id),
         )
-    for sku in unique_skus(product.variants):
-        page = await context.emanage.list_products(account_id=account_id, sku=sku, limit=2)
-        if len(page.items) != 1:
-            continue  # none, or a SKU several products have: no automatic match
-        item = page.items[0]
-        candidate = product_from_emanage(item.body)
-        if candidate.shopify_id and candidate.shopify_id != product.shopify_id:
-            continue  # it belongs to another Shopify product
-        if await asyncio.to_thread(_linked_elsewhere, context, shop_id, item.product_id):
-            continue
-        return item.product_id, Fetched(candidate, version=item.version, raw=item)
-    return None, None
+    skus = unique_skus(product.variants)
+    found: dict[str, Fetched] = {}
+    candidates: list[Candidate] = []
+    for sku in skus:
+        # Two are enough to tell a match (one free product) from a shared SKU; more are read
+        # only because some may be other pairs' products.
+        page = await context.emanage.list_products(account_id=account_id, sku=sku, limit=10)
+        for item in page.items:
+            candidate = found.get(item.product_id)
+            if candidate is None:
+                candidate = Fetched(product_from_emanage(item.body), version=item.version, raw=item)
+                found[item.product_id] = candidate
+            assert candidate.product is not None
+            refers = candidate.product.shopify_id
+            taken = bool(refers and refers != product.shopify_id) or await asyncio.to_thread(
+                _linked_elsewhere, context, shop_id, emanage_id=item.product_id
+            )
+            candidates += [
+                Candidate(sku, item.product_id, v.emanage_id, taken)
+                for v in candidate.product.variants
+                if v.sku == sku
+            ]
+    match = match_by_sku(skus, candidates, side=Side.EMANAGE)
+    if match.product_id is None:
+        return None, None, match
+    return match.product_id, found[match.product_id], match
+
+
+async def _match_shopify(
+    context: SyncContext, request: Request, shop_id: int, emanage_id: str, emanage: Fetched
+) -> tuple[str | None, Fetched | None, Match]:
+    """The Shopify product of an unlinked eManageCRM product without an external reference:
+    the one product that has its SKUs (productVariants by ``sku:``), unless another pair holds
+    it or the engine made it for another eManageCRM product; refusals as for eManageCRM."""
+    product = emanage.product
+    assert product is not None
+    skus = unique_skus(product.variants)
+    if not skus:
+        return None, None, Match()
+    client = await asyncio.to_thread(context.products, request.shop)
+    candidates: list[Candidate] = []
+    for node in await asyncio.to_thread(client.variants_by_skus, skus):
+        owner = node.get("product") or {}
+        gid = str(owner.get("id"))
+        made_for = _metafield(owner, "emanageId")
+        taken = bool(made_for and made_for != emanage_id) or await asyncio.to_thread(
+            _linked_elsewhere, context, shop_id, shopify_gid=gid
+        )
+        candidates.append(Candidate(str(node["sku"]), gid, node.get("id"), taken))
+    match = match_by_sku(skus, candidates, side=Side.SHOPIFY)
+    if match.product_id is None:
+        return None, None, match
+    return match.product_id, await _read_shopify(context, request.shop, match.product_id), match
 
 
 async def _created_for(context: SyncContext, shop: str, emanage_id: str) -> str | None:
@@ -334,14 +381,22 @@ async def _created_for(context: SyncContext, shop: str, emanage_id: str) -> str 
     return await asyncio.to_thread(find)
 
 
-def _linked_elsewhere(context: SyncContext, shop_id: int, emanage_id: str) -> bool:
-    """Whether another pair's link already holds this eManageCRM product (a short read)."""
+def _linked_elsewhere(
+    context: SyncContext,
+    shop_id: int,
+    *,
+    emanage_id: str | None = None,
+    shopify_gid: str | None = None,
+) -> bool:
+    """Whether another pair's link already holds this product of one side (a short read; the
+    caller found no link of its own pair, so any link holding it is another pair's)."""
+    column = SyncLink.emanage_id if emanage_id is not None else SyncLink.shopify_gid
     with context.shops.sessions() as session:
         found = session.scalar(
             select(SyncLink.id).where(
                 SyncLink.shop_id == shop_id,
                 SyncLink.kind == PRODUCT,
-                SyncLink.emanage_id == emanage_id,
+                column == (emanage_id if emanage_id is not None else shopify_gid),
             )
         )
     return found is not None
@@ -356,7 +411,13 @@ def _echo(link: LinkState | None, fetched: Fetched, side: Side) -> bool:
         # Gone, and the link already records it archived: nothing new.
         return link.archived
     expected = link.shopify_fingerprint if side is Side.SHOPIFY else link.emanage_fingerprint
-    return expected is not None and fingerprint(fetched.product) == expected
+    return (
+        expected is not None
+        and fingerprint(fetched.product) == expected
+        # The same fields on other variant ids: Shopify replaced the variants (a productSet
+        # without their ids), which is a re-link to record, not an echo.
+        and same_variant_ids(link.variant_links, fetched.product, shopify=side is Side.SHOPIFY)
+    )
 
 
 def _log_change(
@@ -601,66 +662,41 @@ async def _write_emanage(
     )
 
 
-def _refs_missing(held: Product, agreed: Product, gid: str) -> bool:
-    """Whether eManageCRM's product lacks the Shopify product's or a variant's id."""
-    if held.shopify_id != gid:
-        return True
-    by_key = {v.key: v.shopify_id for v in held.variants}
-    return any(v.shopify_id and by_key.get(v.key) != v.shopify_id for v in agreed.variants)
-
-
 async def _write_refs(
     context: SyncContext,
     request: Request,
     state: ShopState,
-    agreed: Product,
+    target: Product,
     emanage_id: str,
-    held: Any,
-) -> tuple[int, datetime | None] | None:
-    """Write the Shopify ids into eManageCRM's product (its external references) and nothing
-    else: the product as eManageCRM holds it now (read again after a 412), so a merchant's
-    edit made meanwhile is kept. Returns the new version and clock when the product's synced
-    fields are the agreed ones (then that version is agreed too), else None: the newer edit
-    is still to sync, by its notification."""
+    version: int,
+) -> EmanageProduct:
+    """Write the Shopify ids as the eManageCRM product's external references: ``target`` is
+    the product as eManageCRM holds it with only its references changed
+    (:func:`syncapp.sync.links.with_shopify_refs`), so its notification is an echo."""
     assert state.account_id is not None
-    current: EmanageProduct | None = held if isinstance(held, EmanageProduct) else None
-    for _ in range(MAX_VERSION_RETRIES):
-        if current is None:
-            current = await context.emanage.get_product(
-                account_id=state.account_id, product_id=emanage_id
-            )
-            if current is None:
-                return None
-        now = product_from_emanage(current.body)
-        if agreed.shopify_id and not _refs_missing(now, agreed, agreed.shopify_id):
-            return None  # another handler of the pair wrote them meanwhile
-        target = replace(fill_ids(now, shopify=agreed, emanage=None), emanage_id=emanage_id)
-        try:
-            updated = await _version_guarded(
-                context.emanage.update_product(
-                    account_id=state.account_id,
-                    product_id=emanage_id,
-                    body=emanage_product(target, currency=state.currency),
-                    version=current.version,
-                    idempotency_key=write_key(
-                        shop=request.shop,
-                        target="emanage",
-                        object_id=emanage_id,
-                        action="link",
-                        version=current.version,
-                        fingerprint=f"{fingerprint(target)}:{agreed.shopify_id}",
-                    ),
-                    origin=ORIGIN,
-                )
-            )
-        except VersionMoved:
-            current = None
-            continue
-        _log_change(request, target=Side.EMANAGE, obj=emanage_id, fields=["refs"], action="link")
-        if fingerprint(now) != fingerprint(agreed):
-            return None
-        return updated.version, _aware(updated.updated_at)
-    return None
+    refs = [target.shopify_id, *sorted(f"{v.emanage_id}={v.shopify_id}" for v in target.variants)]
+    key = write_key(
+        shop=request.shop,
+        target="emanage",
+        object_id=emanage_id,
+        action="refs",
+        version=version,
+        fingerprint="|".join(str(r) for r in refs),
+    )
+    written = await _version_guarded(
+        context.emanage.update_product(
+            account_id=state.account_id,
+            product_id=emanage_id,
+            body=emanage_product(replace(target, emanage_id=emanage_id), currency=state.currency),
+            version=version,
+            idempotency_key=key,
+            origin=ORIGIN,
+        )
+    )
+    _log_change(
+        request, target=Side.EMANAGE, obj=emanage_id, fields=["externalRefs"], action="link"
+    )
+    return written
 
 
 async def _version_guarded(call: Awaitable[EmanageProduct]) -> EmanageProduct:
@@ -726,20 +762,36 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         if request.trigger is Trigger.EMANAGE and _echo(link, emanage, Side.EMANAGE):
             return Ack(note="unchanged since the agreed state")
 
+    # Unlinked: matched by external reference, then by SKU (creates are idempotent).
+    match, matched_on = Match(), Side.SHOPIFY
     if shopify is None:
         if not gid and emanage is not None and emanage.product is not None:
             gid = emanage.product.shopify_id
-        if not gid and eid and link is None and emanage is not None and emanage.product:
+        if not gid and link is None and eid and emanage is not None and emanage.product:
             # An eManageCRM product not linked yet: the product an earlier attempt created
             # (a kill before its record, a retry) is found by the id it was created with.
             gid = await _created_for(context, request.shop, eid)
-        shopify = await _read_shopify(context, request.shop, gid) if gid else Fetched(None)
+        if gid:
+            shopify = await _read_shopify(context, request.shop, gid)
+        elif link is None and eid and emanage is not None and emanage.product is not None:
+            gid, found, match = await _match_shopify(context, request, state.shop_id, eid, emanage)
+            shopify = found or Fetched(None)
+        else:
+            shopify = Fetched(None)
     if emanage is None:
         if eid:
             emanage = await _read_emanage(context, account, eid)
         elif shopify.product is not None:
-            eid, emanage = await _match_emanage(context, state.shop_id, account, shopify)
+            eid, emanage, match = await _match_emanage(context, state.shop_id, account, shopify)
+            matched_on = Side.EMANAGE
         emanage = emanage or Fetched(None)
+    if match.refused:
+        return Ack(
+            apply=_record_refusal(
+                state, link, match.shared, gid, eid, ambiguous=match.ambiguous, side=matched_on
+            ),
+            note="SKU match refused: recorded, nothing written",
+        )
     if link is None and emanage.product is not None and emanage.product.shopify_id and not gid:
         gid = emanage.product.shopify_id
 
@@ -761,6 +813,16 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         return Ack(note="absent on both sides")
 
     merged = plan.agreed
+    for relink in plan.relinks:
+        # Shopify replaced a linked variant (the first option added): the link follows it.
+        log.info(
+            "sync.variant_relinked",
+            shop=request.shop,
+            old_variant=relink.old_shopify_id,
+            new_variant=relink.new_shopify_id,
+            emanage_variant=relink.emanage_id,
+            correlation_id=request.correlation_id,
+        )
     s_gid, s_updated, reread = await _write_shopify(context, request, state, plan, merged, gid, eid)
     # A product created in Shopify gets its eManageCRM counterpart's id through the link.
     e_id, e_version, e_updated, e_after = await _write_emanage(
@@ -775,21 +837,18 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         emanage=e_after or emanage.product,
     )
     held = e_after or emanage.product
-    if e_id and s_gid and held is not None and _refs_missing(held, agreed, s_gid):
-        # The eManageCRM product does not name its Shopify counterpart yet (created or
-        # matched from eManageCRM's side): write the references, so its notifications carry
-        # the Shopify product's partition key from now on and are never processed at once
-        # with that product's webhooks (two keys for one pair race each other).
-        linked = await _write_refs(
-            context,
-            request,
-            state,
-            replace(agreed, shopify_id=s_gid),
-            e_id,
-            None if e_after is not None else emanage.raw,
-        )
-        if linked is not None:
-            e_version, e_updated = linked
+    archiving = any(isinstance(w, Archive) and w.side is Side.EMANAGE for w in plan.writes)
+    if (
+        e_id
+        and held is not None
+        and e_version is not None
+        and not archiving
+        and held.status is not ProductStatus.ARCHIVED
+    ):
+        referenced = with_shopify_refs(held, agreed)
+        if referenced != held:
+            written = await _write_refs(context, request, state, referenced, e_id, e_version)
+            e_version, e_updated = written.version, _aware(written.updated_at)
     archived = agreed.status is ProductStatus.ARCHIVED and (
         shopify.product is None
         or emanage.product is None
@@ -936,6 +995,9 @@ def _record_refusal(
     refused: Sequence[SharedSku],
     gid: str | None,
     eid: str | None,
+    *,
+    ambiguous: Sequence[str] = (),
+    side: Side = Side.SHOPIFY,
 ) -> Any:
     def apply(session: Session) -> None:
         link_id = link.id if link is not None else None
@@ -944,7 +1006,7 @@ def _record_refusal(
             for c in session.scalars(
                 select(SyncConflict).where(
                     SyncConflict.shop_id == state.shop_id,
-                    SyncConflict.kind == "shared_sku",
+                    SyncConflict.kind.in_(("shared_sku", "ambiguous_match")),
                     SyncConflict.resolved_at.is_(None),
                 )
             )
@@ -969,6 +1031,25 @@ def _record_refusal(
                     reason=reason,
                 )
             )
+        if ambiguous:
+            reason = (
+                f"the SKUs of product {gid or eid} match {len(ambiguous)} products in"
+                f" {side.value}: not linked automatically"
+            )
+            if (None, reason) not in open_:
+                ids = list(ambiguous)
+                session.add(
+                    SyncConflict(
+                        shop_id=state.shop_id,
+                        link_id=link_id,
+                        kind="ambiguous_match",
+                        field=None,
+                        shopify_value=ids if side is Side.SHOPIFY else None,
+                        emanage_value=ids if side is Side.EMANAGE else None,
+                        winner=None,
+                        reason=reason,
+                    )
+                )
 
     return apply
 

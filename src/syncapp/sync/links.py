@@ -29,8 +29,10 @@ __all__ = [
     "agreed_to_json",
     "create_key",
     "fill_ids",
+    "same_variant_ids",
     "shopify_product_gid",
     "variant_links_of",
+    "with_shopify_refs",
     "write_key",
 ]
 
@@ -126,6 +128,33 @@ def fill_ids(product: Product, *, shopify: Product | None, emanage: Product | No
         emanage_id=(emanage.emanage_id if emanage else None) or product.emanage_id,
         variants=tuple(variants),
     )
+
+
+def with_shopify_refs(emanage: Product, agreed: Product) -> Product:
+    """eManageCRM's product ``emanage`` with its external references set to the Shopify ids
+    the pair agreed on: the product's GID, and each variant's GID by its eManageCRM variant id
+    (a variant the link does not know keeps its reference). Equal to ``emanage`` when the
+    references are already right, so the engine writes them once, when a link is made or a
+    Shopify id changed (a re-link), never on every sync. Only ids change: the fingerprint
+    stays, so the notification of that write is an echo."""
+    by_variant = {v.emanage_id: v.shopify_id for v in agreed.variants if v.emanage_id}
+    return replace(
+        emanage,
+        shopify_id=agreed.shopify_id or emanage.shopify_id,
+        variants=tuple(
+            replace(v, shopify_id=by_variant.get(v.emanage_id or "") or v.shopify_id)
+            for v in emanage.variants
+        ),
+    )
+
+
+def same_variant_ids(links: Sequence[VariantLink], product: Product, *, shopify: bool) -> bool:
+    """Whether ``product``'s variant ids of one side (Shopify's when ``shopify``) are the ones
+    the link holds: an unchanged fingerprint with other ids is a replaced variant (Shopify's
+    productSet without ids), to be re-linked, not an echo."""
+    if shopify:
+        return {v.shopify_id for v in product.variants} == {link.shopify_id for link in links}
+    return {v.emanage_id for v in product.variants} == {link.emanage_id for link in links}
 
 
 def variant_links_of(product: Product) -> tuple[VariantLink, ...]:

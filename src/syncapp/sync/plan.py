@@ -9,9 +9,11 @@ Pure: the engine fetches the states, calls :func:`plan_product` and applies the 
   caller matched it by external reference, then SKU) merges against an empty base;
 - a product gone from one side (deleted) is archived on the other, never deleted;
 - variants pair through their links by id; a Shopify variant whose id no link knows takes over
-  the link whose variant vanished and has its SKU and option values (or its SKU alone, when
-  Shopify replaced the standalone variant by adding the first option): a :class:`Relink`,
-  not a duplicate (pitfall 14); unlinked variants on both sides pair by SKU and options;
+  the link whose variant vanished and has its SKU and option values, else its SKU alone (Shopify
+  replaced the standalone variant by adding the first option), else, for a standalone variant
+  without a SKU, by position (the first SKU-less variant with option values): a
+  :class:`Relink`, not a duplicate (pitfall 14); unlinked variants on both sides pair by SKU
+  and options;
 - partial changes are :class:`UpdateProduct` / :class:`UpdateVariants` of the changed fields
   only; a change of the options needs Shopify's ``productSet``: :class:`ReplaceProduct`.
 """
@@ -195,9 +197,7 @@ def _pair_keys(
     relinks: list[Relink] = []
     for i in unmatched:
         v = shopify.variants[i]
-        exact = [j for j in orphans if (links[j].sku, links[j].options) == v.key]
-        by_sku = [j for j in orphans if v.sku and links[j].sku == v.sku]
-        match = exact[0] if len(exact) == 1 else (by_sku[0] if len(by_sku) == 1 else None)
+        match = _orphan_for(v, links, orphans)
         if match is None or v.shopify_id is None:
             s_keys[i] = _key(v)
             continue
@@ -207,6 +207,25 @@ def _pair_keys(
     for i, v in enumerate(emanage.variants):
         e_keys.setdefault(i, _key(v))
     return s_keys, e_keys, relinks
+
+
+def _orphan_for(v: Variant, links: Sequence[VariantLink], orphans: Sequence[int]) -> int | None:
+    """The orphaned link (its Shopify variant is gone) that the new Shopify variant ``v``
+    replaces: the one with v's SKU and option values; else the one with v's SKU; else, when
+    Shopify replaced the standalone variant (the link of a product without options, and v now
+    has option values) and neither has a SKU, the standalone's link. Shopify lists variants
+    by position, and the caller offers them in that order, so the standalone's replacement
+    (productOptionsCreate puts it first) is the first SKU-less variant to ask: by position."""
+    exact = [j for j in orphans if (links[j].sku, links[j].options) == v.key]
+    if len(exact) == 1:
+        return exact[0]
+    by_sku = [j for j in orphans if v.sku and links[j].sku == v.sku]
+    if len(by_sku) == 1:
+        return by_sku[0]
+    if v.sku or not v.options:
+        return None
+    standalone = [j for j in orphans if not links[j].options and not links[j].sku]
+    return standalone[0] if len(standalone) == 1 and len(links) == 1 else None
 
 
 def _base_keys(links: Sequence[VariantLink], base: Product) -> dict[int, str]:

@@ -1,7 +1,8 @@
 """A running world for the sync engine's tests: the Shopify sandbox delivering signed webhooks
 to the app, the eManageCRM sandbox, the app's web service (its ingest stores every webhook in
 the bus's inbox), each served by uvicorn on a free port; a shop installed through the App Home
-and signed up to an eManageCRM account; and a bus consumer of the sync's topic table.
+and signed up to an eManageCRM account (more with :meth:`SyncWorld.add_shop`); and a bus
+consumer of the sync's topic table.
 
 Writes are counted at the HTTP level, outside any app code (:class:`WriteCounter` wraps each
 sandbox as an ASGI middleware): Shopify mutations sent with the app's token, eManageCRM product
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from syncapp.onboarding.models import EmanageAccount
 from syncapp.onboarding.notifications import subscribe_to_notifications
 from syncapp.sandbox.emanage import EmanageSandboxConfig, SystemClient
 from syncapp.sandbox.emanage import create_app as create_emanage
+from syncapp.sandbox.shopify.admin import shop_handle
 from syncapp.sandbox.shopify.app import create_app as create_sandbox
 from syncapp.shops.runtime import ShopsRuntime
 from syncapp.shops.tokens import get_admin_token
@@ -138,6 +141,11 @@ class SyncWorld:
     context: SyncContext
     merchant_emanage: EmanageClient
     _merchant: ProductsClient | None = None
+    # Shared by every shop's view of the world (:meth:`add_shop`): the app's Shopify tokens
+    # (what the write counter counts) and the merchants' clients to close at the end.
+    _app_tokens: list[str] = field(default_factory=list)
+    _merchants: list[ProductsClient] = field(default_factory=list)
+    _admin_csrf: dict[str, str] = field(default_factory=dict)
 
     @property
     def runtime(self) -> ShopsRuntime:
@@ -154,7 +162,20 @@ class SyncWorld:
                     transport=ShopifyRedirectTransport(self.system.sandbox_url), timeout=10
                 ),
             )
+            self._merchants.append(self._merchant)
         return self._merchant
+
+    async def add_shop(self, handle_seed: str, **shop_fields: Any) -> SyncWorld:
+        """Another shop in this world, installed and signed up to an eManageCRM account of its
+        own as the first one was (``shop_fields``: the sandbox's, e.g. ``plan_name="Plus"``);
+        returns the world as seen by that shop: the same sandboxes, app, counters and
+        consumers (a consumer of any view handles every shop's events)."""
+        shop, account_id, merchant_token = await _signed_up_shop(
+            self.system, self.context, self._app_tokens, handle_seed, **shop_fields
+        )
+        return replace(
+            self, shop=shop, account_id=account_id, merchant_token=merchant_token, _merchant=None
+        )
 
     def consumer(self, policy: RetryPolicy = FAST) -> Consumer:
         table = topics.topics(self.context)
@@ -224,7 +245,7 @@ def _shopify_write(app_token: list[str]) -> Callable[[Scope, bytes], bool]:
         if scope["method"] != "POST" or not scope["path"].endswith("/graphql.json"):
             return False
         token = _header(scope, b"x-shopify-access-token")
-        return bool(app_token) and token == app_token[0] and b"mutation" in body[:400]
+        return token is not None and token in app_token and b"mutation" in body[:400]
 
     return is_write
 
@@ -246,8 +267,7 @@ async def sync_world(
     ``deliver``: the app subscribes to eManageCRM's notifications as the worker does
     (:func:`subscribe_to_notifications`) and the sandbox delivers them, signed, to the app's
     ``/webhooks/emanage``; without it a test stores the ones it wants with :func:`notify`
-    (duplicates, reorderings and replays exactly when the test says). ``plan_name``: the
-    shop's Shopify plan, which sets its API cost bucket (``Plus``: 20,000 points, 1,000/s)."""
+    (duplicates, reorderings and replays exactly when the test says)."""
     with ExitStack() as stack:
         counters: dict[str, WriteCounter] = {}
 
@@ -300,35 +320,13 @@ async def sync_world(
             control=control,
             runtime=ShopsRuntime.from_settings(settings, engine),
         )
-        handle = "e" + hashlib.sha1(handle_seed.encode()).hexdigest()[:12]  # noqa: S324
-        shop = system.create_shop(handle, currency_code="USD", plan_name=plan_name)
-        system.install(shop)
-        app_token.append(get_admin_token(system.runtime, shop=shop))
-        token = control.post(f"/_sandbox/shops/{shop}/custom_token", json={})
-        assert token.status_code == 200, token.text
         async with (
             open_sync(settings, system.runtime) as context,
             httpx.AsyncClient(timeout=10) as merchant_http,
         ):
-            account = await context.emanage.create_account(
-                shop_domain=shop,
-                name="Sync Test",
-                email="owner@sync.example",
-                currency="USD",
-                idempotency_key=str(uuid.uuid4()),
+            shop, account_id, merchant_token = await _signed_up_shop(
+                system, context, app_token, handle_seed, currency_code="USD", plan_name=plan_name
             )
-            with system.runtime.sessions.begin() as session:
-                shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
-                assert shop_id is not None
-                session.add(
-                    EmanageAccount(
-                        shop_id=shop_id,
-                        account_id=str(account.id),
-                        kind=account.kind,
-                        cid=str(account.cid),
-                        websales_api_url=account.websales_api_url,
-                    )
-                )
             if deliver:
                 subscribed = await subscribe_to_notifications(
                     context.emanage, settings, asyncio.Event(), policy=FAST
@@ -338,20 +336,80 @@ async def sync_world(
                 system=system,
                 emanage_url=emanage_url,
                 shop=shop,
-                account_id=str(account.id),
-                merchant_token=str(token.json()["access_token"]),
+                account_id=account_id,
+                merchant_token=merchant_token,
                 shopify_writes=shopify,
                 emanage_writes=counters["emanage"],
                 context=context,
                 merchant_emanage=EmanageClient(
                     merchant_http, emanage_url, EMANAGE_ID, EMANAGE_SECRET
                 ),
+                _app_tokens=app_token,
             )
             try:
                 yield world
             finally:
-                if world._merchant is not None:
-                    world._merchant.http.close()
+                for merchant in world._merchants:
+                    merchant.http.close()
+
+
+async def _signed_up_shop(
+    system: System,
+    context: SyncContext,
+    app_tokens: list[str],
+    handle_seed: str,
+    **shop_fields: Any,
+) -> tuple[str, str, str]:
+    """A sandbox shop, installed through the App Home and signed up to an eManageCRM account
+    of its own; the app's token joins ``app_tokens``. Returns (shop, account id, a merchant's
+    Shopify token)."""
+    handle = "e" + hashlib.sha1(handle_seed.encode()).hexdigest()[:12]  # noqa: S324
+    shop = system.create_shop(handle, **shop_fields)
+    system.install(shop)
+    app_tokens.append(get_admin_token(system.runtime, shop=shop))
+    token = system.control.post(f"/_sandbox/shops/{shop}/custom_token", json={})
+    assert token.status_code == 200, token.text
+    account = await context.emanage.create_account(
+        shop_domain=shop,
+        name="Sync Test",
+        email="owner@sync.example",
+        currency="USD",
+        idempotency_key=str(uuid.uuid4()),
+    )
+    with system.runtime.sessions.begin() as session:
+        shop_id = session.scalar(select(Shop.id).where(Shop.domain == shop))
+        assert shop_id is not None
+        session.add(
+            EmanageAccount(
+                shop_id=shop_id,
+                account_id=str(account.id),
+                kind=account.kind,
+                cid=str(account.cid),
+                websales_api_url=account.websales_api_url,
+            )
+        )
+    return shop, str(account.id), str(token.json()["access_token"])
+
+
+async def admin_set_prices(
+    world: SyncWorld, http: httpx.AsyncClient, gid: str, prices: dict[str, str]
+) -> None:
+    """The merchant saves new variant prices (variant GID → price) on the product's page in the
+    Shopify admin (the sandbox's ``/store/<shop>/products/<id>`` form): the admin spends no
+    app's cost bucket, unlike an edit through an API token."""
+    number = gid.rsplit("/", 1)[-1]
+    url = f"{world.system.sandbox_url}/store/{shop_handle(world.shop)}/products/{number}"
+    token = world._admin_csrf.get(world.shop)
+    if token is None:
+        page = await http.get(url)
+        assert page.status_code == 200, page.text[:500]
+        found = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text)
+        assert found is not None, "no CSRF token on the admin's product page"
+        token = world._admin_csrf[world.shop] = found.group(1)
+    form = {"csrf_token": token}
+    form.update({f"price-{vid.rsplit('/', 1)[-1]}": price for vid, price in prices.items()})
+    saved = await http.post(url, data=form)
+    assert saved.status_code == 303, saved.text[:500]
 
 
 def notify(world: SyncWorld, product: EmanageProduct, topic: str = "product.updated") -> int:

@@ -202,8 +202,9 @@ async def test_an_emanage_edit_reaches_shopify_and_its_echoes_write_nothing(
 
 
 async def test_an_emanage_product_appears_once_in_shopify(world: SyncWorld) -> None:
-    """Created in eManageCRM, notified twice (a replay): one Shopify product; Shopify's own
-    products/create and products/update of it write nothing back."""
+    """Created in eManageCRM, notified twice (a replay): one Shopify product, whose product
+    and variant GIDs are written back once as the eManageCRM product's external references;
+    Shopify's own products/create and products/update of it write nothing more."""
     body = emanage_product(tee("CRM Tee"), currency="USD")
     created = await world.merchant_emanage.create_product(
         account_id=world.account_id, body=body, idempotency_key=str(uuid.uuid4()), origin=None
@@ -218,13 +219,14 @@ async def test_an_emanage_product_appears_once_in_shopify(world: SyncWorld) -> N
     assert state is not None
     assert names(state) == names(tee("CRM Tee"))
     assert world.shopify_writes.count == 1
-    # One eManageCRM write: the Shopify ids into the product's external references (so its
-    # notifications share the Shopify product's partition key); its synced fields unchanged.
-    assert world.emanage_writes.count == 1
+    assert world.emanage_writes.count == 1  # the external references, once
     linked = await emanage_state(world, created.product_id)
     assert linked is not None
-    assert linked.body["externalRefs"]["shopifyProductId"] == link.shopify_gid
-    assert names(product_from_emanage(linked.body)) == names(tee("CRM Tee"))
+    assert linked.body["externalRefs"] == {"shopifyProductId": link.shopify_gid}
+    by_sku = {v.sku: v.shopify_id for v in state.variants}
+    assert {v["sku"]: v["externalRefs"]["shopifyVariantId"] for v in linked.body["variants"]} == (
+        by_sku
+    )
     assert len(world.events(source="shopify", topic="products/create")) == 1
 
 

@@ -9,6 +9,7 @@ import itertools
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -183,6 +184,27 @@ def test_a_burst_of_writes_under_the_standard_plan_is_never_throttled(
     assert client.budget.restore_rate == 100
 
 
+def test_concurrent_writers_of_one_shop_share_the_budget_and_are_never_throttled(
+    sandbox: RunningSandbox,
+) -> None:
+    """Sixteen threads (the worker's concurrent handlers of one shop) writing 30 products through
+    one client, past the 2,000-point bucket: the check and the reservation are one step, so
+    writers that waited side by side do not all spend the same refilled points."""
+    client = client_for(sandbox, "concurrent-burst")
+    titles = [f"Concurrent {i}" for i in range(30)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        ids = set(
+            pool.map(
+                lambda t: client.set_product(product_set_input(catalog_product(2, 1, title=t)))[
+                    "id"
+                ],
+                titles,
+            )
+        )
+    assert len(ids) == 30
+    assert client.throttled == 0
+
+
 def test_archive_sets_only_the_status(sandbox: RunningSandbox) -> None:
     """productUpdate archives the product and leaves its title and variants."""
     client = client_for(sandbox, "archive")
@@ -265,3 +287,31 @@ def test_retry_after_is_read_as_seconds(sandbox: RunningSandbox) -> None:
     assert seen
     assert seen[0] >= 1
     assert max(waits) >= seen[0]
+
+
+def test_variants_are_found_by_their_exact_skus_across_products(sandbox: RunningSandbox) -> None:
+    """One lookup of several SKUs: every variant with exactly one of them, across products
+    (a SKU three products share is paged past the two a SKU first asks for), none whose SKU
+    only starts with or contains one; quotes and spaces in a SKU are searched literally."""
+    client = client_for(sandbox, "by-sku")
+    odd = 'MUG "big" 1'
+    made = [
+        client.set_product(
+            product_set_input(
+                Product(
+                    title=f"Mug {n}",
+                    variants=(Variant(sku=sku, options=(), price=Decimal("5")),),
+                )
+            )
+        )["id"]
+        for n, sku in enumerate(["SHARED", "SHARED", "SHARED", "SHARED-2", odd, "ALONE"])
+    ]
+    found = client.variants_by_skus(["SHARED", odd, "MISSING"])
+    by_sku = sorted((n["sku"], n["product"]["id"]) for n in found)
+    assert by_sku == sorted(
+        [("SHARED", made[0]), ("SHARED", made[1]), ("SHARED", made[2]), (odd, made[4])]
+    )
+    assert all(n["product"]["emanageId"] is None for n in found)
+    # Alone, SHARED asks for two variants and has three: the third comes from the next page.
+    alone = client.variants_by_skus(["SHARED"])
+    assert sorted(n["product"]["id"] for n in alone) == sorted(made[:3])

@@ -187,6 +187,49 @@ def test_product_options_create_on_a_standalone_variant_replaces_it(sandbox: San
     assert variant["id"] != old_variant
 
 
+PRODUCT_SET_OPTIONS = """
+mutation($id: ID!, $input: ProductSetInput!) {
+  productSet(identifier: {id: $id}, input: $input) {
+    product { options { name values } variants(first: 5) { nodes { id title sku } } }
+    userErrors { field message code } } }
+"""
+
+
+def test_product_set_gives_a_variant_listed_without_its_id_a_new_id(sandbox: Sandbox) -> None:
+    """The first option through productSet: a variant listed without ``id`` is a new variant
+    (the old one, not listed, is deleted); listed with its id, the variant keeps it.
+
+    Source: admin-graphql 2026-10 input-objects/ProductVariantSetInput (``id``: "Specifies the
+    product variant to update or create a new variant if absent"), input-objects/ProductSetInput
+    (the lists replace the product's); pitfalls §14.
+    """
+    created = sandbox.run(
+        'mutation { productCreate(product: {title: "Mug"}) { product { id'
+        " variants(first: 1) { nodes { id } } } } }"
+    )["productCreate"]["product"]
+    old_variant = created["variants"]["nodes"][0]["id"]
+    red = {
+        "productOptions": [{"name": "Color", "values": [{"name": "Red"}]}],
+        "variants": [
+            {
+                "optionValues": [{"optionName": "Color", "name": "Red"}],
+                "inventoryItem": {"sku": "MUG-1"},
+            }
+        ],
+    }
+    data = sandbox.run(PRODUCT_SET_OPTIONS, {"id": created["id"], "input": red})["productSet"]
+    assert data["userErrors"] == []
+    assert data["product"]["options"] == [{"name": "Color", "values": ["Red"]}]
+    [variant] = data["product"]["variants"]["nodes"]
+    assert (variant["title"], variant["sku"]) == ("Red", "MUG-1")
+    assert variant["id"] != old_variant
+    gone = sandbox.run("query($id: ID!) { productVariant(id: $id) { id } }", {"id": old_variant})
+    assert gone == {"productVariant": None}
+    red["variants"][0]["id"] = variant["id"]
+    again = sandbox.run(PRODUCT_SET_OPTIONS, {"id": created["id"], "input": red})["productSet"]
+    assert [v["id"] for v in again["product"]["variants"]["nodes"]] == [variant["id"]]
+
+
 def test_product_options_create_with_create_strategy_makes_every_combination(
     sandbox: Sandbox,
 ) -> None:

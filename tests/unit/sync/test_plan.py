@@ -170,6 +170,68 @@ def test_shopify_replacing_the_standalone_variant_relinks_it() -> None:
     )
 
 
+@given(
+    sku=st.none() | st.just("MUG"),
+    price=st.decimals(min_value=0, max_value=999, places=2),
+    values=st.lists(st.sampled_from(["Red", "Blue", "Green"]), min_size=1, max_size=3, unique=True),
+    extra=st.booleans(),
+)
+def test_the_standalone_variants_replacement_takes_its_link_with_or_without_a_sku(
+    sku: str | None, price: Decimal, values: list[str], extra: bool
+) -> None:
+    """productOptionsCreate replaces the standalone variant by one with a new id, its SKU (or
+    none) and the first value (``extra``: productVariantsBulkCreate's further variants, without
+    a SKU, come after it): the replacement takes the link by SKU, else by position; the other
+    variants are new. Never a remove of the linked eManageCRM variant."""
+    old = Variant(sku=sku, options=(), price=price, shopify_id="gid://shopify/ProductVariant/1")
+    agreed = Product(
+        title="Mug",
+        variants=(replace(old, emanage_id="e1"),),
+        shopify_id="gid://shopify/Product/1",
+        emanage_id="p1",
+    )
+    replacement = replace(old, options=(values[0],), shopify_id="gid://shopify/ProductVariant/9")
+    others = tuple(
+        Variant(sku=None, options=(v,), price=price, shopify_id=f"gid://shopify/ProductVariant/{n}")
+        for n, v in enumerate(values[1:], start=10)
+        if extra
+    )
+    options = (Option("Color", (values[0], *(o.options[0] for o in others))),)
+    shopify = replace(agreed, options=options, variants=(replacement, *others))
+    plan = plan_product(
+        agreed=agreed,
+        variant_links=(VariantLink(old.shopify_id, "e1", sku, ()),),
+        shopify=shopify,
+        emanage=replace(agreed, updated_at=None),
+    )
+    assert plan.relinks == (Relink(old.shopify_id, "gid://shopify/ProductVariant/9", "e1"),)
+    assert not any(isinstance(w, RemoveVariants) for w in plan.writes)
+    creates = [v for w in plan.writes if isinstance(w, CreateVariants) for v in w.variants]
+    assert {v.shopify_id for v in creates} == {v.shopify_id for v in others}
+    linked = {link.shopify_id: link.emanage_id for link in plan.variant_links}
+    assert linked["gid://shopify/ProductVariant/9"] == "e1"
+
+
+def test_a_new_variant_with_another_sku_does_not_take_the_standalones_link() -> None:
+    """The standalone variant deleted and a variant with a different SKU made: no re-link (the
+    SKU says it is another variant), the old one is removed and the new one created."""
+    old = Variant(sku="MUG", options=(), price=Decimal(5), shopify_id="s1", emanage_id="e1")
+    agreed = Product(title="Mug", variants=(old,), shopify_id="sp", emanage_id="ep")
+    other = Variant(sku="CUP", options=("Red",), price=Decimal(5), shopify_id="s2")
+    shopify = replace(agreed, options=(Option("Color", ("Red",)),), variants=(other,))
+    plan = plan_product(
+        agreed=agreed,
+        variant_links=(VariantLink("s1", "e1", "MUG", ()),),
+        shopify=shopify,
+        emanage=agreed,
+    )
+    assert plan.relinks == ()
+    assert {type(w) for w in plan.writes if w.side is Side.EMANAGE} >= {
+        CreateVariants,
+        RemoveVariants,
+    }
+
+
 @given(products())
 def test_a_sku_shared_by_two_variants_is_a_conflict_not_a_merge(product: Product) -> None:
     """Two Shopify variants with one SKU: a SharedSku conflict and no write."""

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 import httpx
 import orjson
+import structlog
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from syncapp.connectors.emanage.errors import (
@@ -68,6 +69,8 @@ DEFAULT_SCOPES: tuple[str, ...] = (
     "products:write",
 )
 WEBHOOKS_PATH = "/admin/v1/webhook-subscriptions"
+
+log = structlog.get_logger("syncapp.connectors.emanage")
 
 
 @dataclass(frozen=True)
@@ -246,10 +249,24 @@ class EmanageClient:
         )
         return _parse(WebhookSubscription, response)
 
+    async def delete_webhook_subscription(self, subscription_id: UUID | str) -> None:
+        """Unsubscribe; one already gone (404) is done too."""
+        try:
+            await self._call(
+                "DELETE",
+                f"{WEBHOOKS_PATH}/{_seg(subscription_id)}",
+                idempotency_key=f"webhooks:delete:{subscription_id}",
+            )
+        except EmanageNotFound:
+            return
+
     async def ensure_webhook_subscription(
         self, *, url: str, event_types: Sequence[str], secret: str
     ) -> WebhookSubscription:
-        """The subscription of ``url``, created or brought to ``event_types`` and ``secret``.
+        """The subscription of ``url``, created or brought to ``event_types`` and ``secret``;
+        subscriptions of this client to another URL with the same path (the app's address
+        before ``SYNCAPP_PUBLIC_URL`` changed) are deleted, so eManageCRM stops delivering to
+        an address nobody serves and the app is not notified twice.
 
         Idempotent: the keys are derived from what is asked (the secret only as a digest), so
         every start of every worker sends the same requests, which eManageCRM replays; a new
@@ -257,7 +274,18 @@ class EmanageClient:
         """
         wanted = ",".join(sorted(event_types))
         fingerprint = hashlib.sha256(f"{url}\n{wanted}\n{secret}".encode()).hexdigest()[:32]
-        existing = next((s for s in await self.list_webhook_subscriptions() if s.url == url), None)
+        subscriptions = await self.list_webhook_subscriptions()
+        path = urlsplit(url).path
+        for stale in subscriptions:
+            if stale.url != url and urlsplit(stale.url).path == path:
+                await self.delete_webhook_subscription(stale.id)
+                log.info(
+                    "emanage.stale_subscription_deleted",
+                    subscription_id=str(stale.id),
+                    url=stale.url,
+                    replaced_by=url,
+                )
+        existing = next((s for s in subscriptions if s.url == url), None)
         if existing is None:
             try:
                 return await self.create_webhook_subscription(

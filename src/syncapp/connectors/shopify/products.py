@@ -55,6 +55,7 @@ __all__ = [
     "ProductsClient",
     "ShopifyThrottled",
     "ShopifyUserErrors",
+    "sku_search",
 ]
 
 log = structlog.get_logger(__name__)
@@ -75,6 +76,8 @@ _CHANGED_COST = 2 + PRODUCTS_PAGE
 _FIND_COST = 2
 _PRODUCT_SET_COST = 110  # the payload reads up to 100 variant ids
 _ARCHIVE_COST = 10
+SKUS_PER_QUERY = 25
+"""SKUs one lookup asks for (``sku:"A" OR sku:"B" ...``): one query for most products."""
 
 
 class ShopifyThrottled(ShopifyTransientError):
@@ -158,12 +161,16 @@ class ProductsClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _wait_for(self, estimate: float) -> None:
-        with self._lock:
-            wait = self.budget.wait_for(estimate, self.clock())
-        if wait > 0:
+        # Check and reserve in one step: callers that waited side by side must not all find
+        # the same refilled points after their sleep and overdraw the bucket together.
+        while True:
+            with self._lock:
+                now = self.clock()
+                wait = self.budget.wait_for(estimate, now)
+                if wait <= 0:
+                    self.budget = self.budget.reserve(estimate, now)
+                    return
             self.sleep(wait)
-        with self._lock:
-            self.budget = self.budget.reserve(estimate, self.clock())
 
     def _observe(self, body: Mapping[str, Any], estimate: float) -> None:
         cost = parse_cost(body)
@@ -253,6 +260,33 @@ class ProductsClient:
         _raise_user_errors("productUpdate", payload)
         return dict(payload["product"])
 
+    def variants_by_skus(self, skus: Sequence[str]) -> list[dict[str, Any]]:
+        """The variants whose SKU is exactly one of ``skus``, each ``{id, sku, product: {id,
+        emanageId}}`` (sync_variants_by_sku.graphql): one query per :data:`SKUS_PER_QUERY`
+        SKUs, asking for two variants a SKU (one is a match, two a shared SKU), paged on when
+        a SKU is shared more widely."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(skus), SKUS_PER_QUERY):
+            chunk = list(skus[start : start + SKUS_PER_QUERY])
+            wanted = set(chunk)
+            first = min(PRODUCTS_PAGE, 2 * len(chunk))
+            after: str | None = None
+            while True:
+                page = self.call(
+                    "sync_variants_by_sku",
+                    {
+                        "query": " OR ".join(sku_search(sku) for sku in chunk),
+                        "first": first,
+                        "after": after,
+                    },
+                    estimate=2 + first * 3,
+                )["productVariants"]
+                found += [dict(n) for n in page["nodes"] if n.get("sku") in wanted]
+                if not page["pageInfo"]["hasNextPage"]:
+                    break
+                after = page["pageInfo"]["endCursor"]
+        return found
+
     def changed_since(self, watermark: str) -> Iterator[dict[str, Any]]:
         """``{id, updatedAt}`` of each product updated at or after ``watermark`` (ISO-8601),
         oldest first, page by page (inclusive: the caller dedupes by fingerprint)."""
@@ -275,6 +309,13 @@ class ProductsClient:
         )["bulkOperationRunQuery"]
         _raise_user_errors("bulkOperationRunQuery", payload)
         return dict(payload["bulkOperation"])
+
+
+def sku_search(sku: str) -> str:
+    """Shopify's search query for the variants with SKU ``sku``: quoted, so that spaces, colons
+    and quotes in a SKU do not change the query."""
+    escaped = sku.replace("\\", "\\\\").replace('"', '\\"')
+    return f'sku:"{escaped}"'
 
 
 def _json(text: str) -> dict[str, Any]:
