@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # The bus's back-end: empty for the embedded one (the app's database), or an amqp:// URL
     # of RabbitMQ (then the worker also relays the outbox to it). docs/adr/0013.
     bus_url: str = Field(default="", repr=False)
+    # RabbitMQ: how long the relay leases the events of a round while it publishes them; a
+    # relay that died mid-round holds them (and their keys) that long before another sends
+    # them again (a second copy is harmless: consumers' receipts).
+    bus_relay_lease_seconds: float = Field(default=60.0, gt=0)
     # Processed inbound events (payloads carry customer data) are deleted this long after
     # processing. At least two days: the rows are also what recognises Shopify's redeliveries.
     inbound_retention_hours: float = Field(default=168.0, ge=48)

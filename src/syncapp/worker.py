@@ -308,6 +308,17 @@ async def _consume(
     rabbit = RabbitBus(settings.bus_url, runtime.engine, policy=options.policy)
     table = {**worker_topics(settings, runtime), **signup}
     backend = rabbit.consumer(sorted(table), group="worker")
+    # The group's queues first, bound to every topic, then the relay: the broker returns a
+    # message no queue is bound for, and the relay marks a returned event done ("no consumer
+    # wants it"), so on a new broker the events stored before the first start were lost.
+    while not stop.is_set():
+        try:
+            await backend.start()
+            break
+        except Exception as exc:  # the broker is away: the events wait in the outbox
+            log.warning("worker.broker_unavailable", error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
     worker = Worker(
         runtime,
         options=options,
@@ -316,7 +327,9 @@ async def _consume(
         extra=signup,
         periodic=periodic,
     )
-    relay = asyncio.create_task(rabbit.relay().run(stop))
+    relay = asyncio.create_task(
+        rabbit.relay(lease_seconds=settings.bus_relay_lease_seconds).run(stop)
+    )
     try:
         await worker.serve(stop)
     finally:

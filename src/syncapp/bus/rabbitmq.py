@@ -240,8 +240,10 @@ class RabbitBus:
             self, topics, group=group, owner=owner or lease_owner(), wait=wait_seconds
         )
 
-    def relay(self, *, batch: int = 500, window: int | None = None) -> Relay:
-        return Relay(self, batch=batch, window=window)
+    def relay(
+        self, *, batch: int = 500, window: int | None = None, lease_seconds: float = 60.0
+    ) -> Relay:
+        return Relay(self, batch=batch, window=window, lease_seconds=lease_seconds)
 
     async def close(self) -> None:
         if self._connection is not None:

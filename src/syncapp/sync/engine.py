@@ -53,6 +53,7 @@ from syncapp.shops.errors import ShopNotInstalled
 from syncapp.store.models import Shop
 from syncapp.sync.catalog import Product, ProductStatus
 from syncapp.sync.context import SyncContext
+from syncapp.sync.events import request_resync
 from syncapp.sync.fingerprint import fingerprint
 from syncapp.sync.links import (
     agreed_from_json,
@@ -134,6 +135,9 @@ class Request:
     emanage_version: int | None = None
     deleted: bool = False
     snapshot: Mapping[str, Any] | None = None
+    unlinked_key: bool = False
+    """An eManageCRM notification stored under ``EmanageProduct/<id>`` (it named no Shopify
+    product): once the pair has a Shopify product, its events run under ``Product/<gid>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +374,17 @@ async def _match_shopify(
     return match.product_id, await _read_shopify(context, request.shop, match.product_id), match
 
 
+async def _created_for(context: SyncContext, shop: str, emanage_id: str) -> str | None:
+    """The Shopify product the engine created for ``emanage_id`` (its customId), or None."""
+
+    def find() -> str | None:
+        return context.products(shop).find_by_custom_id(
+            METAFIELD_NAMESPACE, EMANAGE_ID_KEY, emanage_id
+        )
+
+    return await asyncio.to_thread(find)
+
+
 def _linked_elsewhere(
     context: SyncContext,
     shop_id: int,
@@ -472,7 +487,18 @@ async def _write_shopify(
             product_input["variants"] = [
                 {k: v for k, v in entry.items() if k != "id"} for entry in product_input["variants"]
             ]
-            product_input["metafields"] = [origin]
+            # The customId's metafield listed too: productSet deletes the metafields its
+            # input does not list, so a retried create (an upsert of the product the first
+            # attempt made) would otherwise strip it and the next retry create a second one.
+            product_input["metafields"] = [
+                origin,
+                {
+                    "namespace": METAFIELD_NAMESPACE,
+                    "key": EMANAGE_ID_KEY,
+                    "type": "single_line_text_field",
+                    "value": emanage_id,
+                },
+            ]
             identifier = {
                 "customId": {
                     "namespace": METAFIELD_NAMESPACE,
@@ -500,8 +526,9 @@ async def _write_shopify(
     if structural:
         # productSet replaces lists wholesale: the merged product carries every variant (with
         # its id where it has one), so nothing of it is lost (pitfalls 10, 11).
+        # No ``metafields``: productSet deletes every metafield a listed ``metafields`` leaves
+        # out (the merchant's, other apps', the eManageCRM id); without it none is touched.
         product_input = product_set_input(merged)
-        product_input["metafields"] = [origin]
         result = await asyncio.to_thread(client.set_product, product_input, identifier={"id": gid})
         _log_change(request, target=Side.SHOPIFY, obj=gid, fields=fields, action="replace")
         return gid, _parse_time(result.get("updatedAt")), True
@@ -515,9 +542,8 @@ async def _write_shopify(
             if "image" in w.fields and merged.image:
                 product_input["files"] = [{"originalSource": merged.image, "contentType": "IMAGE"}]
             if product_input:
-                # No variants and no productOptions: a product-level change leaves both lists
-                # as they are (pitfall 11).
-                product_input["metafields"] = [origin]
+                # No variants, no productOptions and no metafields: a product-level change
+                # leaves those lists as they are (pitfall 11).
                 result = await asyncio.to_thread(
                     client.set_product, product_input, identifier={"id": gid}
                 )
@@ -719,6 +745,15 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         # replayed or echoed notification.
         return Ack(note="stale eManageCRM notification")
 
+    if request.unlinked_key and eid:
+        # The pair's Shopify webhooks run under Product/<gid>, this event under another key,
+        # so the two could run at once (duplicate writes). Once the pair has a Shopify
+        # product (linked, or created by an attempt whose record a kill prevented), hand the
+        # work to a resync under the Shopify key, which runs in turn with the webhooks.
+        known = gid or await _created_for(context, request.shop, eid)
+        if known:
+            return Ack(apply=_hand_over(request, known, eid), note="handed to Product key")
+
     shopify: Fetched | None = None
     emanage: Fetched | None = None
     if request.trigger is Trigger.SHOPIFY or (request.trigger is Trigger.RESYNC and gid):
@@ -742,6 +777,10 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
     if shopify is None:
         if not gid and emanage is not None and emanage.product is not None:
             gid = emanage.product.shopify_id
+        if not gid and link is None and eid and emanage is not None and emanage.product:
+            # An eManageCRM product not linked yet: the product an earlier attempt created
+            # (a kill before its record, a retry) is found by the id it was created with.
+            gid = await _created_for(context, request.shop, eid)
         if gid:
             shopify = await _read_shopify(context, request.shop, gid)
         elif link is None and eid and emanage is not None and emanage.product is not None:
@@ -767,7 +806,7 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         gid = emanage.product.shopify_id
 
     plan = plan_product(
-        agreed=link.agreed if link else None,
+        agreed=link.agreed if link else _made_by_us(shopify, emanage),
         variant_links=link.variant_links if link else (),
         shopify=shopify.product,
         emanage=emanage.product,
@@ -838,6 +877,39 @@ async def _run(context: SyncContext, request: Request) -> Outcome:
         apply=_record(state, link, result, plan.conflicts, archived, request.correlation_id),
         note=note,
     )
+
+
+def _hand_over(request: Request, gid: str, eid: str) -> Any:
+    def apply(session: Session) -> None:
+        request_resync(
+            session,
+            shop_domain=request.shop,
+            reason=f"eManageCRM notification {request.correlation_id[:64]} of a linked pair",
+            shopify_gid=gid,
+            emanage_id=eid,
+        )
+
+    return apply
+
+
+def _made_by_us(shopify: Fetched, emanage: Fetched) -> Product | None:
+    """For a pair with no link: the side the engine itself wrote last, as the base of the
+    merge. Its state is what the engine wrote (the create or write whose record a killed or
+    retried handler never made), so a change made since on the other side is a change, not a
+    conflict with an empty base (which the tie rule could settle for the stale side).
+
+    A Shopify product is the engine's when it carries the eManageCRM id it was created with
+    (the productSet customId); an eManageCRM product when its last write has our origin."""
+    if shopify.product is not None and _metafield(shopify.raw or {}, "emanageId"):
+        return shopify.product
+    raw = emanage.raw
+    if (
+        emanage.product is not None
+        and isinstance(raw, EmanageProduct)
+        and raw.last_write_origin == ORIGIN
+    ):
+        return emanage.product
+    return None
 
 
 def _snapshot_is_current(snapshot: Mapping[str, Any], link: LinkState | None) -> bool:

@@ -75,6 +75,8 @@ def emanage_handler(context: SyncContext) -> Handler:
                 emanage_id=str(product_id),
                 emanage_version=version if isinstance(version, int) else None,
                 shopify_gid=gid,
+                # Naming no Shopify product, it was stored under EmanageProduct/<id>.
+                unlinked_key=gid is None,
             ),
         )
 

@@ -260,7 +260,7 @@ def _emanage_write(scope: Scope, body: bytes) -> bool:
 
 @asynccontextmanager
 async def sync_world(
-    tmp_path: Path, handle_seed: str, *, deliver: bool = False
+    tmp_path: Path, handle_seed: str, *, deliver: bool = False, plan_name: str = "Standard"
 ) -> AsyncIterator[SyncWorld]:
     """The served world with one installed, signed-up shop; consumers are the test's.
 
@@ -325,7 +325,7 @@ async def sync_world(
             httpx.AsyncClient(timeout=10) as merchant_http,
         ):
             shop, account_id, merchant_token = await _signed_up_shop(
-                system, context, app_token, handle_seed, currency_code="USD"
+                system, context, app_token, handle_seed, currency_code="USD", plan_name=plan_name
             )
             if deliver:
                 subscribed = await subscribe_to_notifications(

@@ -73,6 +73,7 @@ PRODUCTS_PAGE = 250
 _READ_COST = 2 + FIRST_VARIANT_PAGE * 5 + 10
 _PAGE_COST = 2 + VARIANT_PAGE * 5 + 1
 _CHANGED_COST = 2 + PRODUCTS_PAGE
+_FIND_COST = 2
 _PRODUCT_SET_COST = 110  # the payload reads up to 100 variant ids
 _ARCHIVE_COST = 10
 SKUS_PER_QUERY = 25
@@ -212,6 +213,17 @@ class ProductsClient:
             variants += more["variants"]["nodes"]
             page = more["variants"]["pageInfo"]
         return product, variants
+
+    def find_by_custom_id(self, namespace: str, key: str, value: str) -> str | None:
+        """The GID of the product whose ``namespace.key`` metafield is ``value`` (the customId
+        a productSet create was keyed by), or None."""
+        data = self.call(
+            "product_by_custom_id",
+            {"identifier": {"customId": {"namespace": namespace, "key": key, "value": value}}},
+            estimate=_FIND_COST,
+        )
+        found = data.get("productByIdentifier")
+        return str(found["id"]) if found else None
 
     def update_variants(
         self, product_gid: str, variants: Sequence[Mapping[str, Any]]
