@@ -11,8 +11,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # `make test` runs the suite in parallel (pytest-xdist): most tests wait on servers, sandboxes,
-# brokers and child processes, so four workers beat two even on two cores (ADR 0024).
-# PYTEST_WORKERS=0 runs it in one process.
+# brokers and child processes, so four workers beat two even on two cores. Tests are handed
+# out one or two at a time, so the long ones (tests/e2e comes first) start on different
+# workers (ADR 0024). PYTEST_WORKERS=0 runs the suite in one process.
 PYTEST_WORKERS ?= 4
 
 .PHONY: run test check format lint types pytest migrate token bench-ingest bench-app-home clean
@@ -31,8 +32,8 @@ run: $(VENV)/.synced
 
 ## Format check, lint, types, then the whole test suite with its coverage (child processes
 ## included: [tool.coverage.run] in pyproject.toml), the total on the report's last line.
-## Bytecode is cached even where the environment says PYTHONDONTWRITEBYTECODE: every worker
-## and child process would otherwise compile the dependencies and rewrite the tests again.
+## Bytecode is cached even where the environment says PYTHONDONTWRITEBYTECODE: each worker
+## would otherwise compile the dependencies and rewrite every test module again.
 test: check pytest
 
 check: $(VENV)/.synced
@@ -42,7 +43,7 @@ check: $(VENV)/.synced
 
 pytest: $(VENV)/.synced
 	rm -f .coverage .coverage.*
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal \
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1 \
 	  --cov --cov-report=term $(PYTEST_ARGS)
 
 format: $(VENV)/.synced

@@ -36,10 +36,10 @@ SUBSET = (
 )
 TAKEN_PORTS = range(8000, 8301)
 # What the rest of the suite writes into the checkout's root by design, gitignored: coverage's
-# data files, Hypothesis's example database, the browser tests' screenshots. Under pytest-xdist
-# (`make test`) those tests run in other workers while this one runs, so these may appear
-# meanwhile without the child pytest having written them.
-SUITE_ARTIFACTS = (".coverage", ".hypothesis", "test-artifacts")
+# data files, Hypothesis's example database, pytest's and Schemathesis's caches, the browser
+# tests' screenshots. Under pytest-xdist (`make test`) those tests run in other workers while
+# this one runs, so these may appear meanwhile without the child pytest having written them.
+SUITE_ARTIFACTS = (".coverage", ".hypothesis", ".pytest_cache", ".schemathesis", "test-artifacts")
 
 
 def hostile_environment(trap: Path) -> dict[str, str]:

@@ -84,8 +84,8 @@ class System:
             assert self.process.poll() is None, (self.data_dir / "run.log").read_text()
             try:
                 if (
-                    httpx.get(f"{self.app_url}/healthz", timeout=1).status_code == 200
-                    and httpx.get(f"{self.sandbox_url}/healthz", timeout=1).status_code == 200
+                    httpx.get(f"{self.app_url}/healthz", timeout=5).status_code == 200
+                    and httpx.get(f"{self.sandbox_url}/healthz", timeout=5).status_code == 200
                 ):
                     return time.monotonic() - started
             except httpx.HTTPError:
@@ -311,7 +311,7 @@ def test_the_embedded_system_starts_syncs_stops_and_keeps_its_state(system: Syst
     assert system.interrupt() == 0
     for url in (system.app_url, system.sandbox_url):
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{url}/healthz", timeout=1)
+            httpx.get(f"{url}/healthz", timeout=5)
 
     print(f"healthy after restart in {system.start():.1f} s")
     after_restart = all_products(system, token)
