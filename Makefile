@@ -11,9 +11,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # `make test` runs the suite in parallel (pytest-xdist): most tests wait on servers, sandboxes,
-# brokers and child processes, so four workers beat two even on two cores. Tests are handed
-# out one or two at a time, so the long ones (tests/e2e comes first) start on different
-# workers (ADR 0024). PYTEST_WORKERS=0 runs the suite in one process.
+# brokers and child processes, so four workers beat two even on two cores. `loadgroup` hands
+# out the few `xdist_group`s first, each to one worker (two of whole systems, the CPU-bound bus
+# crash tests), then every other test one at a time (ADR 0024). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 4
 
 .PHONY: run test check format lint types pytest migrate token bench-ingest bench-app-home clean
@@ -43,7 +43,7 @@ check: $(VENV)/.synced
 
 pytest: $(VENV)/.synced
 	rm -f .coverage .coverage.*
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1 \
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup \
 	  --cov --cov-report=term $(PYTEST_ARGS)
 
 format: $(VENV)/.synced

@@ -20,7 +20,9 @@ import pytest
 from syncapp.config import ENV_PREFIX, Settings
 from tests.conftest import POSTGRES_URL
 
-pytestmark = pytest.mark.e2e
+# Whole systems in child processes: two groups, so `make test` (pytest-xdist, --dist
+# loadgroup) runs at most two of them at once on two cores; minutes each under that load.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-a"), pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
 SUBSET = (

@@ -27,7 +27,9 @@ import pytest
 from syncapp.supervisor import HEALTHY_WITHIN
 from tests.subprocesses import child_env
 
-pytestmark = pytest.mark.e2e
+# Whole systems in child processes: two groups, so `make test` (pytest-xdist, --dist
+# loadgroup) runs at most two of them at once on two cores; minutes each under that load.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-b"), pytest.mark.timeout(900)]
 
 PRODUCTS_QUERY = """
 query Count($after: String) {
