@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # `make test` runs the suite in parallel (pytest-xdist): most tests wait on servers, sandboxes,
 # brokers and child processes, so four workers beat two even on two cores. `loadgroup` hands
 # out the few `xdist_group`s first, each to one worker (two of whole systems, the CPU-bound bus
-# crash tests), then every other test one at a time (ADR 0024). PYTEST_WORKERS=0: one process.
+# crash tests), then every other test one at a time (ADR 0027). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 4
 
 .PHONY: run test check format lint types pytest migrate token bench-ingest bench-app-home clean
