@@ -5,8 +5,10 @@ field, and no effect is applied twice (writes counted at each sandbox's door, eM
 versions checked). The scenario is :mod:`tests.integration.sync.kill_scenario`;
 ``benchmarks/sync/kill.py`` runs it at 10,000 changes.
 
-``SYNCAPP_KILL_SEED`` replays a failing run (its seed is in the failure message);
-``SYNCAPP_KILL_CHANGES`` and ``SYNCAPP_KILL_KILLS`` change the scale.
+``KILL_TEST_SEED`` replays a failing run (its seed is in the failure message);
+``KILL_TEST_CHANGES`` and ``KILL_TEST_KILLS`` change the scale (not ``SYNCAPP_*``: the suite
+removes those from the environment). Planted defect, seen failing: the eManageCRM ingest
+acknowledging every 25th ``product.updated`` without storing it gives ``lost=1``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from tests.integration.sync.kill_scenario import Scenario, run_scenario
 
 pytestmark = pytest.mark.anyio
 
-CHANGES = int(os.environ.get("SYNCAPP_KILL_CHANGES", "120"))
-KILLS = int(os.environ.get("SYNCAPP_KILL_KILLS", "3"))
+CHANGES = int(os.environ.get("KILL_TEST_CHANGES", "120"))
+KILLS = int(os.environ.get("KILL_TEST_KILLS", "3"))
 PRODUCTS = 12
 
 
@@ -51,7 +53,7 @@ def bus_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def _seed() -> int:
-    configured = os.environ.get("SYNCAPP_KILL_SEED")
+    configured = os.environ.get("KILL_TEST_SEED")
     return int(configured) if configured else random.SystemRandom().randrange(1, 1_000_000)
 
 
@@ -60,7 +62,7 @@ async def test_a_worker_killed_at_random_points_loses_and_duplicates_no_change(
 ) -> None:
     scenario = Scenario(changes=CHANGES, products=PRODUCTS, kills=KILLS, seed=_seed())
     report = await run_scenario(world, scenario, bus_url=bus_url, log=tmp_path / "worker.log")
-    detail = f"{report.line()}\nreplay: SYNCAPP_KILL_SEED={scenario.seed}\n" + "\n".join(
+    detail = f"{report.line()}\nreplay: KILL_TEST_SEED={scenario.seed}\n" + "\n".join(
         [
             *report.mismatched,
             *report.late,
@@ -72,7 +74,7 @@ async def test_a_worker_killed_at_random_points_loses_and_duplicates_no_change(
     assert report.kills == KILLS, detail
     # The kills interrupted work in progress: events were claimed or in the broker unsettled.
     assert sum(report.in_flight_at_kills) > 0, detail
-    assert report.changes == CHANGES, detail
+    assert report.changes == scenario.per_product * PRODUCTS, detail
     assert report.lost == 0, detail
     assert report.mismatched == [], detail
     assert report.duplicated == 0, detail
