@@ -10,11 +10,12 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# `make test` runs the suite in parallel (pytest-xdist): most tests wait on servers, sandboxes,
-# brokers and child processes, so four workers beat two even on two cores. `loadgroup` hands
-# out the few `xdist_group`s first, each to one worker (two of whole systems, the CPU-bound bus
-# crash tests), then every other test one at a time (ADR 0027). PYTEST_WORKERS=0: one process.
-PYTEST_WORKERS ?= 4
+# `PYTEST_WORKERS=4 make test` runs the suite in parallel (pytest-xdist): most tests wait on
+# servers, sandboxes, brokers and child processes, so four workers beat two even on two cores.
+# `loadgroup` hands out the few `xdist_group`s first, each to one worker (two of whole systems,
+# the CPU-bound bus crash tests), then every other test one at a time (ADR 0027). The default
+# stays one process until a parallel run has passed on a quiet machine (ADR 0027, "Status").
+PYTEST_WORKERS ?= 0
 
 .PHONY: run test check format lint types pytest migrate token bench-ingest bench-app-home clean
 
