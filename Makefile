@@ -10,6 +10,11 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# `make test` runs the suite in parallel (pytest-xdist): most tests wait on servers, sandboxes,
+# brokers and child processes, so four workers beat two even on two cores. `loadgroup` hands
+# out the few `xdist_group`s first, each to one worker (two of whole systems, the CPU-bound bus
+# crash tests), then every other test one at a time (ADR 0027). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 4
 
 .PHONY: run test check format lint types pytest migrate token bench-ingest bench-app-home clean
 
@@ -27,6 +32,8 @@ run: $(VENV)/.synced
 
 ## Format check, lint, types, then the whole test suite with its coverage (child processes
 ## included: [tool.coverage.run] in pyproject.toml), the total on the report's last line.
+## Bytecode is cached even where the environment says PYTHONDONTWRITEBYTECODE: each worker
+## would otherwise compile the dependencies and rewrite every test module again.
 test: check pytest
 
 check: $(VENV)/.synced
@@ -36,7 +43,8 @@ check: $(VENV)/.synced
 
 pytest: $(VENV)/.synced
 	rm -f .coverage .coverage.*
-	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup \
+	  --cov --cov-report=term $(PYTEST_ARGS)
 
 format: $(VENV)/.synced
 	$(BIN)/ruff format src tests benchmarks

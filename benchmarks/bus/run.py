@@ -16,8 +16,18 @@ RabbitMQ on 127.0.0.1:5672 (guest/guest).
 
 * **hand-off latency** (``--rate 500 --seconds 10``): events stored at a fixed rate (5 every
   10 ms, each batch its own transaction, ``received_at`` = the commit's time) while the consumer
-  (and with RabbitMQ the relay) runs as the worker runs it, polling every 10 ms when idle;
-  latency = handler start - stored, p50/p99 over the run.
+  (and with RabbitMQ the relay) runs as the worker runs it, polling every ``--poll`` seconds
+  when idle (default 0.01; the worker's default is 0.5); latency = handler start - stored,
+  p50/p99 over the run. The producer rings the doorbell as the inbox does (when the code has
+  one: ``syncapp.bus.doorbell``). ``--slow-every N --slow-seconds S``: every N-th event's
+  handler waits S seconds first (a Shopify THROTTLED wait), the others ack at once; the
+  latency is then over the fast events only (what a slow one does to everybody else).
+
+    .venv/bin/python benchmarks/bus/run.py --latency-only --rate 100 --poll 0.5 \\
+        --slow-every 50 --slow-seconds 3
+
+(``--latency-only``: skip the throughput and floor runs; ``--pipeline``: the throughput run
+drains with ``Consumer.run``, the pipeline ``syncapp worker`` runs, instead of ``run_once``.)
 """
 
 from __future__ import annotations
@@ -76,12 +86,15 @@ def publish(engine: Engine, events: int) -> None:
             conn.execute(insert(InboundEvent), rows(min(500, events - start), start))
 
 
-async def bus_embedded(engine: Engine, events: int) -> float:
+async def bus_embedded(engine: Engine, events: int, pipeline: bool = False) -> float:
     handled = 0
+    finished = asyncio.Event()
 
     async def ack(d: Delivery) -> Outcome:
         nonlocal handled
         handled += 1
+        if handled >= events:
+            finished.set()
         return Ack()
 
     consumer = Consumer(
@@ -89,9 +102,22 @@ async def bus_embedded(engine: Engine, events: int) -> float:
     )
     started = time.perf_counter()
     publish(engine, events)
-    while handled < events:
-        await consumer.run_once()
+    await drain(consumer, finished, pipeline)
     return events / (time.perf_counter() - started)
+
+
+async def drain(consumer: Consumer, finished: asyncio.Event, pipeline: bool) -> None:
+    """Until ``finished`` is set: batch by batch (``run_once``) or as ``syncapp worker``
+    consumes (``run``, the pipeline)."""
+    if not pipeline:
+        while not finished.is_set():
+            await consumer.run_once()
+        return
+    stop = asyncio.Event()
+    running = asyncio.create_task(consumer.run(stop))
+    await finished.wait()
+    stop.set()
+    await running
 
 
 CLAIM = (
@@ -113,14 +139,17 @@ def floor_database(engine: Engine, events: int) -> float:
     return events / (time.perf_counter() - started)
 
 
-async def bus_rabbitmq(engine: Engine, events: int) -> float:
+async def bus_rabbitmq(engine: Engine, events: int, pipeline: bool = False) -> float:
     ns = f"bench-{uuid.uuid4().hex[:8]}"
     rabbit = RabbitBus(AMQP, engine, topology=Topology(namespace=ns), prefetch=512)
     handled = 0
+    finished = asyncio.Event()
 
     async def ack(d: Delivery) -> Outcome:
         nonlocal handled
         handled += 1
+        if handled >= events:
+            finished.set()
         return Ack()
 
     backend = rabbit.consumer([TOPIC], group="bench", wait_seconds=0.05)
@@ -132,8 +161,7 @@ async def bus_rabbitmq(engine: Engine, events: int) -> float:
     # As `syncapp worker` runs them: the relay and the consumer side by side.
     stop = asyncio.Event()
     relaying = asyncio.create_task(relay.run(stop, poll_seconds=0.01))
-    while handled < events:
-        await consumer.run_once()
+    await drain(consumer, finished, pipeline)
     rate = events / (time.perf_counter() - started)
     stop.set()
     await relaying
@@ -198,20 +226,48 @@ async def produce_at(engine: Engine, rate: int, seconds: float) -> int:
     return sent
 
 
+try:  # the doorbell, rung the way the inbox rings it (code from before it existed: none)
+    from syncapp.bus.doorbell import ring, ring_in
+except ImportError:  # pragma: no cover - benchmarking older code
+    ring = ring_in = None  # type: ignore[assignment]
+
+
 def _insert(engine: Engine, batch: list[dict[str, Any]]) -> None:
     now = datetime.now(UTC)
     for row in batch:
         row["received_at"] = now
     with engine.begin() as conn:
         conn.execute(insert(InboundEvent), batch)
+        if ring_in is not None:
+            ring_in(conn)
+    if ring is not None and engine.dialect.name == "sqlite":
+        ring(engine)
 
 
-async def latency(engine: Engine, medium: str, rate: int, seconds: float) -> tuple[float, float]:
-    """Hand-off p50/p99 in ms at ``rate`` events/s through the bus on ``medium``."""
+async def latency(
+    engine: Engine,
+    medium: str,
+    rate: int,
+    seconds: float,
+    *,
+    poll: float = 0.01,
+    slow_every: int = 0,
+    slow_seconds: float = 0.0,
+) -> tuple[float, float]:
+    """Hand-off p50/p99 in ms at ``rate`` events/s through the bus on ``medium`` (of the fast
+    events: with ``slow_every``, every such event's handler waits ``slow_seconds`` first)."""
     seen: list[float] = []
+    handled = 0
 
     async def handler(d: Delivery) -> Outcome:
-        seen.append(time.time() - d.received_at.timestamp())
+        nonlocal handled
+        started = time.time() - d.received_at.timestamp()
+        n = int(d.delivery_id.rsplit("-", 1)[1])
+        if slow_every and n % slow_every == 0:
+            await asyncio.sleep(slow_seconds)
+        else:
+            seen.append(started)
+        handled += 1
         return Ack()
 
     stop = asyncio.Event()
@@ -223,14 +279,15 @@ async def latency(engine: Engine, medium: str, rate: int, seconds: float) -> tup
         )
         backend: Any = rabbit.consumer([TOPIC], group="bench", wait_seconds=0.05)
         await backend.start()
-        tasks.append(asyncio.create_task(rabbit.relay(batch=1000).run(stop, poll_seconds=0.01)))
+        relay = rabbit.relay(batch=1000)
+        tasks.append(asyncio.create_task(relay.run(stop, poll_seconds=min(poll, 0.2))))
     else:
         backend = EmbeddedBus(engine).consumer([TOPIC])
-    consumer = Consumer(backend, [Subscription(*TOPIC, handler)], batch_size=256, poll_seconds=0.01)
+    consumer = Consumer(backend, [Subscription(*TOPIC, handler)], batch_size=256, poll_seconds=poll)
     tasks.append(asyncio.create_task(consumer.run(stop)))
     sent = await produce_at(engine, rate, seconds)
-    for _ in range(500):
-        if len(seen) >= sent:
+    for _ in range(1000):
+        if handled >= sent:
             break
         await asyncio.sleep(0.01)
     stop.set()
@@ -265,18 +322,26 @@ def main() -> None:
     parser.add_argument("--media", default="sqlite,postgresql,rabbitmq")
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--poll", type=float, default=0.01)
+    parser.add_argument("--slow-every", type=int, default=0)
+    parser.add_argument("--slow-seconds", type=float, default=3.0)
+    parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--pipeline", action="store_true")
     args = parser.parse_args()
     print(f"# bus benchmark {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()}")
+    print(f"# {' '.join(sys.argv[1:])}")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         for medium in args.media.split(","):
             db = "sqlite" if medium in ("sqlite", "rabbitmq") else "postgresql"
             engine, name = fresh_engine(db, tmp)
-            if medium == "rabbitmq":
-                bus = asyncio.run(bus_rabbitmq(engine, args.events))
+            if args.latency_only:
+                bus = floor = float("nan")
+            elif medium == "rabbitmq":
+                bus = asyncio.run(bus_rabbitmq(engine, args.events, args.pipeline))
                 floor = asyncio.run(floor_rabbitmq(args.events))
             else:
-                bus = asyncio.run(bus_embedded(engine, args.events))
+                bus = asyncio.run(bus_embedded(engine, args.events, args.pipeline))
                 engine.dispose()
                 drop(name)
                 engine, name = fresh_engine(db, tmp)
@@ -284,7 +349,17 @@ def main() -> None:
             engine.dispose()
             drop(name)
             engine, name = fresh_engine(db, tmp)
-            p50, p99 = asyncio.run(latency(engine, medium, args.rate, args.seconds))
+            p50, p99 = asyncio.run(
+                latency(
+                    engine,
+                    medium,
+                    args.rate,
+                    args.seconds,
+                    poll=args.poll,
+                    slow_every=args.slow_every,
+                    slow_seconds=args.slow_seconds if args.slow_every else 0.0,
+                )
+            )
             engine.dispose()
             drop(name)
             print(

@@ -69,7 +69,7 @@ def syncapp_run(
             assert process.poll() is None, log_path.read_text()
             try:
                 if all(
-                    httpx.get(f"{u}/healthz", timeout=1).status_code == 200
+                    httpx.get(f"{u}/healthz", timeout=5).status_code == 200
                     for u in (urls.app_url, urls.shopify_url, urls.emanage_url, urls.ctrwow_url)
                 ):
                     break

@@ -18,7 +18,9 @@ import pytest
 from tests.builders import signed_delivery
 from tests.subprocesses import child_env
 
-pytestmark = pytest.mark.e2e
+# Whole systems in child processes: two groups, so `make test` (pytest-xdist, --dist
+# loadgroup) runs at most two of them at once on two cores; minutes each under that load.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-a"), pytest.mark.timeout(900)]
 
 SECRET = "crash-test-client-secret-0123456789abcdef"
 TOTAL = 1500
@@ -40,14 +42,17 @@ def start_server(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
             start_new_session=True,  # its own process group: SIGKILL takes every worker at once
         )
     url = f"http://127.0.0.1:{env['SYNCAPP_PORT']}/healthz"
-    deadline = time.monotonic() + 30
+    # A liveness bound, not a measurement: `syncapp serve` beside `make test`'s other workers
+    # (or restarted right after a SIGKILL) may need a minute.
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=5).status_code == 200:
                 return process
         except httpx.HTTPError:
             time.sleep(0.1)
-    process.kill()
+    os.killpg(process.pid, signal.SIGKILL)  # the web workers too, not only their parent
+    process.wait()
     raise AssertionError(log.read_text())
 
 

@@ -27,7 +27,9 @@ import pytest
 from syncapp.supervisor import HEALTHY_WITHIN
 from tests.subprocesses import child_env
 
-pytestmark = pytest.mark.e2e
+# Whole systems in child processes: two groups, so `make test` (pytest-xdist, --dist
+# loadgroup) runs at most two of them at once on two cores; minutes each under that load.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-b"), pytest.mark.timeout(900)]
 
 PRODUCTS_QUERY = """
 query Count($after: String) {
@@ -84,8 +86,8 @@ class System:
             assert self.process.poll() is None, (self.data_dir / "run.log").read_text()
             try:
                 if (
-                    httpx.get(f"{self.app_url}/healthz", timeout=1).status_code == 200
-                    and httpx.get(f"{self.sandbox_url}/healthz", timeout=1).status_code == 200
+                    httpx.get(f"{self.app_url}/healthz", timeout=5).status_code == 200
+                    and httpx.get(f"{self.sandbox_url}/healthz", timeout=5).status_code == 200
                 ):
                     return time.monotonic() - started
             except httpx.HTTPError:
@@ -311,7 +313,7 @@ def test_the_embedded_system_starts_syncs_stops_and_keeps_its_state(system: Syst
     assert system.interrupt() == 0
     for url in (system.app_url, system.sandbox_url):
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{url}/healthz", timeout=1)
+            httpx.get(f"{url}/healthz", timeout=5)
 
     print(f"healthy after restart in {system.start():.1f} s")
     after_restart = all_products(system, token)

@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytestmark = pytest.mark.e2e
+# Whole systems in child processes: two groups, so `make test` (pytest-xdist, --dist
+# loadgroup) runs at most two of them at once on two cores; minutes each under that load.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-a"), pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,7 +78,7 @@ def test_make_run_prints_whole_lines_and_the_readme_curl_that_works(tmp_path: Pa
             env=env,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=180,  # `make -s token` starts the CLI: slow beside `make test`'s workers
             check=False,
         )
         assert ran.returncode == 0, ran.stderr

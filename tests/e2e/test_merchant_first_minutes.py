@@ -23,7 +23,9 @@ import pytest
 
 from tests.e2e.system import Running, syncapp_run
 
-pytestmark = pytest.mark.e2e
+# Whole systems in child processes: two groups, so `make test` (pytest-xdist, --dist
+# loadgroup) runs at most two of them at once on two cores; minutes each under that load.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-b"), pytest.mark.timeout(900)]
 
 CHROMIUM = Path("/usr/bin/chromium")  # a missing browser fails the test (.ci/run installs it)
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"

@@ -66,7 +66,7 @@ def server(
         while True:
             assert process.poll() is None, f"{request.param} exited with {process.returncode}"
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
                     break
             assert time.monotonic() < deadline, f"{request.param} did not start"
             time.sleep(0.1)

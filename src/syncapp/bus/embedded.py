@@ -50,6 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
+from syncapp.bus.doorbell import Listener, listen, ring_on_commit
 from syncapp.bus.interface import (
     Ack,
     DeadLetter,
@@ -114,6 +115,7 @@ class EmbeddedConsumer:
         self.owner = owner
         self.topics = sorted(set(topics))
         self._cursor = ""  # the shop the previous claim stopped at (round-robin)
+        self._listener: Listener | None = None  # the doorbell, once the consumer first idles
 
     # --- claiming -------------------------------------------------------------------------------
 
@@ -209,8 +211,16 @@ class EmbeddedConsumer:
 
     # The database work runs in a thread: PostgreSQL round trips and SQLite's fsync stay off the
     # event loop, and actions registered with call_after_commit (blocking I/O) may run there.
-    async def claim(self, limit: int) -> list[Delivery]:
+    async def claim(self, limit: int, *, wait: bool = True) -> list[Delivery]:
         return await asyncio.to_thread(self.claim_now, limit)
+
+    async def wait_for_work(self, seconds: float) -> None:
+        """Until the doorbell rings (an event stored and committed) or ``seconds``."""
+        if self._listener is None:
+            # Just set up: whatever was stored before it listened is looked for at once.
+            self._listener = await listen(self._bus.engine)
+            return
+        await self._listener.wait(seconds)
 
     async def idle(self) -> bool:
         """Whether no event of its topics is left unsettled (pending, waiting or in flight)."""
@@ -435,6 +445,7 @@ class EmbeddedConsumer:
 
     def _release(self, deliveries: Sequence[Delivery]) -> None:
         with locked_transaction(self._bus.sessions) as session:
+            ring_on_commit(session)  # a peer takes them over at once
             for delivery in deliveries:
                 self._update(
                     session,
@@ -448,7 +459,9 @@ class EmbeddedConsumer:
                 )
 
     async def close(self) -> None:
-        return None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
 
 
 def not_earlier(earlier: Any, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:

@@ -32,6 +32,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
+from syncapp.bus.doorbell import ring, ring_in
 from syncapp.bus.models import InboundEvent
 from syncapp.store.db import SQLITE_BUSY_TIMEOUT_MS, sqlite_write_lock_path
 
@@ -183,6 +184,8 @@ class Inbox:
                         results = await self._write_sqlite_when_free(batch)
                     finally:
                         fcntl.flock(lock, fcntl.LOCK_UN)
+                    if any(results):
+                        ring(self._engine)  # committed: idle consumers start on it now
                 else:
                     results = await asyncio.to_thread(self._write, [e for e, _ in batch])
         except Exception as exc:  # every waiter gets the failure; nothing was committed
@@ -248,6 +251,8 @@ class Inbox:
         ]
         with self._engine.begin() as conn:
             inserted = {(r.source, r.delivery_id) for r in conn.execute(self._stmt, rows)}
+            if inserted:
+                ring_in(conn)  # NOTIFY, delivered with the commit
         self.batches += 1
         return _first_of_kept(events, inserted)
 

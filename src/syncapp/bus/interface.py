@@ -1,8 +1,9 @@
 """The small interface every back-end implements, and what handlers see.
 
-A consumer claims a batch of :class:`Delivery` values from its back-end (only events of its
-subscriptions, at most one per partition key, fairly across shops), runs each subscription's
-:data:`Handler`, and settles the batch with one :class:`Outcome` per delivery:
+A consumer claims :class:`Delivery` values from its back-end (only events of its
+subscriptions, at most one per partition key in flight, fairly across shops), runs each
+subscription's :data:`Handler`, and settles each delivery with one :class:`Outcome` as soon as
+its handler finishes (:mod:`syncapp.bus.consumer`):
 
 * :class:`Ack` — done; its ``apply`` (the handler's fenced write) commits together with the
   completion, so an effect is recorded exactly once even when the event is delivered twice;
@@ -186,7 +187,17 @@ class Settled:
 class ConsumerBackend(Protocol):
     """What a consumer needs from its medium (embedded database or broker)."""
 
-    async def claim(self, limit: int) -> list[Delivery]: ...
+    async def claim(self, limit: int, *, wait: bool = True) -> list[Delivery]:
+        """Up to ``limit`` deliveries claimable now (at most one per partition key, none of a
+        key already in flight with this consumer). ``wait``: a broker back-end may wait a
+        moment for its first message (``run_once``); the embedded one never waits."""
+        ...
+
+    async def wait_for_work(self, seconds: float) -> None:
+        """Return once new events may be claimable — a doorbell ring after a publish's commit,
+        a broker's delivery, a retry coming due — or after ``seconds`` (the poll). A spurious
+        return costs an empty claim; a missed ring costs ``seconds``."""
+        ...
 
     async def settle(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]: ...
 

@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, CursorResult, and_, delete, func, select, true, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from syncapp.bus.doorbell import ring_on_commit
 from syncapp.bus.models import InboundEvent
 from syncapp.store.locking import locked_transaction
 
@@ -85,6 +86,7 @@ def replay(
                 )
             )
             if chosen:
+                ring_on_commit(session)
                 session.execute(
                     update(InboundEvent)
                     .where(InboundEvent.id.in_(chosen), InboundEvent.status == "dead")

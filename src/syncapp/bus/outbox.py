@@ -2,7 +2,9 @@
 caused them, so an event exists exactly when its change committed.
 
 With the embedded back-end the committed row *is* the message (consumers claim it); with a
-broker, :mod:`syncapp.bus.relay` publishes it after the commit and marks it relayed.
+broker, the relay (:class:`syncapp.bus.rabbitmq.Relay`) publishes it after the commit and marks
+it relayed. Either way the commit rings the doorbell (:mod:`syncapp.bus.doorbell`), so an idle
+consumer or relay starts on it at once rather than at its next poll.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from syncapp.bus.doorbell import ring_on_commit
 from syncapp.bus.envelope import APP_SOURCE, CloudEvent, EventType, InvalidEvent
 from syncapp.bus.interface import APP
 from syncapp.bus.models import InboundEvent
@@ -48,6 +51,7 @@ def publish(session: Session, event: CloudEvent) -> None:
     """Put ``event`` in the outbox, in ``session``'s transaction (it is published if and only
     if that transaction commits). An event id is unique: publishing one twice fails the flush."""
     shop_domain = event.partitionkey.partition("/")[0]
+    ring_on_commit(session)  # consumers (or the relay) hear of it once it commits
     session.add(
         InboundEvent(
             source=APP,

@@ -53,6 +53,7 @@ from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, t
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from syncapp.bus.doorbell import Listener, listen, ring_on_commit
 from syncapp.bus.embedded import delivery_of, not_earlier, shops_after
 from syncapp.bus.interface import (
     APP,
@@ -503,20 +504,41 @@ class Relay:
                 )
 
     async def run(self, stop: asyncio.Event, *, poll_seconds: float = 0.2) -> None:
-        while not stop.is_set():
-            wait = poll_seconds
-            try:
-                relayed = await self.run_once()
-            except Exception as exc:  # the broker is away: the events wait in the outbox
-                log.warning("bus.relay_failed", error=f"{type(exc).__name__}: {exc}")
-                relayed, wait = 0, max(poll_seconds, 1.0)
-            if relayed == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=wait)
+        """Relay until ``stop``; idle, it waits for the database's doorbell (an event stored, or
+        a settle that opened a window or freed a key), polling every ``poll_seconds`` besides."""
+        listener = await listen(self._bus.engine)
+        try:
+            while not stop.is_set():
+                try:
+                    relayed = await self.run_once()
+                except Exception as exc:  # the broker is away: the events wait in the outbox
+                    log.warning("bus.relay_failed", error=f"{type(exc).__name__}: {exc}")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=max(poll_seconds, 1.0))
+                    continue
+                if relayed == 0:
+                    await _until_rung(stop, listener, poll_seconds)
+        finally:
+            await listener.close()
+
+
+async def _until_rung(stop: asyncio.Event, listener: Listener, seconds: float) -> None:
+    """Until ``stop`` is set, the doorbell rings, or ``seconds``."""
+    stopping = asyncio.create_task(stop.wait())
+    rung = asyncio.create_task(listener.wait(seconds))
+    try:
+        await asyncio.wait({stopping, rung}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopping, rung):
+            task.cancel()
+        for task in (stopping, rung):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class RabbitConsumer:
-    """Consumes a group's partition queues; a batch holds at most one event per key."""
+    """Consumes a group's partition queues (``basic.consume``: the broker pushes, nothing
+    polls); a claim hands out at most one event per key, none of a key in flight."""
 
     def __init__(
         self,
@@ -539,7 +561,9 @@ class RabbitConsumer:
         # behind them, and a consumer that dies hands them back to the broker in order.
         self._held: dict[str, _Held] = {}
         self._headers: dict[int, dict[str, Any]] = {}  # a held message's updated headers
-        self._out: set[int] = set()  # the rows of the deliveries handed out, not settled yet
+        # The deliveries handed out, not settled yet: row id → partition key (a key in flight
+        # is not handed out again, whatever the consumer claims meanwhile).
+        self._out: dict[int, str] = {}
 
     async def start(self) -> AbstractChannel:
         """Declare the group's queues and start consuming (idempotent)."""
@@ -561,19 +585,20 @@ class RabbitConsumer:
         if self._channel is None or self._channel.is_closed:
             return set()  # the broker has handed all of it to another consumer
         messages = self._buffer + [h.message for h in self._held.values()]
-        return {int(cast(int, (m.headers or {}).get(H_ROW, 0))) for m in messages} | self._out
+        return {int(cast(int, (m.headers or {}).get(H_ROW, 0))) for m in messages} | set(self._out)
 
     async def lose_lease(self) -> None:
         """Close the channel as the broker would for a stalled consumer (tests, shutdown)."""
         if self._channel is not None:
             await self._channel.close()
 
-    async def claim(self, limit: int) -> list[Delivery]:
-        """Up to ``limit`` deliveries, at most one per key, none of a key whose earlier event
-        is held for its retry; waits up to ``wait_seconds`` for one (or for a retry to come due)."""
+    async def claim(self, limit: int, *, wait: bool = True) -> list[Delivery]:
+        """Up to ``limit`` deliveries, at most one per key, none of a key in flight or whose
+        earlier event is held for its retry; with ``wait``, waits up to ``wait_seconds`` for one
+        (or for a retry to come due)."""
         await self.start()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._wait
+        deadline = loop.time() + (self._wait if wait else 0.0)
         while True:
             taken = self._take(limit, loop.time())
             if taken:
@@ -591,6 +616,20 @@ class RabbitConsumer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout=timeout)
 
+    async def wait_for_work(self, seconds: float) -> None:
+        """Until the broker pushes a message (basic.consume: no polling) or a held retry comes
+        due, or ``seconds``."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        timeout = seconds
+        if self._held:
+            due = min(h.due for h in self._held.values()) - loop.time()
+            timeout = max(0.0, min(timeout, due))
+        if not self._arrived.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout=timeout)
+        self._arrived.clear()
+
     def _take(
         self, limit: int, now: float
     ) -> list[tuple[AbstractIncomingMessage, dict[str, Any] | None]]:
@@ -603,6 +642,7 @@ class RabbitConsumer:
                 del self._held[key]
                 taken.append((held.message, held.headers))
         blocked = {str((m.headers or {}).get(H_KEY, "")) for m, _ in taken} | set(self._held)
+        blocked |= set(self._out.values())  # a key in flight: its next event waits for it
         # The head of each key, grouped by shop; the batch is filled round-robin across shops so
         # another shop's event in the buffer is in this batch (fairness, with the relay's window).
         by_shop: dict[str, list[AbstractIncomingMessage]] = {}
@@ -652,7 +692,7 @@ class RabbitConsumer:
                     await delivery.handle.ack()
             else:
                 fresh.append(delivery)
-                self._out.add(delivery.id)
+                self._out[delivery.id] = delivery.partition_key
         return fresh
 
     def _settle_again(self, rows: list[int]) -> None:
@@ -672,7 +712,8 @@ class RabbitConsumer:
             )
 
     async def settle(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]:
-        self._out.difference_update(d.id for d, _ in outcomes)
+        for delivery, _ in outcomes:
+            self._out.pop(delivery.id, None)
         results: dict[int, Settled] = {}
         acks: list[Delivery] = []
         live = [(d, o) for d, o in outcomes if not _closed(d.handle)]
@@ -754,6 +795,7 @@ class RabbitConsumer:
             settled = [d.id for d, _ in done if results[id(d)].result == "done"]
             if settled:  # the relay's window and the key's next event follow the rows
                 _settle_rows(session, settled)
+                ring_on_commit(session)  # the relay publishes the keys' next events at once
 
     async def _retry(self, delivery: Delivery, outcome: Retry | DeadLetter) -> Settled:
         """Hold the message until its retry is due (or, past ``hold_seconds`` or ``hold_limit``,
@@ -852,6 +894,8 @@ class RabbitConsumer:
     def _mark_row(self, row: int, **values: Any) -> None:
         """Record what became of a stored event the broker holds (never of a settled one)."""
         with locked_transaction(self._bus.sessions) as session:
+            if values.get("status") == "dead":
+                ring_on_commit(session)  # the key's next event may go (the relay)
             session.execute(
                 update(InboundEvent)
                 .where(InboundEvent.id == row, InboundEvent.status.in_(IN_BROKER))
@@ -865,7 +909,8 @@ class RabbitConsumer:
         return None  # the broker keeps unacknowledged messages for a live channel
 
     async def release(self, deliveries: Sequence[Delivery]) -> None:
-        self._out.difference_update(d.id for d in deliveries)
+        for delivery in deliveries:
+            self._out.pop(delivery.id, None)
         for delivery in deliveries:
             with contextlib.suppress(Exception):
                 await delivery.handle.nack(requeue=True)
@@ -875,7 +920,7 @@ class RabbitConsumer:
         for message in held + self._buffer:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
-        self._buffer, self._held, self._headers, self._out = [], {}, {}, set()
+        self._buffer, self._held, self._headers, self._out = [], {}, {}, {}
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
         self._channel = None

@@ -17,14 +17,21 @@ is deterministic — ``<shop>/backfill/<run>/<numeric product id>`` — and the 
 event id makes a second publish of a product within a run impossible, across restarts, reruns
 of the bulk operation (a partial file, then a rerun) and concurrent workers alike (ADR 0023).
 
-Nothing here matches or writes products: the engine does (external reference, then SKU).
+With an eManageCRM client and the loop it lives on (the worker's), and the shop's eManageCRM
+account known, the products are **written** instead (:mod:`.backfill_apply`, ADR 0026): the
+unlinked ones go to eManageCRM in batches that match existing products (external reference,
+then SKU) or create them, and their links are recorded in the cursor's transaction; only what
+needs the engine (linked products, incomplete ones, refusals, matches that differ) becomes a
+resync event. Without them (no eManageCRM client configured) every product is an event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,14 +44,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.bus.interface import APP
 from syncapp.bus.models import InboundEvent
 from syncapp.bus.outbox import new_event, publish
+from syncapp.connectors.emanage import BatchResult
 from syncapp.connectors.shopify.products import ShopifyUserErrors
+from syncapp.onboarding.models import EmanageAccount
 from syncapp.store.locking import locked_transaction
 from syncapp.store.models import Shop
+from syncapp.sync import backfill_apply as apply
 from syncapp.sync.bulk_jsonl import Assembled, Assembler, Position, parse_line, split_lines
 from syncapp.sync.events import BACKFILL_REQUESTED, RESYNC_REQUESTED
 from syncapp.sync.events import request_resync as publish_resync
-from syncapp.sync.models import SyncCursor
+from syncapp.sync.models import PRODUCT, SyncCursor, SyncLink
 from syncapp.sync.runtime import SyncRuntime
+from syncapp.sync.state import keeps_products_synchronized
 
 __all__ = [
     "CURSOR",
@@ -238,13 +249,15 @@ def backfill_progress(sessions: sessionmaker[Session], shop: str) -> BackfillPro
             ).all()
         )
         total = pos.get("total")
+        # Products the backfill linked itself count as published and applied at once.
+        linked = int(str(pos.get("linked") or 0))
         return BackfillProgress(
             run=run or None,
             state=str(pos.get("state") or "requested"),
             done=cursor.done,
             total=int(str(total)) if total is not None else None,
-            published=int(str(pos.get("published") or 0)),
-            applied=int(counts.get("done", 0)),
+            published=int(str(pos.get("published") or 0)) + linked,
+            applied=int(counts.get("done", 0)) + linked,
             error=str(pos["error"]) if pos.get("error") else None,
             reason=str(pos["reason"]) if pos.get("reason") else None,
         )
@@ -278,8 +291,12 @@ def _update(
         return True
 
 
-def advance_backfill(rt: SyncRuntime, shop: str, run: str) -> float | None:
-    """Take the run one step further; returns seconds until the next step, None when over."""
+def advance_backfill(
+    rt: SyncRuntime, shop: str, run: str, *, loop: asyncio.AbstractEventLoop | None = None
+) -> float | None:
+    """Take the run one step further; returns seconds until the next step, None when over.
+    ``loop`` is the one ``rt.emanage`` lives on: with both, products are written in batches
+    (called from a thread other than the loop's)."""
     found = _read(rt.shops.sessions, shop)
     if found is None:
         return None
@@ -302,7 +319,7 @@ def advance_backfill(rt: SyncRuntime, shop: str, run: str) -> float | None:
     if state == "running":
         return _poll(rt, shop, shop_id, run, pos)
     if state == "streaming":
-        return _stream(rt, shop, shop_id, run, pos)
+        return _stream(rt, shop, shop_id, run, pos, _sink(rt, shop, shop_id, run, loop))
     return None
 
 
@@ -384,8 +401,172 @@ def _skip(chunks: Iterable[bytes], count: int) -> Iterator[bytes]:
         count = 0
 
 
+class _Sink:
+    """Where a slice of assembled products goes, with the cursor: ``__call__`` returns how
+    many were handled, None when the run was superseded; :meth:`flush` settles what is still
+    in flight before the step ends."""
+
+    def __init__(self, rt: SyncRuntime, shop: str, shop_id: int, run: str) -> None:
+        self.rt, self.shop, self.shop_id, self.run = rt, shop, shop_id, run
+
+    def __call__(
+        self, ready: list[Assembled], resume: Position, *, finished: bool = False
+    ) -> int | None:
+        return _commit(self.rt, self.shop, self.shop_id, self.run, ready, resume, finished=finished)
+
+    def flush(self) -> None:
+        """Nothing is ever in flight here."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A slice routed and sent, waiting for its results to be recorded with ``resume``."""
+
+    count: int
+    routed: list[apply.Routed]
+    writes: list[apply.Routed]
+    resume: Position
+    results: Future[list[BatchResult]] | None
+
+
+class _Writer(_Sink):
+    """Writes the unlinked products into eManageCRM (:mod:`.backfill_apply`). One batch is in
+    flight while the next slice is read and routed: slice k is sent, then slice k-1's results
+    are recorded with the cursor at k-1's resume position (every line of slice k is at or after
+    it, so a crash re-reads k and replays its items by their keys)."""
+
+    def __init__(
+        self,
+        rt: SyncRuntime,
+        shop: str,
+        shop_id: int,
+        run: str,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        account_id: str,
+        currency: str,
+    ) -> None:
+        super().__init__(rt, shop, shop_id, run)
+        self.loop, self.account_id, self.currency = loop, account_id, currency
+        self.pending: _Batch | None = None
+
+    def __call__(
+        self, ready: list[Assembled], resume: Position, *, finished: bool = False
+    ) -> int | None:
+        batch = self._send(ready, resume)
+        previous, self.pending = self.pending, batch
+        try:
+            recorded = previous is None or self._record(previous, finished=False) is not None
+        except BaseException:
+            # The step fails: let the request in flight end first (it is not recorded; its
+            # items replay by their keys), so nothing of this step runs on behind it.
+            self.pending = None
+            if batch.results is not None:
+                wait([batch.results])
+            raise
+        if not recorded:
+            self.pending = None  # superseded: what is in flight replays under a new run
+            return None
+        if finished:
+            self.pending = None
+            return self._record(batch, finished=True)
+        return len(ready)
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self._record(pending, finished=False)
+
+    def _send(self, ready: list[Assembled], resume: Position) -> _Batch:
+        rt, shop, shop_id, run = self.rt, self.shop, self.shop_id, self.run
+        gids = [a.gid for a in ready]
+        with rt.shops.sessions() as session:
+            linked = {
+                gid: operation
+                for gid, operation in session.execute(
+                    select(SyncLink.shopify_gid, SyncLink.last_operation).where(
+                        SyncLink.shop_id == shop_id,
+                        SyncLink.kind == PRODUCT,
+                        SyncLink.shopify_gid.in_(gids),
+                    )
+                )
+                if gid is not None
+            }
+        routed = apply.route(ready, linked, run)
+        writes = [r for r in routed if r.target is apply.Target.WRITE]
+        items = apply.batch_writes(shop, self.currency, writes)
+        # Network I/O with no transaction held (on the client's loop, not waited for here).
+        results = (
+            apply.submit_batch(
+                self.loop,
+                rt.emanage,
+                account_id=self.account_id,
+                shop=shop,
+                run=run,
+                items=items,
+            )
+            if items
+            else None
+        )
+        return _Batch(len(ready), routed, writes, resume, results)
+
+    def _record(self, batch: _Batch, *, finished: bool) -> int | None:
+        rt, shop, shop_id, run = self.rt, self.shop, self.shop_id, self.run
+        results = batch.results.result() if batch.results is not None else []
+        writes = batch.writes
+        settled = [
+            apply.settle(r.product, r.assembled.gid, result)
+            for r, result in zip(writes, results, strict=True)
+            if r.product is not None
+        ]
+        with locked_transaction(rt.shops.sessions) as session:
+            cursor = session.get(SyncCursor, (shop_id, CURSOR))
+            if cursor is None or cursor.position.get("run") != run:
+                return None
+            moved = apply.record_links(session, shop_id, settled, run)
+            to_engine = {s.gid for s in settled if s.outcome is None} | {m.gid for m in moved}
+            handed = [r.assembled for r in batch.routed if r.target is apply.Target.ENGINE]
+            handed += [r.assembled for r in writes if r.assembled.gid in to_engine]
+            added = _publish(session, shop, run, handed)
+            linked_now = len(settled) - len(to_engine & {s.gid for s in settled})
+            _advance(cursor, batch.resume, finished, published=added, linked=linked_now)
+        if batch.count:
+            log.info(
+                "sync.backfill_batch",
+                shop=shop,
+                run=run,
+                products=batch.count,
+                linked=linked_now,
+                to_engine=len(handed),
+                why=sorted(
+                    {r.reason for r in batch.routed if r.target is apply.Target.ENGINE}
+                    | {s.reason for s in settled if s.gid in to_engine}
+                ),
+            )
+        return batch.count
+
+
+def _sink(
+    rt: SyncRuntime, shop: str, shop_id: int, run: str, loop: asyncio.AbstractEventLoop | None
+) -> _Sink:
+    if rt.emanage is None or loop is None:
+        return _Sink(rt, shop, shop_id, run)
+    with rt.shops.sessions() as session:
+        account = session.scalar(
+            select(EmanageAccount.account_id).where(EmanageAccount.shop_id == shop_id)
+        )
+        currency = session.scalar(select(Shop.currency_code).where(Shop.id == shop_id))
+        keep = keeps_products_synchronized(session, shop_id)
+    if account is None or not keep:
+        # No tenant yet, or the sync is off: the engine's events say so, product by product.
+        return _Sink(rt, shop, shop_id, run)
+    return _Writer(
+        rt, shop, shop_id, run, loop=loop, account_id=account, currency=currency or "USD"
+    )
+
+
 def _stream(
-    rt: SyncRuntime, shop: str, shop_id: int, run: str, pos: dict[str, Any]
+    rt: SyncRuntime, shop: str, shop_id: int, run: str, pos: dict[str, Any], sink: _Sink
 ) -> float | None:
     start = Position(int(pos.get("line") or 0), int(pos.get("offset") or 0))
     opts = rt.options
@@ -408,27 +589,31 @@ def _stream(
             for position, end, raw in split_lines(chunks, start):
                 ready += assembler.feed(position, end, parse_line(raw, position))
                 if len(ready) >= opts.backfill_batch:
-                    added = _commit(rt, shop, shop_id, run, ready, assembler.resume)
+                    added = sink(ready, assembler.resume)
                     if added is None:
                         return None
                     published += added
                     ready = []
                     if time.monotonic() > deadline:
                         # Yield the worker to other shops; the next step resumes here.
+                        sink.flush()
                         return 0.0
             ready += assembler.finish()
     except ResultUnavailable as exc:
         if ready:
-            _commit(rt, shop, shop_id, run, ready, assembler.resume)
+            sink(ready, assembler.resume)
+        sink.flush()
         return _restart(rt, shop, shop_id, run, pos, str(exc))
     except httpx.HTTPError:
-        if ready and _commit(rt, shop, shop_id, run, ready, assembler.resume) is None:
+        if ready and sink(ready, assembler.resume) is None:
             return None
+        sink.flush()
         raise
     partial = bool(pos.get("partial"))
-    added = _commit(rt, shop, shop_id, run, ready, assembler.resume, finished=not partial)
+    added = sink(ready, assembler.resume, finished=not partial)
     if added is None:
         return None
+    sink.flush()
     published += added
     if partial:
         return _restart(rt, shop, shop_id, run, pos, str(pos.get("error") or "partial data"))
@@ -443,6 +628,51 @@ def _stream(
     return None
 
 
+def _publish(session: Session, shop: str, run: str, ready: Sequence[Assembled]) -> int:
+    """Publish a resync event for each of ``ready`` this run has not published yet."""
+    ids = {_event_id(shop, run, a.gid): a for a in ready}
+    if not ids:
+        return 0
+    existing = set(
+        session.scalars(
+            select(InboundEvent.delivery_id).where(
+                InboundEvent.source == APP, InboundEvent.delivery_id.in_(list(ids))
+            )
+        )
+    )
+    added = 0
+    for event_id, product in ids.items():
+        if event_id in existing:
+            continue
+        publish_resync(
+            session,
+            shop_domain=shop,
+            reason="backfill",
+            shopify_gid=product.gid,
+            snapshot=product.snapshot,
+            event_id=event_id,
+        )
+        added += 1
+    return added
+
+
+def _advance(
+    cursor: SyncCursor, resume: Position, finished: bool, *, published: int, linked: int = 0
+) -> None:
+    pos = cursor.position
+    fields: dict[str, object] = {
+        "line": resume.line,
+        "offset": resume.offset,
+        "published": int(str(pos.get("published") or 0)) + published,
+    }
+    if linked or "linked" in pos:
+        fields["linked"] = int(str(pos.get("linked") or 0)) + linked
+    if finished:
+        fields.update(state="done", finished_at=_now(), error=None)
+    cursor.position = {**pos, **fields}
+    cursor.done = finished
+
+
 def _commit(
     rt: SyncRuntime,
     shop: str,
@@ -455,38 +685,10 @@ def _commit(
 ) -> int | None:
     """Publish ``ready`` (skipping products this run already published) and move the cursor
     to ``resume``, in one transaction; returns how many were published, None if superseded."""
-    ids = {_event_id(shop, run, a.gid): a for a in ready}
     with locked_transaction(rt.shops.sessions) as session:
         cursor = session.get(SyncCursor, (shop_id, CURSOR))
         if cursor is None or cursor.position.get("run") != run:
             return None
-        existing = set(
-            session.scalars(
-                select(InboundEvent.delivery_id).where(
-                    InboundEvent.source == APP, InboundEvent.delivery_id.in_(list(ids))
-                )
-            )
-        )
-        added = 0
-        for event_id, product in ids.items():
-            if event_id in existing:
-                continue
-            publish_resync(
-                session,
-                shop_domain=shop,
-                reason="backfill",
-                shopify_gid=product.gid,
-                snapshot=product.snapshot,
-                event_id=event_id,
-            )
-            added += 1
-        fields: dict[str, object] = {
-            "line": resume.line,
-            "offset": resume.offset,
-            "published": int(str(cursor.position.get("published") or 0)) + added,
-        }
-        if finished:
-            fields.update(state="done", finished_at=_now(), error=None)
-        cursor.position = {**cursor.position, **fields}
-        cursor.done = finished
+        added = _publish(session, shop, run, ready)
+        _advance(cursor, resume, finished, published=added)
     return added

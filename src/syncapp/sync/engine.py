@@ -39,7 +39,10 @@ from sqlalchemy.orm import Session
 
 from syncapp.bus.interface import Ack, DeadLetter, Outcome, Retry
 from syncapp.connectors.emanage import EmanageProduct
-from syncapp.connectors.emanage.errors import EmanageVersionConflict
+from syncapp.connectors.emanage.errors import (
+    EmanageIdempotencyMismatch,
+    EmanageVersionConflict,
+)
 from syncapp.connectors.errors import (
     ConnectorError,
     PermanentConnectorError,
@@ -58,6 +61,7 @@ from syncapp.sync.links import (
     create_key,
     fill_ids,
     same_variant_ids,
+    snapshot_is_current,
     unique_skus,
     variant_links_of,
     with_shopify_refs,
@@ -584,12 +588,18 @@ async def _write_emanage(
         if isinstance(w, Create):
             assert gid is not None
             body = emanage_product(replace(w.product, emanage_id=None), currency=state.currency)
-            created = await context.emanage.create_product(
-                account_id=state.account_id,
-                body=body,
-                idempotency_key=create_key(shop=request.shop, target="emanage", source_id=gid),
-                origin=ORIGIN,
-            )
+            try:
+                created = await context.emanage.create_product(
+                    account_id=state.account_id,
+                    body=body,
+                    idempotency_key=create_key(shop=request.shop, target="emanage", source_id=gid),
+                    origin=ORIGIN,
+                )
+            except EmanageIdempotencyMismatch as exc:
+                # The create's key already made this product from another state (the backfill's
+                # batch, which writes outside the product's partition): it exists now, so read
+                # again, match it by its external reference and merge.
+                raise VersionMoved(str(exc)) from exc
             _log_change(
                 request, target=Side.EMANAGE, obj=created.product_id, fields=["*"], action="create"
             )
@@ -905,10 +915,9 @@ def _made_by_us(shopify: Fetched, emanage: Fetched) -> Product | None:
 def _snapshot_is_current(snapshot: Mapping[str, Any], link: LinkState | None) -> bool:
     """A bulk snapshot stands in for a read unless the link holds a newer Shopify state (a
     webhook processed after the export began): then the snapshot is stale and is not used."""
-    if link is None or link.shopify_updated_at is None:
-        return True
-    taken = _parse_time(snapshot.get("updatedAt"))
-    return taken is not None and taken > link.shopify_updated_at
+    return snapshot_is_current(
+        _parse_time(snapshot.get("updatedAt")), link.shopify_updated_at if link else None
+    )
 
 
 # ---------------------------------------------------------------- move 3: the fenced record
@@ -932,6 +941,45 @@ def _link_row(
     return row
 
 
+def link_columns(result: Outcomes, *, archived: bool, operation: str) -> dict[str, Any]:
+    """What a product link records of an agreed outcome (column → value; a None clock or
+    version keeps what the link had). Pure: the engine's fenced record and the backfill's
+    bulk insert both take their values from here."""
+    agreed = result.agreed
+    assert agreed is not None
+    fp = fingerprint(agreed)
+    columns: dict[str, Any] = {
+        "shopify_fingerprint": fp,
+        "emanage_fingerprint": fp,
+        "agreed": agreed_to_json(agreed),
+        "sku": next((v.sku for v in agreed.variants if v.sku), None),
+        "archived": archived,
+        "last_operation": operation[:64],
+        "updated_at": datetime.now(UTC),
+    }
+    if result.emanage_version is not None:
+        columns["emanage_version"] = result.emanage_version
+    if result.shopify_updated_at is not None:
+        columns["shopify_updated_at"] = result.shopify_updated_at
+    if result.emanage_updated_at is not None:
+        columns["emanage_updated_at"] = result.emanage_updated_at
+    return columns
+
+
+def variant_link_columns(agreed: Product) -> list[dict[str, Any]]:
+    """The variant links of an agreed product (without ``shop_id`` and ``parent_id``)."""
+    return [
+        {
+            "kind": VARIANT,
+            "shopify_gid": v.shopify_id,
+            "emanage_id": v.emanage_id,
+            "sku": v.sku,
+            "agreed": {"options": list(v.options)},
+        }
+        for v in variant_links_of(agreed)
+    ]
+
+
 def _record(
     state: ShopState,
     link: LinkState | None,
@@ -942,36 +990,13 @@ def _record(
 ) -> Any:
     def apply(session: Session) -> None:
         row = _link_row(session, state, link, result.shopify_gid, result.emanage_id)
-        agreed = result.agreed
-        assert agreed is not None
-        fp = fingerprint(agreed)
-        row.shopify_fingerprint = fp
-        row.emanage_fingerprint = fp
-        row.agreed = agreed_to_json(agreed)
-        row.sku = next((v.sku for v in agreed.variants if v.sku), None)
-        if result.emanage_version is not None:
-            row.emanage_version = result.emanage_version
-        if result.shopify_updated_at is not None:
-            row.shopify_updated_at = result.shopify_updated_at
-        if result.emanage_updated_at is not None:
-            row.emanage_updated_at = result.emanage_updated_at
-        row.archived = archived
-        row.last_operation = operation[:64]
-        row.updated_at = datetime.now(UTC)
+        assert result.agreed is not None
+        for name, value in link_columns(result, archived=archived, operation=operation).items():
+            setattr(row, name, value)
         session.flush()
         session.execute(delete(SyncLink).where(SyncLink.parent_id == row.id))
-        for v in variant_links_of(agreed):
-            session.add(
-                SyncLink(
-                    shop_id=state.shop_id,
-                    kind=VARIANT,
-                    parent_id=row.id,
-                    shopify_gid=v.shopify_id,
-                    emanage_id=v.emanage_id,
-                    sku=v.sku,
-                    agreed={"options": list(v.options)},
-                )
-            )
+        for columns in variant_link_columns(result.agreed):
+            session.add(SyncLink(shop_id=state.shop_id, parent_id=row.id, **columns))
         for c in conflicts:
             session.add(
                 SyncConflict(

@@ -34,8 +34,13 @@ log = structlog.get_logger(__name__)
 def topics(rt: SyncRuntime) -> TopicTable:
     async def backfill_requested(delivery: Delivery) -> Outcome:
         data = delivery.data()
+        # In a thread, with the loop the eManageCRM client lives on for its batch writes.
         wait = await asyncio.to_thread(
-            advance_backfill, rt, str(data["shop_domain"]), str(data["run"])
+            advance_backfill,
+            rt,
+            str(data["shop_domain"]),
+            str(data["run"]),
+            loop=asyncio.get_running_loop(),
         )
         if wait is None:
             return Ack(note="backfill over")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from syncapp.sync.catalog import Option, Product, ProductStatus, Variant, WeightUnit, money
@@ -27,10 +28,12 @@ from syncapp.sync.plan import VariantLink
 __all__ = [
     "agreed_from_json",
     "agreed_to_json",
+    "batch_key",
     "create_key",
     "fill_ids",
     "same_variant_ids",
     "shopify_product_gid",
+    "snapshot_is_current",
     "variant_links_of",
     "with_shopify_refs",
     "write_key",
@@ -172,6 +175,22 @@ def _digest(parts: Iterable[object]) -> str:
 def create_key(*, shop: str, target: str, source_id: str) -> str:
     """The Idempotency-Key of creating the counterpart of ``source_id`` on side ``target``."""
     return _KEY_PREFIX + _digest(("create", shop, target, source_id))
+
+
+def batch_key(*, shop: str, target: str, scope: str, item_keys: Iterable[str]) -> str:
+    """The Idempotency-Key of a batch of writes: the same items in the same ``scope`` (a
+    backfill run) are the same batch. Each item carries its own key as well, which is what
+    makes an item safe when it is sent again in another batch."""
+    return _KEY_PREFIX + _digest(("batch", shop, target, scope, *item_keys))
+
+
+def snapshot_is_current(taken: datetime | None, agreed_at: datetime | None) -> bool:
+    """Whether a state of a Shopify product taken at ``taken`` (a bulk export's ``updatedAt``)
+    may stand for the product, given the Shopify clock of the link's agreed state: not when
+    the link already holds that state or a newer one (an edit after the export began)."""
+    if agreed_at is None:
+        return True
+    return taken is not None and taken > agreed_at
 
 
 def write_key(

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from syncapp.bus.operators import status as bus_status
 from syncapp.store.locking import locked_transaction
 from syncapp.store.models import Shop
-from syncapp.sync.backfill import ensure_backfill
 from syncapp.sync.models import PRODUCT, VARIANT, SyncConflict, SyncLink, SyncSettings
 
 
@@ -149,6 +148,9 @@ def conflicts(
 def set_keep_products_synchronized(sessions: sessionmaker[Session], shop: str, value: bool) -> bool:
     """Store the setting; True when it changed. Turning it ON starts a backfill (or resumes the
     one in progress), in the same transaction."""
+    # Imported here: the backfill reads this module's setting (and the engine's helpers).
+    from syncapp.sync.backfill import ensure_backfill
+
     with locked_transaction(sessions) as session:
         shop_id = _shop_id(session, shop)
         settings = session.get(SyncSettings, shop_id)

@@ -66,7 +66,10 @@ class Home:
             fast = RetryPolicy(base_seconds=0.05, cap_seconds=0.3, max_attempts=30)
             engine = self.system.runtime.engine
             async with open_onboarding(self.system.settings, engine, policy=fast) as rt:
-                for _ in range(50):
+                # Until a deadline, not a count of passes: on a loaded machine (`make test`'s
+                # workers) a pass can find the job's next step not yet due, or its call slow.
+                deadline = asyncio.get_running_loop().time() + 60
+                while asyncio.get_running_loop().time() < deadline:
                     await signup_pass(rt, engine)
                     status = self.system.fetch(shop, "/app/api/shop").json()["onboarding"]
                     if status == "done":

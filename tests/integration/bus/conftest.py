@@ -155,7 +155,10 @@ class RelayingConsumer:
     def _with_peers(self) -> set[int]:
         return set().union(*(p.holding() for p in self.peers if p is not self.inner))
 
-    async def claim(self, limit: int) -> list[Delivery]:
+    async def wait_for_work(self, seconds: float) -> None:
+        await self.inner.wait_for_work(seconds)
+
+    async def claim(self, limit: int, *, wait: bool = True) -> list[Delivery]:
         await self.inner.start()  # the group's queues exist before anything is published
         await self.relay.run_once()
         loop = asyncio.get_running_loop()
@@ -175,7 +178,7 @@ class RelayingConsumer:
             if flying <= self._with_peers():
                 return []
             await asyncio.sleep(0.01)
-        return await self.inner.claim(limit)
+        return await self.inner.claim(limit, wait=wait)
 
     async def settle(self, outcomes: Sequence[tuple[Delivery, Outcome]]) -> list[Settled]:
         return await self.inner.settle(outcomes)

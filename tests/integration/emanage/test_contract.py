@@ -77,6 +77,11 @@ async def test_every_documented_operation_answers_per_the_contract(
     created = await http.post(products, json=product, headers=bearer(who.account_token, "p-1"))
     pid = created.json()["productId"]
     await http.get(products, headers=bearer(who.account_token))
+    await http.post(
+        f"{products}:batch",
+        json={"items": [{"key": "p-b1", "product": {**product, "name": "B"}, "match": True}]},
+        headers=bearer(who.account_token, "p-batch"),
+    )
     await http.get(f"{products}/{pid}", headers=bearer(who.account_token))
     await http.put(
         f"{products}/{pid}",

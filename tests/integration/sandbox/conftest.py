@@ -150,9 +150,9 @@ class RunningSandbox:
     state: SandboxState
     control: httpx.Client
 
-    def shop_client(self) -> httpx.Client:
+    def shop_client(self, timeout: float = 10) -> httpx.Client:
         """A client that talks to ``https://<shop>.myshopify.com`` as the app would."""
-        return httpx.Client(transport=ShopifyRedirectTransport(self.base_url), timeout=10)
+        return httpx.Client(transport=ShopifyRedirectTransport(self.base_url), timeout=timeout)
 
     def create_shop(self, domain: str = SHOP, **fields: Any) -> dict[str, Any]:
         response = self.control.post("/_sandbox/shops", json={"domain": domain, **fields})

@@ -52,7 +52,9 @@ def _close_clients() -> Iterator[None]:
 
 def client_for(sandbox: RunningSandbox, name: str, plan: str = "Standard") -> ProductsClient:
     """A products client for a fresh sandbox shop on ``plan`` holding a token of the app."""
-    http = sandbox.shop_client()
+    # A 2,048-variant productSet keeps the sandbox (served in this process, under coverage)
+    # busy for seconds, more beside `make test`'s other workers: no 10 s read timeout here.
+    http = sandbox.shop_client(timeout=60)
     _OPEN.append(http)
     handle = "p" + hashlib.sha1(name.encode()).hexdigest()[:12]  # noqa: S324
     domain = str(sandbox.create_shop(handle, plan_name=plan)["domain"])

@@ -27,6 +27,8 @@ from syncapp.connectors.emanage.errors import (
 )
 from syncapp.connectors.emanage.models import (
     Account,
+    BatchResult,
+    BatchWrite,
     CampaignPrices,
     CampaignSettings,
     EmanageProduct,
@@ -44,6 +46,8 @@ from syncapp.connectors.emanage.models import (
 __all__ = [
     "DEFAULT_SCOPES",
     "Account",
+    "BatchResult",
+    "BatchWrite",
     "CampaignPrices",
     "CampaignSettings",
     "EmanageAuthError",

@@ -43,6 +43,8 @@ from syncapp.connectors.emanage.errors import (
 from syncapp.connectors.emanage.models import (
     AccessToken,
     Account,
+    BatchResult,
+    BatchWrite,
     CampaignPrices,
     CampaignSettings,
     EmanageProduct,
@@ -385,6 +387,45 @@ class EmanageClient:
             headers=_origin(origin),
         )
         return _product(response)
+
+    async def batch_products(
+        self,
+        *,
+        account_id: UUID | str,
+        items: Sequence[BatchWrite],
+        idempotency_key: str,
+        origin: str | None = "syncapp",
+    ) -> list[BatchResult]:
+        """Up to 250 product writes in one request, each with its own key and result (in the
+        items' order): a refused item is a result, not an exception. The request's own
+        failures (auth, a malformed batch, 5xx) raise as for any call."""
+        payload: list[dict[str, Any]] = []
+        for item in items:
+            entry: dict[str, Any] = {"key": item.idempotency_key, "product": dict(item.body)}
+            if item.match:
+                entry["match"] = True
+            if item.product_id is not None:
+                if item.version is None:
+                    raise ValueError("a replacement needs the version it is based on")
+                entry["productId"] = item.product_id
+                entry["ifMatch"] = item.version
+            payload.append(entry)
+        response = await self._call(
+            "POST",
+            f"/admin/v1/accounts/{_seg(account_id)}/products:batch",
+            account_id=account_id,
+            content=_encode({"items": payload}),
+            idempotency_key=idempotency_key,
+            headers=_origin(origin),
+        )
+        body = _decimal_json(response)
+        try:
+            results = [BatchResult.from_body(item) for item in body["items"]]
+            if len(results) != len(items):
+                raise ValueError(f"{len(results)} results for {len(items)} items")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _protocol(response, "a batch result", exc) from exc
+        return results
 
     async def update_product(
         self,

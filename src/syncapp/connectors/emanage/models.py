@@ -5,6 +5,7 @@ fields are ignored so that additions on eManageCRM's side do not break the app.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -190,3 +191,58 @@ class ProductPage:
 
     items: list[EmanageProduct]
     next: str | None
+
+
+BatchStatus = Literal["created", "matched", "updated", "unchanged", "conflict", "error"]
+
+
+@dataclass(frozen=True)
+class BatchWrite:
+    """One item of ``batch_products``: a create (``match``: take the product that already
+    stands for it, by external reference then SKU) or, with ``product_id`` and ``version``,
+    a replacement. ``idempotency_key`` is the item's own, the key of the single write."""
+
+    idempotency_key: str
+    body: Mapping[str, Any]
+    match: bool = False
+    product_id: str | None = None
+    version: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One item's result; ``product`` for created, matched, updated and unchanged items,
+    ``code``/``message`` (and ``model_state``, ``current_version``) for the refused ones."""
+
+    idempotency_key: str
+    status: BatchStatus
+    replayed: bool
+    matched_by: str | None
+    product: EmanageProduct | None
+    code: str | None = None
+    message: str | None = None
+    model_state: Mapping[str, Any] | None = None
+    current_version: int | None = None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> BatchResult:
+        """Raises KeyError/TypeError/ValueError when the item is not a batch result."""
+        status = body["status"]
+        if status not in ("created", "matched", "updated", "unchanged", "conflict", "error"):
+            raise ValueError(f"unknown batch item status {status!r}")
+        product = body.get("product")
+        error = body.get("error") or {}
+        if not isinstance(error, Mapping):
+            raise TypeError("error must be an object or null")
+        current = error.get("currentVersion")
+        return cls(
+            idempotency_key=str(body["key"]),
+            status=status,
+            replayed=bool(body.get("replayed")),
+            matched_by=body.get("matchedBy"),
+            product=None if product is None else EmanageProduct.from_body(dict(product)),
+            code=error.get("code"),
+            message=error.get("message"),
+            model_state=error.get("modelState"),
+            current_version=current if isinstance(current, int) else None,
+        )

@@ -30,10 +30,44 @@ _KEPT_HEADERS = ("location", "etag")
 def fingerprint(method: str, path: str, raw_body: bytes) -> str:
     """Equal for requests that mean the same: JSON key order and whitespace do not count."""
     try:
-        canonical = json.dumps(json.loads(raw_body), sort_keys=True, separators=(",", ":"))
+        return value_fingerprint(method, path, json.loads(raw_body))
     except ValueError:
         canonical = raw_body.decode("utf-8", "replace").strip()
     return hashlib.sha256(f"{method.upper()} {path}\n{canonical}".encode()).hexdigest()
+
+
+def value_fingerprint(method: str, path: str, body: object) -> str:
+    """:func:`fingerprint` of a request whose body is the JSON value ``body`` (parsed as
+    ``json.loads`` parses, floats as floats): an item of a batch is fingerprinted as the single
+    request it stands for, so the two share one key space without ambiguity."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{method.upper()} {path}\n{canonical}".encode()).hexdigest()
+
+
+def stored_answer(conn: sqlite3.Connection, client_id: str, key: str) -> sqlite3.Row | None:
+    """The stored answer of ``key`` (fingerprint, status, body, headers), or None."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM idempotency_keys WHERE client_id = ? AND key = ?", (client_id, key)
+    ).fetchone()
+    return row
+
+
+def store_answer(
+    conn: sqlite3.Connection,
+    *,
+    client_id: str,
+    key: str,
+    fingerprint: str,
+    status: int,
+    body: str,
+    headers: dict[str, str],
+    now: float,
+) -> None:
+    """Keep the answer of a write that ran under ``key``, in the write's own transaction."""
+    conn.execute(
+        "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (client_id, key, fingerprint, status, body, json.dumps(headers), now),
+    )
 
 
 async def run_idempotent(
@@ -64,10 +98,7 @@ async def run_idempotent(
             "DELETE FROM idempotency_keys WHERE created_at < ?",
             (now - state.config.idempotency_ttl_seconds,),
         )
-        row = conn.execute(
-            "SELECT * FROM idempotency_keys WHERE client_id = ? AND key = ?",
-            (principal.client_id, key),
-        ).fetchone()
+        row = stored_answer(conn, principal.client_id, key)
         if row is not None:
             if row["fingerprint"] != print_:
                 return api_error(
@@ -86,16 +117,14 @@ async def run_idempotent(
         response = write(conn)
         if response.status_code < 300 or response.status_code == 409:
             kept = {h: response.headers[h] for h in _KEPT_HEADERS if h in response.headers}
-            conn.execute(
-                "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    principal.client_id,
-                    key,
-                    print_,
-                    response.status_code,
-                    bytes(response.body).decode(),
-                    json.dumps(kept),
-                    now,
-                ),
+            store_answer(
+                conn,
+                client_id=principal.client_id,
+                key=key,
+                fingerprint=print_,
+                status=response.status_code,
+                body=bytes(response.body).decode(),
+                headers=kept,
+                now=now,
             )
     return response

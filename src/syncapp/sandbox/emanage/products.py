@@ -42,7 +42,13 @@ from syncapp.sandbox.emanage.common import (
     require_scope,
     validation_error,
 )
-from syncapp.sandbox.emanage.idempotency import run_idempotent
+from syncapp.sandbox.emanage.idempotency import (
+    MAX_KEY_LENGTH,
+    run_idempotent,
+    store_answer,
+    stored_answer,
+    value_fingerprint,
+)
 from syncapp.sandbox.emanage.state import EmanageState, iso
 from syncapp.sandbox.emanage.websales import CURRENCIES
 
@@ -482,6 +488,7 @@ def _write_variants(conn: sqlite3.Connection, product_id: int, data: ProductData
         f"DELETE FROM product_variants WHERE product_id = ? AND id NOT IN ({placeholders})",  # noqa: S608 - placeholders only
         (product_id, *kept),
     )
+    new_rows = []
     for position, v in enumerate(data.variants):
         values = (
             position,
@@ -494,12 +501,7 @@ def _write_variants(conn: sqlite3.Connection, product_id: int, data: ProductData
             v.shopify_variant_id,
         )
         if v.variant_id is None:
-            conn.execute(
-                "INSERT INTO product_variants (position, sku, options, weight_value, weight_unit,"
-                " price, full_retail_price, shopify_variant_id, product_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*values, product_id),
-            )
+            new_rows.append((*values, product_id))
         else:
             conn.execute(
                 "UPDATE product_variants SET position = ?, sku = ?, options = ?, weight_value = ?,"
@@ -507,6 +509,13 @@ def _write_variants(conn: sqlite3.Connection, product_id: int, data: ProductData
                 " WHERE id = ? AND product_id = ?",
                 (*values, int(v.variant_id), product_id),
             )
+    # New variants in one statement, in position order (their ids follow it).
+    conn.executemany(
+        "INSERT INTO product_variants (position, sku, options, weight_value, weight_unit,"
+        " price, full_retail_price, shopify_variant_id, product_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        new_rows,
+    )
 
 
 def _product_columns(data: ProductData) -> tuple[Any, ...]:
@@ -621,6 +630,323 @@ def archive_product(
     )
 
 
+# --------------------------------------------------------------------------- batches
+
+MAX_BATCH = 250
+BATCH_ITEM_FIELDS = frozenset({"key", "product", "match", "productId", "ifMatch"})
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One item of ``POST …/products:batch``: a create (``match``: look for the product first)
+    or, with ``product_id`` and ``if_match``, a replacement. ``plain`` is the item's product as
+    ``json.loads`` reads it (floats), for its fingerprint."""
+
+    key: str
+    product: dict[str, Any]
+    plain: Any
+    match: bool
+    product_id: str | None
+    if_match: int | None
+
+
+def check_batch(body: dict[str, Any], plain: Any) -> list[BatchItem] | dict[str, list[str]]:
+    """The items of a batch body, or the field errors of its shape (an item's product is
+    checked later, on its own: a bad product fails its item, not the batch)."""
+    c = _Checker()
+    c.unknown(body, frozenset({"items"}), "")
+    raw_items = body.get("items")
+    plain_items = plain.get("items") if isinstance(plain, dict) else None
+    if (
+        not isinstance(raw_items, list)
+        or not isinstance(plain_items, list)
+        or not 1 <= len(raw_items) <= MAX_BATCH
+    ):
+        c.add("items", f"'items' must be a list of 1 to {MAX_BATCH} items.")
+        return c.errors
+    items: list[BatchItem] = []
+    for i, (raw, plain_item) in enumerate(zip(raw_items, plain_items, strict=True)):
+        path = f"items[{i}]"
+        item = _object(raw)
+        if item is None or not isinstance(plain_item, dict):
+            c.add(path, "An item is an object {key, product, match?, productId?, ifMatch?}.")
+            continue
+        c.unknown(item, BATCH_ITEM_FIELDS, path + ".")
+        key = item.get("key")
+        if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY_LENGTH:
+            c.add(path + ".key", f"'key' is the item's Idempotency-Key (1 to {MAX_KEY_LENGTH}).")
+            key = ""
+        product = _object(item.get("product"))
+        if product is None:
+            c.add(path + ".product", "'product' is a product object, as POST takes it.")
+        match = item.get("match", False)
+        if not isinstance(match, bool):
+            c.add(path + ".match", "'match' must be true or false.")
+        product_id = item.get("productId")
+        if_match = item.get("ifMatch")
+        if product_id is not None:
+            if not isinstance(product_id, str) or not product_id:
+                c.add(path + ".productId", "'productId' must be a product id.")
+            if isinstance(if_match, bool) or not isinstance(if_match, int) or if_match < 1:
+                c.add(path + ".ifMatch", "A replacement needs 'ifMatch': the version you read.")
+            if match is True:
+                c.add(path + ".match", "'match' is for creates (no 'productId').")
+        elif if_match is not None:
+            c.add(path + ".ifMatch", "'ifMatch' goes with 'productId'.")
+        if product is not None and isinstance(match, bool):
+            items.append(
+                BatchItem(
+                    key=key,
+                    product=product,
+                    plain=plain_item.get("product"),
+                    match=match,
+                    product_id=product_id if isinstance(product_id, str) else None,
+                    if_match=if_match if isinstance(if_match, int) else None,
+                )
+            )
+    return c.errors or items
+
+
+def match_existing(
+    conn: sqlite3.Connection, account_id: str, data: ProductData, claimed: set[int]
+) -> tuple[sqlite3.Row, str] | tuple[str, str] | None:
+    """The existing product a create stands for, and how it was found: the one whose external
+    reference is the item's; else, by SKU, the one product that has any of the item's SKUs and
+    no other Shopify reference. Never a guess: SKUs found in several such products are a
+    conflict (``ambiguous_match``), as is a reference an earlier item of the batch took
+    (``already_matched``); a product an earlier item created or matched is no SKU candidate.
+    Returns ``(row, "externalRef" | "sku")``, ``(code, message)`` for a conflict, or None."""
+    if data.shopify_product_id is not None:
+        # The planner prefers the (account, updatedAt) index for the ORDER BY and then scans
+        # the account: name the index that finds the few rows.
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT * FROM products INDEXED BY products_by_shopify_id"
+            " WHERE account_id = ? AND shopify_product_id = ? ORDER BY updated_at, id LIMIT 1",
+            (account_id, data.shopify_product_id),
+        ).fetchone()
+        if row is not None:
+            if row["id"] in claimed:
+                return (
+                    "already_matched",
+                    f"Product {row['id']} is already an earlier item's of this batch.",
+                )
+            return row, "externalRef"
+    skus = sorted({v.sku for v in data.variants if v.sku is not None})
+    if not skus:
+        return None
+    marks = ",".join("?" * len(skus))
+    candidates = [
+        r
+        for r in conn.execute(
+            f"SELECT * FROM products WHERE +account_id = ? AND id IN (SELECT product_id FROM"  # noqa: S608 - placeholders only
+            f" product_variants WHERE sku IN ({marks})) ORDER BY updated_at, id",
+            (account_id, *skus),
+        )
+        if not (r["shopify_product_id"] and r["shopify_product_id"] != data.shopify_product_id)
+        and r["id"] not in claimed
+    ]
+    if not candidates:
+        return None
+    if len(candidates) > 1:
+        ids = ", ".join(str(r["id"]) for r in candidates[:10])
+        return (
+            "ambiguous_match",
+            f"The product's SKUs are in several products ({ids}): none is matched.",
+        )
+    return candidates[0], "sku"
+
+
+def _item_error(key: str, status: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    error = {"code": code, "message": message, **{k: v for k, v in extra.items() if v}}
+    return {
+        "key": key,
+        "status": status,
+        "replayed": False,
+        "matchedBy": None,
+        "product": None,
+        "error": error,
+    }
+
+
+def _item_answer(
+    key: str, status: str, product: Any, *, replayed: bool = False, matched_by: str | None = None
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "status": status,
+        "replayed": replayed,
+        "matchedBy": matched_by,
+        "product": product,
+        "error": None,
+    }
+
+
+def run_batch(
+    conn: sqlite3.Connection,
+    *,
+    account_id: str,
+    client_id: str,
+    items: list[BatchItem],
+    origin: str | None,
+    now: float,
+) -> list[dict[str, Any]]:
+    """Every item in order, each on its own: a refused item changes nothing and does not stop
+    the others. An item that writes stores its answer under its key exactly as the single
+    request it stands for (``POST …/products`` for a create, ``PUT …/products/{id}`` for a
+    replacement), so a replayed item — in this batch, a later one, or sent alone — gets the
+    stored answer and changes nothing; a matched item writes nothing and stores nothing."""
+    base = f"/admin/v1/accounts/{account_id}/products"
+    claimed: set[int] = set()
+    out: list[dict[str, Any]] = []
+    for item in items:
+        path = base if item.product_id is None else f"{base}/{item.product_id}"
+        method = "POST" if item.product_id is None else "PUT"
+        print_ = value_fingerprint(method, path, item.plain)
+        stored = stored_answer(conn, client_id, item.key)
+        if stored is not None:
+            if stored["fingerprint"] != print_:
+                out.append(
+                    _item_error(
+                        item.key,
+                        "conflict",
+                        "idempotency_key_reused",
+                        "This key was used for a different request; use a new key.",
+                    )
+                )
+                continue
+            answer = json.loads(stored["body"], parse_float=Decimal)
+            if stored["status"] >= 300:
+                out.append({**_item_error(item.key, "conflict", "", ""), "error": answer})
+                out[-1]["replayed"] = True
+                continue
+            status = "created" if stored["status"] == 201 else "updated"
+            out.append(_item_answer(item.key, status, answer, replayed=True))
+            continue
+        checked = check_product(item.product)
+        if isinstance(checked, dict):
+            fields = ", ".join(sorted(checked))
+            out.append(
+                _item_error(
+                    item.key,
+                    "error",
+                    "validation_failed",
+                    f"The product is invalid: check {fields}.",
+                    modelState=checked,
+                )
+            )
+            continue
+        if item.product_id is None:
+            out.append(
+                _batch_create(
+                    conn, item, checked, account_id, client_id, claimed, now, origin, print_
+                )
+            )
+            continue
+        out.append(_batch_replace(conn, item, checked, account_id, client_id, now, origin, print_))
+    return out
+
+
+def _batch_create(
+    conn: sqlite3.Connection,
+    item: BatchItem,
+    data: ProductData,
+    account_id: str,
+    client_id: str,
+    claimed: set[int],
+    now: float,
+    origin: str | None,
+    print_: str,
+) -> dict[str, Any]:
+    if any(v.variant_id is not None for v in data.variants):
+        return _item_error(
+            item.key,
+            "error",
+            "validation_failed",
+            "A new product's variants have no ids yet.",
+            modelState={
+                f"variants[{i}].variantId": ["A new product's variants have no ids yet."]
+                for i, v in enumerate(data.variants)
+                if v.variant_id is not None
+            },
+        )
+    if item.match:
+        found = match_existing(conn, account_id, data, claimed)
+        if found is not None:
+            row, how = found
+            if isinstance(row, str):
+                return _item_error(item.key, "conflict", row, how)
+            claimed.add(row["id"])
+            return _item_answer(item.key, "matched", product_json(conn, row), matched_by=how)
+    row = create_product(conn, account_id=account_id, data=data, origin=origin, now=now)
+    claimed.add(row["id"])
+    answer = product_json(conn, row)
+    store_answer(
+        conn,
+        client_id=client_id,
+        key=item.key,
+        fingerprint=print_,
+        status=201,
+        body=dumps(answer).decode(),
+        headers={
+            "location": f"/admin/v1/accounts/{account_id}/products/{row['id']}",
+            "etag": _etag(row["version"]),
+        },
+        now=now,
+    )
+    return _item_answer(item.key, "created", answer)
+
+
+def _batch_replace(
+    conn: sqlite3.Connection,
+    item: BatchItem,
+    data: ProductData,
+    account_id: str,
+    client_id: str,
+    now: float,
+    origin: str | None,
+    print_: str,
+) -> dict[str, Any]:
+    assert item.product_id is not None
+    row = find_product(conn, account_id, item.product_id)
+    if row is None:
+        return _item_error(
+            item.key,
+            "error",
+            "product_not_found",
+            f"This account has no product {item.product_id}.",
+        )
+    if row["version"] != item.if_match:
+        return _item_error(
+            item.key,
+            "conflict",
+            "version_conflict",
+            f"The product is at version {row['version']}, not {item.if_match}: read it again"
+            " and apply your change to that version.",
+            currentVersion=row["version"],
+        )
+    if errors := unknown_variants(conn, row, data):
+        return _item_error(
+            item.key,
+            "error",
+            "validation_failed",
+            f"The request is invalid: check {', '.join(sorted(errors))}.",
+            modelState=errors,
+        )
+    row, changed = replace_product(conn, row=row, data=data, origin=origin, now=now)
+    answer = product_json(conn, row)
+    store_answer(
+        conn,
+        client_id=client_id,
+        key=item.key,
+        fingerprint=print_,
+        status=200,
+        body=dumps(answer).decode(),
+        headers={"etag": _etag(row["version"])},
+        now=now,
+    )
+    return _item_answer(item.key, "updated" if changed else "unchanged", answer)
+
+
 # --------------------------------------------------------------------------- paging
 
 
@@ -663,7 +989,10 @@ def list_products(
     sku: str | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page in (updatedAt, productId) order, and the cursor of the next one."""
-    where = ["account_id = ?"]
+    # With a filter, the few rows it finds are sorted; without, the (account, updatedAt)
+    # index gives the order (the planner would take it and scan the account either way).
+    by_sku_only = sku is not None and shopify_product_id is None
+    where = ["+account_id = ?" if by_sku_only else "account_id = ?"]
     args: list[Any] = [account_id]
     if since is not None:
         # updatedAt is shown to the second: a product changed at 10:00:00.7 shows 10:00:00
@@ -677,13 +1006,12 @@ def list_products(
         where.append("shopify_product_id = ?")
         args.append(shopify_product_id)
     if sku is not None:
-        where.append(
-            "EXISTS (SELECT 1 FROM product_variants v"
-            " WHERE v.product_id = products.id AND v.sku = ?)"
-        )
+        # Through the SKU index (an EXISTS per product would scan the account's products).
+        where.append("id IN (SELECT product_id FROM product_variants WHERE sku = ?)")
         args.append(sku)
+    index = " INDEXED BY products_by_shopify_id" if shopify_product_id is not None else ""
     rows = conn.execute(
-        f"SELECT * FROM products WHERE {' AND '.join(where)}"  # noqa: S608 - fixed clauses
+        f"SELECT * FROM products{index} WHERE {' AND '.join(where)}"  # noqa: S608 - fixed clauses
         " ORDER BY updated_at, id LIMIT ?",
         (*args, limit + 1),
     ).fetchall()
@@ -838,6 +1166,41 @@ def routes(state: EmanageState) -> list[BaseRoute]:
 
         return await run_idempotent(state, request, principal, write)
 
+    async def batch_route(request: Request) -> Response:
+        principal = caller(request, "products:write")
+        if isinstance(principal, Response):
+            return principal
+        origin = origin_of(request)
+        if isinstance(origin, Response):
+            return origin
+        body = await read_decimal_json(request)
+        if isinstance(body, Response):
+            return body
+        raw = await request.body()
+        try:
+            plain = orjson.loads(raw)  # as json.loads reads it (floats), only faster
+        except orjson.JSONDecodeError:
+            plain = json.loads(raw)  # NaN, Infinity: the product checks refuse them
+        checked = check_batch(body, plain)
+
+        def write(conn: sqlite3.Connection) -> Response:
+            account = account_access(conn, principal, account_id_of(request), data=True)
+            if isinstance(account, Response):
+                return account
+            if isinstance(checked, dict):
+                return validation_error(checked)
+            results = run_batch(
+                conn,
+                account_id=account["id"],
+                client_id=principal.client_id,
+                items=checked,
+                origin=origin,
+                now=state.clock.now(),
+            )
+            return MoneyJSONResponse({"items": results})
+
+        return await run_idempotent(state, request, principal, write)
+
     async def guarded_write(request: Request, change: str) -> Response:
         principal = caller(request, "products:write")
         if isinstance(principal, Response):
@@ -909,6 +1272,7 @@ def routes(state: EmanageState) -> list[BaseRoute]:
     base = "/admin/v1/accounts/{account_id}/products"
     return [
         Route(base, collection, methods=["GET", "POST"]),
+        Route(base + ":batch", batch_route, methods=["POST"]),
         Route(base + "/{product_id}", item, methods=["GET", "PUT"]),
         Route(base + "/{product_id}/archive", archive_route, methods=["POST"]),
     ]
