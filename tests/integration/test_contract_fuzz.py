@@ -182,6 +182,9 @@ def _emanage_target(base_url: str) -> Target:
                 "POST /admin/v1/accounts/{accountId}/products",
                 "PUT /admin/v1/accounts/{accountId}/products/{productId}",
                 "POST /admin/v1/accounts/{accountId}/products/{productId}/archive",
+                # Its items are those writes, plus pairings the schema does not say (a
+                # replacement's productId needs ifMatch and no match), refused with a 422.
+                "POST /admin/v1/accounts/{accountId}/products:batch",
             }
         ),
     )
